@@ -40,9 +40,11 @@ setuptools.setup(
                  'Intended Audience :: ' + cfg['audience'].title(),
                  'Natural Language :: ' + cfg['language'].title(),
                  lic[1]] + ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
-    packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
+    # tutorials/ ships inside the wheel as microscopy_toolkit.tutorials, so `mtk quickstart` works from any install
+    packages=setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']) + [cfg['lib_path'] + '.tutorials'],
+    package_dir={cfg['lib_path'] + '.tutorials': 'tutorials'},
     include_package_data=True,
-    package_data={cfg['lib_path']: ['*.yaml', '*.json']},
+    package_data={cfg['lib_path']: ['*.yaml', '*.json'], cfg['lib_path'] + '.tutorials': ['*.ipynb']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python,
