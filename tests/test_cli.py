@@ -72,3 +72,16 @@ def test_focus_analyze_csv_collection(tmp_path):
     assert abs(m['srcc_mean'] - per.srcc.mean()) < 1e-9
     for f in ['rank_curve.png', 'stain_boxplots.png', 'table1.csv']:
         assert (tmp_path/'out'/f).stat().st_size > 0 and f'wrote {tmp_path/"out"/f}' in res.stdout
+
+
+def test_bench_eval_and_merge_from_the_shell(tmp_path):
+    "The installed `mtk bench` verbs: merge two tiny models, evaluate base and merge on the generated sample."
+    import pandas as pd
+    res = run_mtk('bench', 'merge', 'tiny:0', 'tiny:1', '--alpha', '0.3', '-o', tmp_path/'m')
+    assert f"wrote {tmp_path/'m'/'merged'/'open_clip_config.json'}" in res.stdout
+    res = run_mtk('bench', 'eval', 'tiny:0', tmp_path/'m'/'merged', '--sample', '--group', 'coarse', '--n-resamples', '1000', '-o', tmp_path/'e')
+    table = pd.read_csv(tmp_path/'e'/'table1.csv', index_col=0)
+    assert list(table.columns) == ['Perception (coarse-grained)', 'Perception (coarse-grained) ±']
+    assert sorted(table.index) == ['merged', 'tiny:0'] and (table.iloc[:, 1] > 0).all()
+    bad = run_mtk('bench', 'eval', 'tiny:0', '--data', tmp_path/'nothing_here', '-o', tmp_path/'x', check=False)
+    assert bad.returncode == 2 and 'mtk: error' in bad.stderr and not (tmp_path/'x').exists()

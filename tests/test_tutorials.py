@@ -42,3 +42,30 @@ def test_focus_tutorial_reproduces_stain_dependence(quickstart):
 def test_quickstart_only_and_bad_folder(tmp_path):
     res = run_mtk('quickstart', '--only', 'no_such_tutorial', '-o', tmp_path, check=False)
     assert res.returncode == 2 and 'no tutorial notebooks' in res.stderr
+
+
+def test_bench_tutorial_forgetting_and_merging(quickstart):
+    "Micro-Bench tutorial: the specialist gains in its domain and forgets elsewhere; a middle alpha repairs much of it (Fig. 5)."
+    out, _ = quickstart
+    m = json.loads((out/'metrics.json').read_text())['05_micro_bench']
+    sw = {float(a): v for a, v in m['sweep'].items()}
+    base, spec = sw[0.0], sw[1.0]
+    assert spec['in_domain'] > base['in_domain']                  # fine-tuning helped where it was trained
+    assert spec['elsewhere'] < base['elsewhere'] - 0.2            # ... and forgot the rest of microscopy
+    mid = sw[0.5]
+    assert mid['in_domain'] >= base['in_domain'] and mid['elsewhere'] > spec['elsewhere'] + 0.2
+    rand = m['per_group']['Random']
+    for g, v in rand.items():                                     # the baseline's accuracy is consistent with chance
+        assert abs(v['pooled'] - v['chance']) < 3 * v['pooled_ci'] + 1e-9, (g, v)
+    assert all(v['pooled_ci'] > 0 for r in m['per_group'].values() for v in r.values())
+
+
+def test_bench_tutorial_saved_merge_reproduces_sweep(quickstart):
+    "The merged model the tutorial saved, loaded back from its folder, scores exactly what the sweep measured at that alpha."
+    from microscopy_toolkit.bench.data import load_ubench
+    from microscopy_toolkit.bench.evaluate import evaluate
+    out, _ = quickstart
+    m = json.loads((out/'metrics.json').read_text())['05_micro_bench']
+    d = out/'05_micro_bench'
+    res = evaluate(d/'merged_model', load_ubench(d/'ubench_sample'), group='perception', n_resamples=1000, show_progress=False)
+    assert res.items.correct.mean() == m['sweep'][str(float(m['best_alpha']))]['all']
