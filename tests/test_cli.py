@@ -85,3 +85,33 @@ def test_bench_eval_and_merge_from_the_shell(tmp_path):
     assert sorted(table.index) == ['merged', 'tiny:0'] and (table.iloc[:, 1] > 0).all()
     bad = run_mtk('bench', 'eval', 'tiny:0', '--data', tmp_path/'nothing_here', '-o', tmp_path/'x', check=False)
     assert bad.returncode == 2 and 'mtk: error' in bad.stderr and not (tmp_path/'x').exists()
+
+
+def test_focus_train_yaml_and_predict_bbbc006_layout(tmp_path):
+    """`mtk focus train` from a YAML config on data written in BBBC006's real layout (16-bit TIFFs, folder per z), then
+    `mtk focus predict` on a z-stack; a second train call reuses the finished run, a wrong stain exits 2 and writes nothing."""
+    import numpy as np, pandas as pd, tifffile
+    from microscopy_toolkit.synthetic.stains import stain_focus_dataset, write_bbbc006_layout, stain_zstack
+    images, table = stain_focus_dataset(['Hoechst', 'Alexa488'], n_stacks=2, size=64, seed=0)
+    write_bbbc006_layout(tmp_path/'bbbc006', images, table, channels={'w1': 'Hoechst', 'w2': 'Alexa488'})
+    cfg = tmp_path/'cfg.yaml'
+    cfg.write_text(f"method: [fluoclip, ordinalclip]\nbackbone: tiny\nseeds: [0]\nepochs: {{stain: 1, rank: 1}}\n"
+                   f"batch_size: 16\nmax_steps_per_epoch: 2\ndevice: cpu\n"
+                   f"data: {{layout: bbbc006, path: {tmp_path/'bbbc006'}, test_fraction: 0.5}}\n")
+    res = run_mtk('focus', 'train', cfg, '-o', tmp_path/'run')
+    per_seed = pd.read_csv(tmp_path/'run'/'per_seed.csv')
+    assert sorted(per_seed.method) == ['fluoclip', 'ordinalclip']
+    assert f"wrote {tmp_path/'run'/'results_table.csv'}" in res.stdout
+    model = tmp_path/'run'/'fluoclip'/'seed0'/'model.pt'
+    stamp = model.stat().st_mtime
+    run_mtk('focus', 'train', cfg, '-o', tmp_path/'run')
+    assert model.stat().st_mtime == stamp                                   # finished runs are not trained again
+    stack = (stain_zstack('Hoechst', n_planes=9, z_focus=4, size=64, seed=1) * 4000).astype(np.uint16)
+    tifffile.imwrite(tmp_path/'stack.tif', stack)
+    stains = pd.read_csv(tmp_path/'run'/'fluoclip'/'seed0'/'predictions.csv').stain.unique().tolist()
+    res = run_mtk('focus', 'predict', model, tmp_path/'stack.tif', '--stain', stains[0], '-o', tmp_path/'pred.csv')
+    pred = pd.read_csv(tmp_path/'pred.csv')
+    assert pred.z.tolist() == list(range(9)) and np.allclose(pred.filter(regex=r'^p\d').sum(axis=1), 1, atol=1e-4)
+    assert 'best-focused z=' in res.stdout
+    bad = run_mtk('focus', 'predict', model, tmp_path/'stack.tif', '--stain', 'NoSuchStain', '-o', tmp_path/'bad.csv', check=False)
+    assert bad.returncode == 2 and 'unknown stain' in bad.stderr and not (tmp_path/'bad.csv').exists()
