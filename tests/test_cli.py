@@ -115,3 +115,33 @@ def test_focus_train_yaml_and_predict_bbbc006_layout(tmp_path):
     assert 'best-focused z=' in res.stdout
     bad = run_mtk('focus', 'predict', model, tmp_path/'stack.tif', '--stain', 'NoSuchStain', '-o', tmp_path/'bad.csv', check=False)
     assert bad.returncode == 2 and 'unknown stain' in bad.stderr and not (tmp_path/'bad.csv').exists()
+
+
+def test_match_train_segment_count_from_the_shell(tmp_path):
+    "mtk match train (tiny SD, synthetic) -> best.pt; mtk match segment / count on files, with and without an exemplar box."
+    import tifffile
+    from microscopy_toolkit.matching.pipeline import MatchingModel, synthetic_segmentation_set
+    from microscopy_toolkit.matching.exemplar import boxes_from_labels
+    ck = tmp_path/'run'
+    res = run_mtk('match', 'train', '--synthetic', '6', '--epochs', '2', '--lr', '1e-3', '--mode', 'S', '--out', ck, '--device', 'cpu')
+    assert f'wrote {ck/"best.pt"}' in res.stdout
+    hist = pd.read_csv(ck/'history.csv')
+    assert hist.epoch.tolist() == [0, 1] and {'loss', 'attn_loss', 'val_ap50'} <= set(hist.columns)
+    sample = synthetic_segmentation_set(1, size=96, seed=7)[0]
+    tifffile.imwrite(tmp_path/'cells.tif', (sample['image'] * 1000).astype(np.uint16))
+    box = boxes_from_labels(sample['labels'])[0][0]
+    out = tmp_path/'seg'
+    res = run_mtk('match', 'segment', tmp_path/'cells.tif', '-c', ck/'best.pt', '--box', ','.join(str(int(v)) for v in box), '-o', out)
+    lab = tifffile.imread(out/'cells_labels.tif')
+    model = MatchingModel.load(ck/'best.pt')
+    want = model.segment(tifffile.imread(tmp_path/'cells.tif'), box)[0]
+    assert lab.shape == (96, 96) and np.array_equal(lab, want)
+    assert (out/'cells_overlay.png').exists() and f'{int(want.max())} objects' in res.stdout
+    res = run_mtk('match', 'count', tmp_path/'cells.tif', '-c', ck/'best.pt', '-o', tmp_path/'cnt', '--no-overlays')
+    df = pd.read_csv(tmp_path/'cnt'/'counts.csv')
+    np.testing.assert_allclose(df['count'], model.count(tifffile.imread(tmp_path/'cells.tif'))[0], atol=1e-3)
+    # mistakes: a bad box and a missing checkpoint end with status 2 and one line, nothing written
+    bad = run_mtk('match', 'segment', tmp_path/'cells.tif', '-c', ck/'best.pt', '--box', '0,0,500,10', '-o', tmp_path/'bad', check=False)
+    assert bad.returncode == 2 and 'outside' in bad.stderr and not (tmp_path/'bad').exists()
+    bad = run_mtk('match', 'count', tmp_path/'cells.tif', '-c', tmp_path/'nope.pt', check=False)
+    assert bad.returncode == 2 and 'does not exist' in bad.stderr
