@@ -145,3 +145,30 @@ def test_match_train_segment_count_from_the_shell(tmp_path):
     assert bad.returncode == 2 and 'outside' in bad.stderr and not (tmp_path/'bad').exists()
     bad = run_mtk('match', 'count', tmp_path/'cells.tif', '-c', tmp_path/'nope.pt', check=False)
     assert bad.returncode == 2 and 'does not exist' in bad.stderr
+
+
+def test_track_run_eval_and_train_from_the_shell(tmp_path):
+    "mtk track run (classical linker on given masks, and a trained tracker) -> CTC folder -> mtk track eval, against the library."
+    from microscopy_toolkit.synthetic.cells import cell_timelapse, write_ctc_gt
+    from microscopy_toolkit.tracking.ctc import evaluate_ctc
+    tl = cell_timelapse(n_frames=6, size=64, n_cells=5, radius=(4, 7), seed=3, division_prob=0.3, min_age=1)
+    write_ctc_gt(tmp_path, tl)
+    res = run_mtk('track', 'run', tmp_path/'01', '--masks', tmp_path/'01_GT'/'SEG', '--linker', 'overlap', '-o', tmp_path/'01_RES')
+    assert 'tracks' in res.stdout and (tmp_path/'01_RES'/'res_track.txt').exists()
+    ev = run_mtk('track', 'eval', tmp_path/'01_RES', tmp_path/'01_GT', '--json', tmp_path/'m.json')
+    m = json.loads((tmp_path/'m.json').read_text())
+    lib = evaluate_ctc(tmp_path/'01_RES', tmp_path/'01_GT')
+    assert m['SEG'] == 1.0 and m['DET'] == 1.0 and abs(m['TRA'] - lib['TRA']) < 1e-12 and abs(m['LNK'] - lib['LNK']) < 1e-12
+    assert f"TRA: {lib['TRA']:.4f}" in ev.stdout
+    # train a tiny tracker on generated sequences, then track with it
+    run_mtk('track', 'train', '--synthetic', '3', '--seg-epochs', '1', '--proj-epochs', '1', '--link-epochs', '20', '-o', tmp_path/'tr', '--device', 'cpu')
+    hist = pd.read_csv(tmp_path/'tr'/'link_history.csv')
+    assert hist.loss.iloc[-1] < hist.loss.iloc[0]
+    run_mtk('track', 'run', tmp_path/'01', '-c', tmp_path/'tr'/'tracker.pt', '--masks', tmp_path/'01_GT'/'SEG', '-o', tmp_path/'02_RES')
+    m2 = evaluate_ctc(tmp_path/'02_RES', tmp_path/'01_GT')
+    assert m2['DET'] == 1.0 and m2['LNK'] > 0.5, m2
+    # mistakes end with status 2 and one line
+    bad = run_mtk('track', 'run', tmp_path/'01', '--linker', 'overlap', '-o', tmp_path/'x', check=False)
+    assert bad.returncode == 2 and '--masks' in bad.stderr and not (tmp_path/'x').exists()
+    bad = run_mtk('track', 'eval', tmp_path/'nope', tmp_path/'01_GT', check=False)
+    assert bad.returncode == 2
