@@ -14,7 +14,7 @@ import pandas as pd
 from .core import InputError, as_rng
 
 # %% auto #0
-__all__ = ['expected_rank', 'pearson_corr', 'average_ranks', 'spearman_corr', 'accuracy', 'mae', 'plcc', 'srcc',
+__all__ = ['AP_THRESHOLDS', 'expected_rank', 'pearson_corr', 'average_ranks', 'spearman_corr', 'accuracy', 'mae', 'plcc', 'srcc',
            'ordinal_metrics', 'BootstrapResult', 'bootstrap_ci', 'iou_matrix', 'InstanceMatches', 'match_instances',
            'average_precision', 'count_mae', 'count_rmse']
 
@@ -291,7 +291,9 @@ def _ap_one(gt, pred, th):
     den = tp + fp + fn
     return np.where(den > 0, tp / np.maximum(den, 1), 1.0), tp, fp, fn
 
-def average_precision(gt_labels, pred_labels, thresholds=np.arange(0.5, 1.0, 0.05)):
+AP_THRESHOLDS = tuple(np.arange(0.5, 1.0, 0.05).tolist())  # 0.5, 0.55, ..., 0.95 (Cellpose's grid; a tuple, so the default shows in the docs)
+
+def average_precision(gt_labels, pred_labels, thresholds=AP_THRESHOLDS):
     "Cellpose AP = TP/(TP+FP+FN) per IoU threshold: (ap, tp, fp, fn), each (T,) for one image or (n_images, T) for lists of images."
     th = _check_thresholds(thresholds)
     if isinstance(gt_labels, (list, tuple)) or isinstance(pred_labels, (list, tuple)):
