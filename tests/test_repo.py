@@ -50,3 +50,46 @@ def test_papermill_parameters_tag_survives_clean(root):
         cells = json.loads(nb.read_text())['cells']
         tagged = [c for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
         assert len(tagged) == 1, f"{nb.name}: needs exactly one cell tagged 'parameters' for papermill"
+
+
+def _make_readme(root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('make_readme', root/'tools'/'make_readme.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_is_generated_from_index(root):
+    "README.md (and its figures) is exactly what tools/make_readme.py makes of nbs/index.ipynb."
+    images = {}
+    text = _make_readme(root).readme_from_index(root/'nbs'/'index.ipynb', images)
+    assert text.encode('utf-8') == (root/'README.md').read_bytes(), \
+        "README.md is not generated from nbs/index.ipynb: edit the notebook, then run `python tools/make_readme.py`"
+    assert images, "the index notebook stores its figure (execute it before committing)"
+    linked = re.findall(r'!\[[^\]]*\]\(([^)\s]+)\)', text)
+    assert sorted(linked) == sorted(images)
+    for rel, data in images.items():
+        assert (root/rel).exists() and (root/rel).read_bytes() == data, f"{rel} differs from the index's figure"
+    stale = [p.name for p in (root/'images').glob('readme_*.png') if f'images/{p.name}' not in images]
+    assert not stale, f"images no longer in the README: {stale}"
+
+
+def test_index_code_cells_are_executed(root):
+    import json
+    cells = json.loads((root/'nbs'/'index.ipynb').read_text())['cells']
+    code = [c for c in cells if c['cell_type'] == 'code']
+    assert code, "the index keeps its example code"
+    for c in code:
+        src = ''.join(c['source'])
+        only_imports = all(l.startswith(('from ', 'import ', '#')) or not l.strip() for l in src.splitlines())
+        assert only_imports or c['outputs'], f"index cell without stored outputs:\n{src}"
+        assert not any(o['output_type'] == 'error' for o in c['outputs'])
+
+
+def test_ci_installs_chromium_before_the_tests(root):
+    lines = [l.strip() for l in (root/'.ci/run').read_text().splitlines()]
+    test_cmd = readme_commands(root)[1]
+    install = [i for i, l in enumerate(lines) if 'apt-get install' in l and 'chromium' in l]
+    check = [i for i, l in enumerate(lines) if 'command -v chromium' in l]
+    assert install and check and max(install + check) < lines.index(test_cmd), \
+        ".ci/run installs chromium (only when missing) before the README test command"
