@@ -18,15 +18,23 @@ __all__ = ['COMMANDS', 'tutorials_dir', 'run_tutorials', 'build_parser', 'main']
 
 # %% ../nbs/60_cli.ipynb #0b217a9a
 def tutorials_dir() -> Path:
-    "The folder holding the tutorial notebooks (the packaged copy, or `tutorials/` of a source checkout)."
-    try:
-        from importlib.resources import files
-        p = Path(str(files('microscopy_toolkit.tutorials')))
+    "The folder holding the tutorial notebooks (the packaged copy in an installed wheel, or `tutorials/` of a source checkout)."
+    here = Path(__file__).resolve().parent
+    # files() of the namespace package `microscopy_toolkit.tutorials` is no plain path on Python 3.11 (a MultiplexedPath),
+    # so look on disk: the wheel installs the notebooks beside the modules (zip_safe=False); a checkout keeps them one level up
+    for p in (here/'tutorials', here.parent/'tutorials'):
         if p.is_dir() and any(p.glob('*.ipynb')): return p
-    except (ModuleNotFoundError, TypeError): pass
-    p = Path(__file__).resolve().parents[1]/'tutorials'
-    if p.is_dir(): return p
     raise InputError("the tutorial notebooks were not found: reinstall microscopy_toolkit, or pass --tutorials DIR")
+
+def _this_python_kernel_manager():
+    "A kernel manager whose `python3` is always this interpreter: no kernelspec folders are searched, so `JUPYTER_PATH` or a user-level `python3` spec cannot send the tutorials to another Python."
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+    from traitlets import default
+    class ThisPythonKernelManager(AsyncKernelManager):
+        @default('kernel_spec_manager')
+        def _this_python_only(self): return KernelSpecManager(kernel_dirs=[])
+    return ThisPythonKernelManager
 
 def run_tutorials(out_dir: str | Path = 'mtk_output', smoke: bool = True, only: Sequence[str] | None = None,
                   tutorials: str | Path | None = None, kernel_name: str = 'python3', extra_parameters: dict | None = None) -> dict:
@@ -42,8 +50,9 @@ def run_tutorials(out_dir: str | Path = 'mtk_output', smoke: bool = True, only: 
         nb_out = out/nb.stem; nb_out.mkdir(exist_ok=True)
         t0 = time.time()
         print(f"running {nb.name} ({'smoke' if smoke else 'full'} mode) ...", flush=True)
+        engine = {'kernel_manager_class': _this_python_kernel_manager()} if kernel_name == 'python3' else {}
         pm.execute_notebook(str(nb), str(out/nb.name), parameters={'smoke': smoke, 'out_dir': str(nb_out), **(extra_parameters or {})},
-                            kernel_name=kernel_name, cwd=str(nb_out), progress_bar=False)
+                            kernel_name=kernel_name, cwd=str(nb_out), progress_bar=False, **engine)
         m = nb_out/'metrics.json'
         metrics[nb.stem] = {**(json.loads(m.read_text()) if m.exists() else {}), 'seconds': round(time.time() - t0, 1)}
         written.append(out/nb.name)
