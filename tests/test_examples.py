@@ -4,25 +4,15 @@ An example is a code cell that is not an export cell (`#| export`, `#| exports`,
 `#| eval: false`, and names the function as a whole word. Notebooks are `nbs/[0-9]*.ipynb` with a `#| default_exp`;
 a notebook added later (such as `nbs/50_widgets.ipynb`) is covered as soon as it exists.
 """
-import importlib, inspect, json, re, shutil
+import importlib, inspect, json, re, shutil, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
 LIB = 'microscopy_toolkit'
 EXPORT_FLAGS = {'export', 'exports', 'exporti'}
-
-
-def _directives(src: str) -> list[str]:
-    "The nbdev directives (`#| name ...`) at the top of a cell, as stripped strings such as 'export' or 'eval: false'."
-    out = []
-    for line in src.splitlines():
-        s = line.strip()
-        if not s: continue
-        m = re.match(r'#\s*\|\s*(.*)$', s)
-        if not m: break
-        out.append(re.sub(r'\s+', ' ', m.group(1).strip()))
-    return out
+sys.path.insert(0, str(ROOT/'tools'))
+from docsite import default_exp, directives  # noqa: E402  (nbdev's own parse of `#|` lines)
 
 
 def _code_cells(nb_path: Path) -> list[str]:
@@ -31,20 +21,9 @@ def _code_cells(nb_path: Path) -> list[str]:
             for c in nb['cells'] if c['cell_type'] == 'code']
 
 
-def default_exp(nb_path: Path) -> str | None:
-    "The module a notebook exports to (`#| default_exp X`), or None."
-    for src in _code_cells(nb_path):
-        for d in _directives(src):
-            m = re.match(r'default_exp\s+(\S+)', d)
-            if m: return m.group(1)
-    return None
-
-
 def _is_example_cell(src: str) -> bool:
-    ds = _directives(src)
-    if any(d.split()[0] in EXPORT_FLAGS for d in ds if d): return False
-    if any(re.fullmatch(r'eval\s*:\s*false', d, flags=re.I) for d in ds): return False
-    return True
+    d = directives(src)
+    return not (d.keys() & EXPORT_FLAGS) and [v.lower() for v in d.get('eval', [])] != ['false']
 
 
 def public_functions(module_name: str) -> list[str]:

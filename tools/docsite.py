@@ -62,8 +62,11 @@ def copy_tutorials(dest='.', src=None):
 
 
 # ------------------------------------------------------------------------------------- imports mixed with code
-def _directives(src):
-    return {l[2:].strip().split(':')[0].split()[0] for l in src.splitlines() if l.startswith('#|') and l[2:].strip()}
+def directives(src) -> dict[str, list[str]]:
+    "A code cell's leading `#|` directives as nbdev itself parses them: `{'export': [], 'eval': ['false'], ...}`."
+    from execnb.nbio import mk_cell
+    from nbdev.process import extract_directives
+    return {k.rstrip(':'): v for k, v in extract_directives(mk_cell(src), remove=False).items()}
 
 
 def _walk_has(tree, types): return any(isinstance(n, types) for n in ast.walk(tree))
@@ -198,9 +201,11 @@ def proc_output_problems(text) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- public API vs show_doc
 def default_exp(nb_path) -> str | None:
+    "The module a notebook exports to (`#| default_exp X`), or None."
     for c in json.loads(Path(nb_path).read_text())['cells']:
-        m = re.search(r'^#\|\s*default_exp\s+(\S+)', ''.join(c['source']), re.M)
-        if c['cell_type'] == 'code' and m: return m.group(1)
+        if c['cell_type'] != 'code': continue
+        d = directives(''.join(c['source']))
+        if d.get('default_exp'): return d['default_exp'][0]
 
 
 def public_defs(module_file) -> list[str]:

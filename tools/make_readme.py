@@ -12,6 +12,8 @@ import base64, json, re, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docsite import directives  # noqa: E402  (nbdev's own parse of `#|` lines)
 INDEX = ROOT/'nbs'/'index.ipynb'
 IMAGE_DIR = 'images'
 
@@ -23,14 +25,6 @@ def _src(cell) -> str:
 
 def _text(v) -> str:
     return ''.join(v) if isinstance(v, list) else v
-
-
-def _directives(src) -> dict[str, str]:
-    out = {}
-    for line in src.splitlines():
-        m = re.match(r'^#\|\s*([\w-]+)\s*:?\s*(.*)$', line)
-        if m: out[m.group(1)] = m.group(2).strip().lower()
-    return out
 
 
 def _slug(s) -> str:
@@ -50,11 +44,11 @@ def readme_from_index(nb_path=INDEX, images: dict | None = None) -> str:
             if src.strip(): blocks.append(src.strip('\n'))
             continue
         if cell['cell_type'] != 'code': continue
-        d = _directives(src)
-        if 'hide' in d or d.get('include') == 'false' or 'default_exp' in d: continue
+        d = directives(src)
+        if 'hide' in d or d.get('include') == ['false'] or 'default_exp' in d: continue
         code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip('\n')
-        if code and d.get('echo') != 'false': blocks.append(f'```python\n{code}\n```')
-        if d.get('output') == 'false': continue
+        if code and d.get('echo') != ['false']: blocks.append(f'```python\n{code}\n```')
+        if d.get('output') == ['false']: continue
         for o in cell.get('outputs', []):
             t = o['output_type']
             if t == 'error': raise ValueError(f"{nb_path}: a code cell stored an error: {o.get('ename')}: {o.get('evalue')}")
