@@ -148,6 +148,12 @@ def parse_boxes(text: str, shape: tuple | None = None) -> np.ndarray:
         raise InputError(f'boxes need four numbers each (x0, y0, x1, y1); got {len(nums)} numbers in {text!r}')
     return check_boxes(np.reshape(nums, (-1, 4)), shape)
 
+def _clip_boxes(boxes, shape: tuple) -> np.ndarray:
+    "Boxes as `(n, 4)` `(x0, y0, x1, y1)` with corners sorted and clipped to a `(height, width)` image."
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    xs, ys = np.clip(np.sort(b[:, [0, 2]], 1), 0, shape[1]), np.clip(np.sort(b[:, [1, 3]], 1), 0, shape[0])
+    return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], 1)
+
 def _format_boxes(boxes: np.ndarray) -> str:
     return '; '.join(', '.join(f'{v:g}' for v in b) for b in np.asarray(boxes))
 
@@ -266,19 +272,15 @@ class BoxPicker(W.VBox):
     def _on_canvas(self, change):
         "Boxes drawn, moved or deleted on the bbox canvas (`x, y, width, height` dicts)."
         if self._syncing: return
-        H, W_ = self.shape
-        rows = [(d['x'], d['y'], d['x'] + d['width'], d['y'] + d['height']) for d in change['new']]
-        b = np.array(rows, np.float64).reshape(-1, 4)
-        b[:, [0, 2]] = np.clip(np.sort(b[:, [0, 2]], 1), 0, W_); b[:, [1, 3]] = np.clip(np.sort(b[:, [1, 3]], 1), 0, H)
+        b = _clip_boxes([(d['x'], d['y'], d['x'] + d['width'], d['y'] + d['height']) for d in change['new']], self.shape)
         keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         self._set(b[keep], '' if keep.all() else f'dropped {int((~keep).sum())} empty box(es)')
 
     def _on_rectangle(self, press, release):
         "A rectangle dragged with matplotlib's selector (press and release events in data coordinates)."
-        H, W_ = self.shape
-        x0, x1 = sorted(np.clip([press.xdata, release.xdata], 0, W_)); y0, y1 = sorted(np.clip([press.ydata, release.ydata], 0, H))
-        if x1 - x0 < 1 or y1 - y0 < 1: return self._error('that box is empty (drag to draw one)')
-        self._set(np.vstack([self._boxes, [[x0, y0, x1, y1]]]))
+        b = _clip_boxes([press.xdata, press.ydata, release.xdata, release.ydata], self.shape)
+        if (b[0, 2:] - b[0, :2] < 1).any(): return self._error('that box is empty (drag to draw one)')
+        self._set(np.vstack([self._boxes, b]))
 
     def run(self):
         "Run the model with the current boxes (template mode when there are none); keep and show the result."
