@@ -75,9 +75,10 @@ def test_mixed_import_checker_and_fixer(tmp_path):
     assert [i for i, _ in docsite.mixed_import_cells(p)] == [2, 3]
     assert docsite.split_imports(p, write=True) == [3]                  # optional imports are left alone
     cells = json.loads(p.read_text())['cells']
-    assert cells[2]['source'] == '#| hide\nimport os\nimport json'
-    assert cells[3]['source'] == '#| hide\nx = f(1)\nwith open(os.devnull) as fh:\n    y = json.dumps(x)'
+    assert ''.join(cells[2]['source']) == '#| hide\nimport os\nimport json'
+    assert ''.join(cells[3]['source']) == '#| hide\nx = f(1)\nwith open(os.devnull) as fh:\n    y = json.dumps(x)'
     assert [i for i, _ in docsite.mixed_import_cells(p)] == [4]
+    assert all(isinstance(c['source'], list) for c in cells), "the fixer writes line lists, as nbdev_clean does"
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline

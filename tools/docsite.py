@@ -142,9 +142,9 @@ def split_imports(nb_path, write=False) -> list[int]:
         imp_src, rest = res
         dirs = [l for l in rest.splitlines() if l.startswith('#|')]       # `#| hide` etc. hold for the imports too
         new = {'cell_type': 'code', 'execution_count': None, 'metadata': {}, 'outputs': [],
-               'source': '\n'.join(dirs + [imp_src])}
+               'source': '\n'.join(dirs + [imp_src]).splitlines(True)}     # line lists, as nbformat / nbdev_clean write
         if 'id' in c: new = {'cell_type': 'code', 'execution_count': None, 'id': f"{c['id']}-i"[:64], **new}
-        cells += [new, {**c, 'source': rest}]
+        cells += [new, {**c, 'source': rest.splitlines(True)}]
     nb['cells'] = cells
     if write: nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
     return left
