@@ -22,83 +22,146 @@ def tutorials_dir() -> Path:
     here = Path(__file__).resolve().parent
     # files() of the namespace package `microscopy_toolkit.tutorials` is no plain path on Python 3.11 (a MultiplexedPath),
     # so look on disk: the wheel installs the notebooks beside the modules (zip_safe=False); a checkout keeps them one level up
-    for p in (here/'tutorials', here.parent/'tutorials'):
-        if p.is_dir() and any(p.glob('*.ipynb')): return p
+    for p in (here / 'tutorials', here.parent / 'tutorials'):
+        if p.is_dir() and any(p.glob('*.ipynb')):
+            return p
     raise InputError("the tutorial notebooks were not found: reinstall microscopy_toolkit, or pass --tutorials DIR")
 
+# %% ../nbs/60_cli.ipynb #b5f1b897
 def _this_python_kernel_manager():
     "A kernel manager whose `python3` is always this interpreter: no kernelspec folders are searched, so `JUPYTER_PATH` or a user-level `python3` spec cannot send the tutorials to another Python."
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
     from traitlets import default
+
     class ThisPythonKernelManager(AsyncKernelManager):
         @default('kernel_spec_manager')
-        def _this_python_only(self): return KernelSpecManager(kernel_dirs=[])
+        def _this_python_only(self):
+            return KernelSpecManager(kernel_dirs=[])
+
     return ThisPythonKernelManager
 
-def run_tutorials(out_dir: str | Path = 'mtk_output', smoke: bool = True, only: Sequence[str] | None = None,
-                  tutorials: str | Path | None = None, kernel_name: str = 'python3', extra_parameters: dict | None = None) -> dict:
+# %% ../nbs/60_cli.ipynb #d3c4af22
+def run_tutorials(
+    out_dir: str | Path = 'mtk_output',
+    smoke: bool = True,
+    only: Sequence[str] | None = None,
+    tutorials: str | Path | None = None,
+    kernel_name: str = 'python3',
+    extra_parameters: dict | None = None,
+) -> dict:
     "Execute each tutorial with papermill (`smoke`, `out_dir` parameters) and gather their metrics into `out_dir/metrics.json`."
     import papermill as pm
+
     src = Path(tutorials) if tutorials else tutorials_dir()
     nbs = sorted(src.glob('*.ipynb'))
-    if only: nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
-    if not nbs: raise InputError(f"no tutorial notebooks to run in {src}" + (f" matching {list(only)}" if only else ''))
-    out = Path(out_dir).resolve(); out.mkdir(parents=True, exist_ok=True)
+    if only:
+        nbs = [nb for nb in nbs if any(o in nb.stem for o in only)]
+    if not nbs:
+        raise InputError(f"no tutorial notebooks to run in {src}" + (f" matching {list(only)}" if only else ''))
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     metrics, written = {}, []
     for nb in nbs:
-        nb_out = out/nb.stem; nb_out.mkdir(exist_ok=True)
+        nb_out = out / nb.stem
+        nb_out.mkdir(exist_ok=True)
         t0 = time.time()
         print(f"running {nb.name} ({'smoke' if smoke else 'full'} mode) ...", flush=True)
         engine = {'kernel_manager_class': _this_python_kernel_manager()} if kernel_name == 'python3' else {}
-        pm.execute_notebook(str(nb), str(out/nb.name), parameters={'smoke': smoke, 'out_dir': str(nb_out), **(extra_parameters or {})},
-                            kernel_name=kernel_name, cwd=str(nb_out), progress_bar=False, **engine)
-        m = nb_out/'metrics.json'
+        pm.execute_notebook(
+            str(nb),
+            str(out / nb.name),
+            parameters={'smoke': smoke, 'out_dir': str(nb_out), **(extra_parameters or {})},
+            kernel_name=kernel_name,
+            cwd=str(nb_out),
+            progress_bar=False,
+            **engine,
+        )
+        m = nb_out / 'metrics.json'
         metrics[nb.stem] = {**(json.loads(m.read_text()) if m.exists() else {}), 'seconds': round(time.time() - t0, 1)}
-        written.append(out/nb.name)
-    with atomic_write(out/'metrics.json', 'w') as f: json.dump(metrics, f, indent=2)
+        written.append(out / nb.name)
+    with atomic_write(out / 'metrics.json', 'w') as f:
+        json.dump(metrics, f, indent=2)
     figures = sorted(out.rglob('*.png'))
-    return {'notebooks': written, 'metrics': out/'metrics.json', 'figures': figures, 'out_dir': out}
+    return {'notebooks': written, 'metrics': out / 'metrics.json', 'figures': figures, 'out_dir': out}
 
 # %% ../nbs/60_cli.ipynb #836af530
 def _add_focus(sub):
-    focus = sub.add_parser('focus', help='focus quality: score z-stacks, analyse stain-dependent focus behaviour, train and apply FluoCLIP')
+    focus = sub.add_parser(
+        'focus', help='focus quality: score z-stacks, analyse stain-dependent focus behaviour, train and apply FluoCLIP'
+    )
     fs = focus.add_subparsers(dest='verb', metavar='VERB', required=True)
     p = fs.add_parser('score', help='per-slice focus scores of TIFF z-stacks (files, folders or globs) to a CSV')
     p.add_argument('paths', nargs='+', metavar='PATH')
-    p.add_argument('--measure', '-m', action='append', dest='measures', metavar='NAME',
-                   help="focus measure (repeatable; first one picks the best slice): sf, brenner, tenengrad, laplacian_var, normalized_variance, plls; default sf")
+    p.add_argument(
+        '--measure',
+        '-m',
+        action='append',
+        dest='measures',
+        metavar='NAME',
+        help="focus measure (repeatable; first one picks the best slice): sf, brenner, tenengrad, laplacian_var, normalized_variance, plls; default sf",
+    )
     p.add_argument('--channel', type=int, default=None, help='channel index for multi-channel stacks')
-    p.add_argument('--smooth', type=float, default=0, help='Gaussian smoothing (in planes) of the focus curve before picking the best slice')
+    p.add_argument(
+        '--smooth',
+        type=float,
+        default=0,
+        help='Gaussian smoothing (in planes) of the focus curve before picking the best slice',
+    )
     p.add_argument('--out', '-o', default='focus_scores.csv', help='CSV to write (default: focus_scores.csv)')
     p.add_argument('--skip-bad', action='store_true', help='report unreadable files and go on instead of stopping')
-    p = fs.add_parser('analyze', help="the paper's Section 5: measure vs rank per stain (Table 1, Fig. 3) on a labelled collection")
-    p.add_argument('collection', nargs='?', default=None, help="CSV with columns path, stain, rank; omit with --synthetic")
+    p = fs.add_parser(
+        'analyze', help="the paper's Section 5: measure vs rank per stain (Table 1, Fig. 3) on a labelled collection"
+    )
+    p.add_argument(
+        'collection', nargs='?', default=None, help="CSV with columns path, stain, rank; omit with --synthetic"
+    )
     p.add_argument('--synthetic', action='store_true', help='use the built-in synthetic stain-dependent z-stacks')
     p.add_argument('--measure', '-m', default='sf')
     p.add_argument('--out', '-o', default='focus_analysis', help='output folder (default: focus_analysis)')
     p.add_argument('--n-stacks', type=int, default=3, help='synthetic: stacks per stain')
     p.add_argument('--size', type=int, default=96, help='synthetic: image size in pixels')
     p.add_argument('--seed', type=int, default=0)
-    p = fs.add_parser('train', help='train and evaluate FluoCLIP / OrdinalCLIP / baselines from a YAML or JSON config (checkpoints, metrics, curves)')
-    p.add_argument('config', help='YAML/JSON config: method, backbone, pretrained, seeds, epochs, data (layout, path), ... (see focus.train.TRAIN_DEFAULTS)')
+    p = fs.add_parser(
+        'train',
+        help='train and evaluate FluoCLIP / OrdinalCLIP / baselines from a YAML or JSON config (checkpoints, metrics, curves)',
+    )
+    p.add_argument(
+        'config',
+        help='YAML/JSON config: method, backbone, pretrained, seeds, epochs, data (layout, path), ... (see focus.train.TRAIN_DEFAULTS)',
+    )
     p.add_argument('--out', '-o', default=None, help='output folder (overrides out_dir in the config)')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (overrides the config)")
     p = fs.add_parser('predict', help='focus level of images or every plane of z-stacks with a trained model, to a CSV')
     p.add_argument('checkpoint', help='model.pt (or checkpoint.pt, or a run folder) written by mtk focus train')
     p.add_argument('paths', nargs='+', metavar='PATH', help='TIFF images / z-stacks, folders or globs')
-    p.add_argument('--stain', default=None, help='stain of all images (required for stain-aware models; one of the stains it was trained on)')
+    p.add_argument(
+        '--stain',
+        default=None,
+        help='stain of all images (required for stain-aware models; one of the stains it was trained on)',
+    )
     p.add_argument('--channel', type=int, default=None, help='channel index for multi-channel files')
     p.add_argument('--out', '-o', default='focus_predictions.csv', help='CSV to write (default: focus_predictions.csv)')
     p.add_argument('--device', default='auto')
 
+# %% ../nbs/60_cli.ipynb #02a3ccf8
 def _add_bench_data(p):
     src = p.add_mutually_exclusive_group()
-    src.add_argument('--data', default=None, help="uBench: a folder/file of arrow or parquet shards, or a hub id (default jnirschl/uBench, needs internet)")
+    src.add_argument(
+        '--data',
+        default=None,
+        help="uBench: a folder/file of arrow or parquet shards, or a hub id (default jnirschl/uBench, needs internet)",
+    )
     src.add_argument('--sample', action='store_true', help='use the built-in generated uBench-schema sample')
     p.add_argument('--split', default='test')
     p.add_argument('--datasets', nargs='+', default=None, metavar='NAME', help='only these source datasets')
-    p.add_argument('--tasks', nargs='+', default=None, metavar='TASK', help='domain modality submodality subdomain stain classification cognition')
+    p.add_argument(
+        '--tasks',
+        nargs='+',
+        default=None,
+        metavar='TASK',
+        help='domain modality submodality subdomain stain classification cognition',
+    )
     p.add_argument('--group', default=None, choices=['coarse', 'fine', 'perception', 'cognition'])
     p.add_argument('--variant', type=int, default=0, choices=[0, 1], help='caption phrasing (0 or 1)')
     p.add_argument('--batch-size', type=int, default=64)
@@ -106,95 +169,205 @@ def _add_bench_data(p):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device', default='auto')
 
+# %% ../nbs/60_cli.ipynb #9407990d
 def _add_bench(sub):
     bench = sub.add_parser('bench', help='Micro-Bench: closed-VQA evaluation of contrastive models, weight merging')
     bs = bench.add_subparsers(dest='verb', metavar='VERB', required=True)
     p = bs.add_parser('eval', help='zero-shot closed-VQA accuracy with bootstrap CIs (per task, per group, Table 1)')
-    p.add_argument('models', nargs='+', metavar='MODEL', help="'tiny[:SEED]', an open_clip name (with --pretrained), 'BiomedCLIP', 'hf-hub:org/repo', or a checkpoint folder / file")
+    p.add_argument(
+        'models',
+        nargs='+',
+        metavar='MODEL',
+        help="'tiny[:SEED]', an open_clip name (with --pretrained), 'BiomedCLIP', 'hf-hub:org/repo', or a checkpoint folder / file",
+    )
     p.add_argument('--pretrained', default=None, help="open_clip pretrained tag or weights file, e.g. openai")
     p.add_argument('--arch', default=None, help='open_clip architecture of a bare weights file')
     p.add_argument('--random-baseline', action='store_true', help='add the random-choice baseline to the table')
     p.add_argument('--out', '-o', default='bench_eval', help='output folder (default: bench_eval)')
     _add_bench_data(p)
-    p = bs.add_parser('merge', help='WiSE-FT: (1-alpha)*base + alpha*finetuned, saved as an open_clip folder; optional alpha sweep')
-    p.add_argument('base', metavar='BASE'); p.add_argument('finetuned', metavar='FINETUNED')
-    p.add_argument('--alpha', type=float, default=0.5, help='weight of the fine-tuned model in the saved merge (default 0.5)')
-    p.add_argument('--sweep', default=None, metavar='ALPHAS', help="comma-separated alphas to evaluate on the data (e.g. 0,0.25,0.5,0.75,1); needs --data or --sample")
+    p = bs.add_parser(
+        'merge', help='WiSE-FT: (1-alpha)*base + alpha*finetuned, saved as an open_clip folder; optional alpha sweep'
+    )
+    p.add_argument('base', metavar='BASE')
+    p.add_argument('finetuned', metavar='FINETUNED')
+    p.add_argument(
+        '--alpha', type=float, default=0.5, help='weight of the fine-tuned model in the saved merge (default 0.5)'
+    )
+    p.add_argument(
+        '--sweep',
+        default=None,
+        metavar='ALPHAS',
+        help="comma-separated alphas to evaluate on the data (e.g. 0,0.25,0.5,0.75,1); needs --data or --sample",
+    )
     p.add_argument('--out', '-o', default='bench_merge', help='output folder (default: bench_merge)')
     _add_bench_data(p)
 
+# %% ../nbs/60_cli.ipynb #c3e717a6
 def _box_arg(text: str) -> list[float]:
-    try: b = [float(x) for x in text.split(',')]
-    except ValueError: raise argparse.ArgumentTypeError(f'a box is x0,y0,x1,y1 (four numbers), got {text!r}') from None
-    if len(b) != 4: raise argparse.ArgumentTypeError(f'a box is x0,y0,x1,y1 (four numbers), got {text!r}')
+    try:
+        b = [float(x) for x in text.split(',')]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'a box is x0,y0,x1,y1 (four numbers), got {text!r}') from None
+    if len(b) != 4:
+        raise argparse.ArgumentTypeError(f'a box is x0,y0,x1,y1 (four numbers), got {text!r}')
     return b
 
+# %% ../nbs/60_cli.ipynb #d39c517b
 def _add_match(sub):
-    match = sub.add_parser('match', help='segmentation and counting with a frozen Stable Diffusion as a matcher (MicroscopyMatching)')
+    match = sub.add_parser(
+        'match', help='segmentation and counting with a frozen Stable Diffusion as a matcher (MicroscopyMatching)'
+    )
     ms = match.add_subparsers(dest='verb', metavar='VERB', required=True)
-    for verb, what in (('segment', 'instance label TIFFs and overlays'), ('count', 'counts.csv, density TIFFs and overlays')):
+    for verb, what in (
+        ('segment', 'instance label TIFFs and overlays'),
+        ('count', 'counts.csv, density TIFFs and overlays'),
+    ):
         p = ms.add_parser(verb, help=f'{what} for images, with a trained checkpoint (mode A, or mode S with --box)')
         p.add_argument('paths', nargs='+', metavar='PATH', help='images (TIFF/PNG/JPEG), folders or globs')
         p.add_argument('--checkpoint', '-c', required=True, help='best.pt written by mtk match train')
-        p.add_argument('--box', action='append', type=_box_arg, metavar='x0,y0,x1,y1',
-                       help='exemplar box in pixel coordinates (repeatable; several boxes are averaged; used for every image)')
-        p.add_argument('--sd', default=None, help='Stable Diffusion folder to use instead of the one recorded in the checkpoint')
+        p.add_argument(
+            '--box',
+            action='append',
+            type=_box_arg,
+            metavar='x0,y0,x1,y1',
+            help='exemplar box in pixel coordinates (repeatable; several boxes are averaged; used for every image)',
+        )
+        p.add_argument(
+            '--sd', default=None, help='Stable Diffusion folder to use instead of the one recorded in the checkpoint'
+        )
         p.add_argument('--out', '-o', default=f'match_{verb}', help=f'output folder (default: match_{verb})')
         p.add_argument('--no-overlays', action='store_true', help='skip the PNG overlays')
         p.add_argument('--device', default='cpu')
-    p = ms.add_parser('train', help='train the segmentation or counting head (and in mode S the exemplar projector); SD stays frozen')
+    p = ms.add_parser(
+        'train', help='train the segmentation or counting head (and in mode S the exemplar projector); SD stays frozen'
+    )
     p.add_argument('--task', choices=['segment', 'count'], default='segment')
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--data', help='segmentation: image/label folder (X.png + X_masks.png, or images/ + masks/); counting: VGG cells folder')
-    src.add_argument('--synthetic', type=int, metavar='N', help='train on N generated images (smoke runs, demonstrations)')
+    src.add_argument(
+        '--data',
+        help='segmentation: image/label folder (X.png + X_masks.png, or images/ + masks/); counting: VGG cells folder',
+    )
+    src.add_argument(
+        '--synthetic', type=int, metavar='N', help='train on N generated images (smoke runs, demonstrations)'
+    )
     p.add_argument('--val-fraction', type=float, default=0.2)
-    p.add_argument('--mode', choices=['A', 'S'], default='A', help='A: template only; S: exemplar boxes from the labels, projector trained')
-    p.add_argument('--sd', default='tiny', help="'tiny' (random, for smoke runs), 'stable-diffusion-v1-4' (weight resolver) or a diffusers folder")
+    p.add_argument(
+        '--mode',
+        choices=['A', 'S'],
+        default='A',
+        help='A: template only; S: exemplar boxes from the labels, projector trained',
+    )
+    p.add_argument(
+        '--sd',
+        default='tiny',
+        help="'tiny' (random, for smoke runs), 'stable-diffusion-v1-4' (weight resolver) or a diffusers folder",
+    )
     p.add_argument('--image-size', type=int, default=None, help='SD input size (default 512, tiny 64)')
-    p.add_argument('--epochs', type=int, default=100); p.add_argument('--lr', type=float, default=1e-4)
-    p.add_argument('--batch-size', type=int, default=4); p.add_argument('--patience', type=int, default=15)
+    p.add_argument('--epochs', type=int, default=100)
+    p.add_argument('--lr', type=float, default=1e-4)
+    p.add_argument('--batch-size', type=int, default=4)
+    p.add_argument('--patience', type=int, default=15)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
-    p.add_argument('--out', '-o', default='match_train'); p.add_argument('--device', default='auto')
+    p.add_argument('--out', '-o', default='match_train')
+    p.add_argument('--device', default='auto')
 
+# %% ../nbs/60_cli.ipynb #6a2c3c6a
 def _add_track(sub):
-    track = sub.add_parser('track', help='matching-based cell tracking to Cell Tracking Challenge folders, and CTC metrics')
+    track = sub.add_parser(
+        'track', help='matching-based cell tracking to Cell Tracking Challenge folders, and CTC metrics'
+    )
     ts = track.add_subparsers(dest='verb', metavar='VERB', required=True)
-    p = ts.add_parser('run', help='segment and link a time-lapse (folder of t000.tif ... or one TYX TIFF) into a CTC result folder')
+    p = ts.add_parser(
+        'run', help='segment and link a time-lapse (folder of t000.tif ... or one TYX TIFF) into a CTC result folder'
+    )
     p.add_argument('frames', help='folder of 2-D frames in time order, or one (T, Y, X) TIFF')
-    p.add_argument('--out', '-o', required=True, help='result folder to write (res_track.txt + mask000.tif ...), e.g. 01_RES')
-    p.add_argument('--checkpoint', '-c', default=None, help='tracker.pt from mtk track train (without it: --linker overlap on --masks)')
-    p.add_argument('--box', action='append', type=_box_arg, metavar='x0,y0,x1,y1', help='exemplar box on the first frame (repeatable); none: mode A')
-    p.add_argument('--masks', default=None, help='folder of label images (mask000.tif ... or man_seg000.tif ...) to link instead of segmenting')
-    p.add_argument('--linker', choices=['greedy', 'optimal', 'overlap'], default='greedy',
-                   help="greedy / optimal on the linkage head's probabilities, or 'overlap': the classical overlap+distance linker")
-    p.add_argument('--sd', default=None, help='Stable Diffusion folder to use instead of the one recorded in the checkpoint')
+    p.add_argument(
+        '--out', '-o', required=True, help='result folder to write (res_track.txt + mask000.tif ...), e.g. 01_RES'
+    )
+    p.add_argument(
+        '--checkpoint',
+        '-c',
+        default=None,
+        help='tracker.pt from mtk track train (without it: --linker overlap on --masks)',
+    )
+    p.add_argument(
+        '--box',
+        action='append',
+        type=_box_arg,
+        metavar='x0,y0,x1,y1',
+        help='exemplar box on the first frame (repeatable); none: mode A',
+    )
+    p.add_argument(
+        '--masks',
+        default=None,
+        help='folder of label images (mask000.tif ... or man_seg000.tif ...) to link instead of segmenting',
+    )
+    p.add_argument(
+        '--linker',
+        choices=['greedy', 'optimal', 'overlap'],
+        default='greedy',
+        help="greedy / optimal on the linkage head's probabilities, or 'overlap': the classical overlap+distance linker",
+    )
+    p.add_argument(
+        '--sd', default=None, help='Stable Diffusion folder to use instead of the one recorded in the checkpoint'
+    )
     p.add_argument('--device', default='cpu')
     p = ts.add_parser('eval', help='SEG, TRA, DET and LNK of a CTC result folder against a ground-truth folder')
-    p.add_argument('res', help='result folder (XX_RES)'); p.add_argument('gt', help='ground-truth folder (XX_GT with TRA/ and optionally SEG/)')
+    p.add_argument('res', help='result folder (XX_RES)')
+    p.add_argument('gt', help='ground-truth folder (XX_GT with TRA/ and optionally SEG/)')
     p.add_argument('--json', default=None, help='also write the metrics to this JSON file')
-    p = ts.add_parser('train', help='train the segmentation head, exemplar projector and linkage head on annotated sequences')
+    p = ts.add_parser(
+        'train', help='train the segmentation head, exemplar projector and linkage head on annotated sequences'
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--data', nargs='+', metavar='CTC_ROOT', help='CTC data folders holding 01/ and 01_GT/ (the last one validates)')
-    src.add_argument('--synthetic', type=int, metavar='N', help='N generated time-lapses with divisions (the last validates)')
-    p.add_argument('--sd', default='tiny'); p.add_argument('--image-size', type=int, default=None)
+    src.add_argument(
+        '--data', nargs='+', metavar='CTC_ROOT', help='CTC data folders holding 01/ and 01_GT/ (the last one validates)'
+    )
+    src.add_argument(
+        '--synthetic', type=int, metavar='N', help='N generated time-lapses with divisions (the last validates)'
+    )
+    p.add_argument('--sd', default='tiny')
+    p.add_argument('--image-size', type=int, default=None)
     p.add_argument('--seg-epochs', type=int, default=100, help='segmentation head on cached mode-A inputs')
     p.add_argument('--proj-epochs', type=int, default=10, help='then head + exemplar projector in mode S')
     p.add_argument('--link-epochs', type=int, default=60)
-    p.add_argument('--lr', type=float, default=1e-4); p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out', '-o', default='track_train'); p.add_argument('--device', default='auto')
+    p.add_argument('--lr', type=float, default=1e-4)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--out', '-o', default='track_train')
+    p.add_argument('--device', default='auto')
 
+# %% ../nbs/60_cli.ipynb #43d8815c
 def build_parser() -> argparse.ArgumentParser:
     "The `mtk` argument parser."
-    ap = argparse.ArgumentParser(prog='mtk', description='microscopy_toolkit: focus quality, matching-based segmentation/counting/tracking, Micro-Bench.')
+    ap = argparse.ArgumentParser(
+        prog='mtk',
+        description='microscopy_toolkit: focus quality, matching-based segmentation/counting/tracking, Micro-Bench.',
+    )
     ap.add_argument('--version', action='version', version=f'microscopy_toolkit {__version__}')
     sub = ap.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    q = sub.add_parser('quickstart', help='run every tutorial on built-in data (smoke mode) and write notebooks, figures and metrics.json')
+    q = sub.add_parser(
+        'quickstart',
+        help='run every tutorial on built-in data (smoke mode) and write notebooks, figures and metrics.json',
+    )
     q.add_argument('--out', '-o', default='mtk_output', help='output folder (default: mtk_output)')
     mode = q.add_mutually_exclusive_group()
-    mode.add_argument('--smoke', dest='smoke', action='store_true', default=True, help='small synthetic data and tiny models (default)')
-    mode.add_argument('--full', dest='smoke', action='store_false', help='the full experiments (real weights and data where configured; slow)')
-    q.add_argument('--only', action='append', metavar='NAME', help='run only tutorials whose name contains NAME (repeatable)')
+    mode.add_argument(
+        '--smoke',
+        dest='smoke',
+        action='store_true',
+        default=True,
+        help='small synthetic data and tiny models (default)',
+    )
+    mode.add_argument(
+        '--full',
+        dest='smoke',
+        action='store_false',
+        help='the full experiments (real weights and data where configured; slow)',
+    )
+    q.add_argument(
+        '--only', action='append', metavar='NAME', help='run only tutorials whose name contains NAME (repeatable)'
+    )
     q.add_argument('--tutorials', default=None, help='folder of tutorial notebooks (default: the packaged ones)')
     _add_focus(sub)
     _add_match(sub)
@@ -204,30 +377,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/60_cli.ipynb #d0504350
 def _say_wrote(paths):
-    for p in paths: print(f"wrote {p}")
+    for p in paths:
+        print(f"wrote {p}")
 
+# %% ../nbs/60_cli.ipynb #936745f0
 def _cmd_quickstart(a):
     res = run_tutorials(a.out, smoke=a.smoke, only=a.only, tutorials=a.tutorials)
     _say_wrote(res['notebooks'] + res['figures'] + [res['metrics']])
     print(f"quickstart finished: {len(res['notebooks'])} tutorial(s); everything is in {res['out_dir']}")
 
+# %% ../nbs/60_cli.ipynb #de2d0037
 def _cmd_focus_score(a):
     from microscopy_toolkit.focus.analysis import score_stacks
-    df = score_stacks(a.paths, measures=a.measures or ['sf'], channel=a.channel, smooth=a.smooth,
-                      on_error='skip' if a.skip_bad else 'raise')
-    for f, why in df.attrs.get('failed', []): print(f"skipped {f}: {why}", file=sys.stderr)
+
+    df = score_stacks(
+        a.paths,
+        measures=a.measures or ['sf'],
+        channel=a.channel,
+        smooth=a.smooth,
+        on_error='skip' if a.skip_bad else 'raise',
+    )
+    for f, why in df.attrs.get('failed', []):
+        print(f"skipped {f}: {why}", file=sys.stderr)
     out = Path(a.out)
-    with atomic_write(out, 'w') as f: df.to_csv(f, index=False)
+    with atomic_write(out, 'w') as f:
+        df.to_csv(f, index=False)
     best = df[df.best]
-    for r in best.itertuples(): print(f"{r.file}: best slice z={r.z}")
+    for r in best.itertuples():
+        print(f"{r.file}: best slice z={r.z}")
     _say_wrote([out])
 
+# %% ../nbs/60_cli.ipynb #08a33793
 def _cmd_focus_analyze(a):
     from microscopy_toolkit.focus.analysis import analyze_collection, load_labelled_collection
+
     if a.synthetic == (a.collection is not None):
         raise InputError("give either a collection CSV (path, stain, rank) or --synthetic, not both / neither")
     if a.synthetic:
         from microscopy_toolkit.synthetic.stains import stain_focus_dataset
+
         images, table = stain_focus_dataset(n_stacks=a.n_stacks, size=a.size, seed=a.seed)
         res = analyze_collection(table, images, measure=a.measure, out_dir=a.out, dataset='synthetic')
     else:
@@ -236,113 +424,177 @@ def _cmd_focus_analyze(a):
     print(res.table1.to_string())
     _say_wrote(res.files.values())
 
+# %% ../nbs/60_cli.ipynb #2ab310dd
 def _cmd_focus_train(a):
-    import matplotlib; matplotlib.use('Agg')
+    import matplotlib
+
+    matplotlib.use('Agg')
     from microscopy_toolkit.core import load_config
     from microscopy_toolkit.focus.train import run_experiment, results_table, TRAIN_DEFAULTS
-    cfg = load_config(a.config, TRAIN_DEFAULTS)          # unknown keys and unreadable files fail here, before any work
-    if a.out: cfg['out_dir'] = a.out
-    if a.device: cfg['device'] = a.device
+
+    cfg = load_config(a.config, TRAIN_DEFAULTS)  # unknown keys and unreadable files fail here, before any work
+    if a.out:
+        cfg['out_dir'] = a.out
+    if a.device:
+        cfg['device'] = a.device
     per_seed = run_experiment(cfg)
     print(results_table(per_seed).to_string())
     out = Path(cfg['out_dir'])
-    _say_wrote(sorted(out.glob('*/seed*/model.pt')) + sorted(out.glob('*/seed*/curves.png')) + [out/'per_seed.csv', out/'results_table.csv'])
+    _say_wrote(
+        sorted(out.glob('*/seed*/model.pt'))
+        + sorted(out.glob('*/seed*/curves.png'))
+        + [out / 'per_seed.csv', out / 'results_table.csv']
+    )
 
+# %% ../nbs/60_cli.ipynb #df316c1d
 def _cmd_focus_predict(a):
     import pandas as pd
     from microscopy_toolkit.io import list_images, read_zstack
     from microscopy_toolkit.focus.train import load_focus_model, predict
-    model = load_focus_model(a.checkpoint, a.device)              # a bad checkpoint fails before reading images
+
+    model = load_focus_model(a.checkpoint, a.device)  # a bad checkpoint fails before reading images
     files = list_images(a.paths)
     frames = []
     for f in progress(files, desc='predict', unit='file'):
         planes = read_zstack(f, channel=a.channel)
         df = predict(model, planes, a.stain, device=a.device)
-        df.insert(0, 'file', str(f)); df.insert(1, 'z', np.arange(len(planes)))
+        df.insert(0, 'file', str(f))
+        df.insert(1, 'z', np.arange(len(planes)))
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
     out = Path(a.out)
-    with atomic_write(out, 'w') as fh: df.to_csv(fh, index=False)
+    with atomic_write(out, 'w') as fh:
+        df.to_csv(fh, index=False)
     for f, g in df.groupby('file', sort=False):
         best = g.loc[g.expected_rank.idxmin()]
         print(f"{f}: {len(g)} plane(s), best-focused z={int(best.z)} (expected rank {best.expected_rank:.2f})")
     _say_wrote([out])
 
+# %% ../nbs/60_cli.ipynb #ce3dfa61
 def _match_inputs(a):
     from microscopy_toolkit.io import list_images
     from microscopy_toolkit.matching.pipeline import MatchingModel, _read_any
+
     sd = None
     if a.sd is not None:
         from microscopy_toolkit.matching.sd import load_sd
+
         sd = load_sd(path=a.sd, device=a.device)
-    model = MatchingModel.load(a.checkpoint, device=a.device, sd=sd)        # a bad checkpoint fails before reading images
+    model = MatchingModel.load(a.checkpoint, device=a.device, sd=sd)  # a bad checkpoint fails before reading images
     files = list_images(a.paths)
     images = [_read_any(f) for f in files]
     return model, files, images
 
+# %% ../nbs/60_cli.ipynb #b02bd10a
 def _cmd_match_segment(a):
     from microscopy_toolkit.matching.pipeline import write_segmentation
+
     model, files, images = _match_inputs(a)
     labels = [model.segment(im, a.box)[0] for im in progress(images, desc='segment', unit='image')]
-    paths = write_segmentation(a.out, [f.stem for f in files], images, labels, boxes=None if a.box is None else [a.box] * len(files),
-                               overlays=not a.no_overlays)
-    for f, l in zip(files, labels): print(f"{f}: {int(l.max())} objects")
+    paths = write_segmentation(
+        a.out,
+        [f.stem for f in files],
+        images,
+        labels,
+        boxes=None if a.box is None else [a.box] * len(files),
+        overlays=not a.no_overlays,
+    )
+    for f, l in zip(files, labels):
+        print(f"{f}: {int(l.max())} objects")
     _say_wrote(paths)
 
+# %% ../nbs/60_cli.ipynb #d48c64b8
 def _cmd_match_count(a):
     from microscopy_toolkit.matching.pipeline import write_counts
+
     model, files, images = _match_inputs(a)
     res = [model.count(im, a.box) for im in progress(images, desc='count', unit='image')]
-    counts = [float(c[0]) for c, _ in res]; dens = [d[0] for _, d in res]
+    counts = [float(c[0]) for c, _ in res]
+    dens = [d[0] for _, d in res]
     csv = write_counts(a.out, [f.stem for f in files], images, counts, dens, overlays=not a.no_overlays)
-    for f, c in zip(files, counts): print(f"{f}: {c:.1f} objects")
+    for f, c in zip(files, counts):
+        print(f"{f}: {c:.1f} objects")
     _say_wrote([csv] + sorted(Path(a.out).glob('*_density.tif')))
 
+# %% ../nbs/60_cli.ipynb #065b7665
 def _cmd_match_train(a):
-    import matplotlib; matplotlib.use('Agg')
+    import matplotlib
+
+    matplotlib.use('Agg')
     from microscopy_toolkit.matching import pipeline as mp
-    if not 0 < a.val_fraction < 1: raise InputError(f'--val-fraction must lie in (0, 1), got {a.val_fraction}')
+
+    if not 0 < a.val_fraction < 1:
+        raise InputError(f'--val-fraction must lie in (0, 1), got {a.val_fraction}')
     if a.synthetic is not None:
-        if a.synthetic < 2: raise InputError('--synthetic needs at least 2 images (one for validation)')
+        if a.synthetic < 2:
+            raise InputError('--synthetic needs at least 2 images (one for validation)')
         make = mp.synthetic_segmentation_set if a.task == 'segment' else mp.synthetic_counting_set
         samples = make(a.synthetic, size=128, seed=a.seed)
     else:
-        samples = mp.read_instance_folder(a.data) if a.task == 'segment' or a.mode == 'S' else mp.read_vgg_folder(a.data)
-    rng = np.random.default_rng(a.seed); idx = rng.permutation(len(samples))
+        samples = (
+            mp.read_instance_folder(a.data) if a.task == 'segment' or a.mode == 'S' else mp.read_vgg_folder(a.data)
+        )
+    rng = np.random.default_rng(a.seed)
+    idx = rng.permutation(len(samples))
     n_val = max(1, int(round(a.val_fraction * len(samples))))
-    if n_val >= len(samples): raise InputError(f'{len(samples)} sample(s) are too few to keep {n_val} for validation')
+    if n_val >= len(samples):
+        raise InputError(f'{len(samples)} sample(s) are too few to keep {n_val} for validation')
     val, train = [samples[i] for i in idx[:n_val]], [samples[i] for i in idx[n_val:]]
     model = mp.MatchingModel(a.sd, a.image_size, device=a.device, seed=a.seed)
     out = Path(a.out)
-    hist = mp.fit(model, train, val, a.task, a.mode, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, patience=a.patience,
-                  ckpt_dir=out, resume=a.resume, seed=a.seed)
-    with atomic_write(out/'history.csv', 'w') as f: hist.to_csv(f, index=False)
+    hist = mp.fit(
+        model,
+        train,
+        val,
+        a.task,
+        a.mode,
+        epochs=a.epochs,
+        lr=a.lr,
+        batch_size=a.batch_size,
+        patience=a.patience,
+        ckpt_dir=out,
+        resume=a.resume,
+        seed=a.seed,
+    )
+    with atomic_write(out / 'history.csv', 'w') as f:
+        hist.to_csv(f, index=False)
     print(hist.tail(5).round(4).to_string(index=False))
-    _say_wrote([out/'best.pt', out/'last.pt', out/'history.csv'])
+    _say_wrote([out / 'best.pt', out / 'last.pt', out / 'history.csv'])
 
+# %% ../nbs/60_cli.ipynb #55393ee6
 def _read_label_folder(folder):
     from microscopy_toolkit.tracking.ctc import read_ctc_masks, stack_masks
+
     for prefix in ('mask', 'man_seg', 'man_track'):
         m = read_ctc_masks(folder, prefix)
-        if m: return stack_masks(m)
+        if m:
+            return stack_masks(m)
     raise InputError(f'{folder} holds no mask000.tif / man_seg000.tif / man_track000.tif label images')
 
+# %% ../nbs/60_cli.ipynb #a1b584e6
 def _cmd_track_run(a):
     from microscopy_toolkit.io import read_timelapse
     from microscopy_toolkit.tracking.ctc import write_ctc_result, validate_ctc
+
     frames = read_timelapse(a.frames)
     masks = _read_label_folder(a.masks) if a.masks else None
-    if masks is not None and len(masks) != len(frames): raise InputError(f'{len(frames)} frames but {len(masks)} label images in {a.masks}')
+    if masks is not None and len(masks) != len(frames):
+        raise InputError(f'{len(frames)} frames but {len(masks)} label images in {a.masks}')
     if a.linker == 'overlap':
-        if masks is None: raise InputError("--linker overlap links given label images: pass --masks, or a --checkpoint to segment")
+        if masks is None:
+            raise InputError("--linker overlap links given label images: pass --masks, or a --checkpoint to segment")
         from microscopy_toolkit.tracking.linker import track_masks
+
         res, tracks, _ = track_masks(masks, method='optimal', score='overlap+distance')
     else:
-        if a.checkpoint is None: raise InputError('give --checkpoint (tracker.pt from mtk track train), or --linker overlap with --masks')
+        if a.checkpoint is None:
+            raise InputError('give --checkpoint (tracker.pt from mtk track train), or --linker overlap with --masks')
         from microscopy_toolkit.matching.track import Tracker
+
         sd = None
         if a.sd is not None:
             from microscopy_toolkit.matching.sd import load_sd
+
             sd = load_sd(path=a.sd, device=a.device)
         tracker = Tracker.load(a.checkpoint, device=a.device, sd=sd)
         res, tracks, _ = tracker.track(frames, box=a.box, linker=a.linker, masks=masks)
@@ -350,105 +602,189 @@ def _cmd_track_run(a):
     out = write_ctc_result(a.out, res, tracks)
     n_div = len(np.unique(tracks[tracks[:, 3] > 0, 3])) if len(tracks) else 0
     print(f"{len(frames)} frames: {len(tracks)} tracks, {n_div} divisions")
-    _say_wrote([out/'res_track.txt'] + sorted(out.glob('mask*.tif'))[:1] + (['...'] if len(frames) > 1 else []))
+    _say_wrote([out / 'res_track.txt'] + sorted(out.glob('mask*.tif'))[:1] + (['...'] if len(frames) > 1 else []))
 
+# %% ../nbs/60_cli.ipynb #d7f191e7
 def _cmd_track_eval(a):
     from microscopy_toolkit.tracking.ctc import evaluate_ctc
+
     m = evaluate_ctc(a.res, a.gt)
     for k in ('SEG', 'TRA', 'DET', 'LNK'):
-        if k in m: print(f"{k}: {m[k]:.4f}")
+        if k in m:
+            print(f"{k}: {m[k]:.4f}")
     print('AOGM errors: ' + ', '.join(f"{k} {m[k]}" for k in ('NS', 'FN', 'FP', 'ED', 'EA', 'EC') if k in m))
     if a.json:
-        with atomic_write(a.json, 'w') as f: json.dump({k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in m.items()}, f, indent=1, default=int)
+        with atomic_write(a.json, 'w') as f:
+            json.dump(
+                {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in m.items()},
+                f,
+                indent=1,
+                default=int,
+            )
         _say_wrote([a.json])
 
+# %% ../nbs/60_cli.ipynb #6890639d
 def _cmd_track_train(a):
-    import matplotlib; matplotlib.use('Agg')
+    import matplotlib
+
+    matplotlib.use('Agg')
     from microscopy_toolkit.matching.track import train_tracker, read_ctc_sequence
+
     if a.synthetic is not None:
-        if a.synthetic < 2: raise InputError('--synthetic needs at least 2 sequences (the last validates)')
+        if a.synthetic < 2:
+            raise InputError('--synthetic needs at least 2 sequences (the last validates)')
         from microscopy_toolkit.synthetic.cells import cell_timelapse
+
         seqs = []
         for s in range(a.synthetic):
-            tl = cell_timelapse(n_frames=6, size=64, n_cells=6, radius=(4, 7), seed=a.seed + s, division_prob=0.1, min_age=2)
+            tl = cell_timelapse(
+                n_frames=6, size=64, n_cells=6, radius=(4, 7), seed=a.seed + s, division_prob=0.1, min_age=2
+            )
             seqs.append(dict(frames=tl.frames, masks=tl.labels, tracks=tl.tracks, seg={}))
     else:
-        if len(a.data) < 2: raise InputError('--data needs at least two CTC folders (the last validates)')
+        if len(a.data) < 2:
+            raise InputError('--data needs at least two CTC folders (the last validates)')
         seqs = [read_ctc_sequence(d) for d in a.data]
-    tracker, hist = train_tracker(seqs[:-1], seqs[-1:], sd=a.sd, image_size=a.image_size, seg_epochs=a.seg_epochs,
-                                  proj_epochs=a.proj_epochs, link_epochs=a.link_epochs, lr=a.lr, device=a.device, seed=a.seed, ckpt_dir=a.out)
+    tracker, hist = train_tracker(
+        seqs[:-1],
+        seqs[-1:],
+        sd=a.sd,
+        image_size=a.image_size,
+        seg_epochs=a.seg_epochs,
+        proj_epochs=a.proj_epochs,
+        link_epochs=a.link_epochs,
+        lr=a.lr,
+        device=a.device,
+        seed=a.seed,
+        ckpt_dir=a.out,
+    )
     out = Path(a.out)
-    with atomic_write(out/'seg_history.csv', 'w') as f: hist['seg'].to_csv(f, index=False)
-    with atomic_write(out/'link_history.csv', 'w') as f: hist['link'].to_csv(f, index=False)
-    print(f"segmentation: best validation AP@0.5 {hist['seg'].val_ap50.max():.3f}; linkage: validation edge F1 {hist['link'].val_f1.iloc[-1]:.3f}")
-    _say_wrote([out/'tracker.pt', out/'seg_history.csv', out/'link_history.csv'])
+    with atomic_write(out / 'seg_history.csv', 'w') as f:
+        hist['seg'].to_csv(f, index=False)
+    with atomic_write(out / 'link_history.csv', 'w') as f:
+        hist['link'].to_csv(f, index=False)
+    print(
+        f"segmentation: best validation AP@0.5 {hist['seg'].val_ap50.max():.3f}; linkage: validation edge F1 {hist['link'].val_f1.iloc[-1]:.3f}"
+    )
+    _say_wrote([out / 'tracker.pt', out / 'seg_history.csv', out / 'link_history.csv'])
 
+# %% ../nbs/60_cli.ipynb #17f10fcd
 def _bench_data(a):
     from microscopy_toolkit.bench.data import load_ubench, ubench_sample, select
+
     ds = ubench_sample(seed=a.seed) if a.sample else load_ubench(a.data or 'jnirschl/uBench', split=a.split)
-    if a.datasets or a.tasks or a.group: ds = select(ds, datasets=a.datasets, tasks=a.tasks, group=a.group)
+    if a.datasets or a.tasks or a.group:
+        ds = select(ds, datasets=a.datasets, tasks=a.tasks, group=a.group)
     return ds
 
+# %% ../nbs/60_cli.ipynb #8ca5de22
 def _cmd_bench_eval(a):
-    import matplotlib; matplotlib.use('Agg')
+    import matplotlib
+
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from microscopy_toolkit.bench.evaluate import evaluate, random_baseline, summary_table, plot_tasks, load_contrastive
-    models = [load_contrastive(m, pretrained=a.pretrained, arch=a.arch, device=a.device) for m in a.models]   # fail before writing
+
+    models = [
+        load_contrastive(m, pretrained=a.pretrained, arch=a.arch, device=a.device) for m in a.models
+    ]  # fail before writing
     ds = _bench_data(a)
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
     kw = dict(tasks=a.tasks, group=a.group, variant=a.variant, n_resamples=a.n_resamples, seed=a.seed)
     results, written = [], []
     for m in models:
         r = evaluate(m, ds, batch_size=a.batch_size, **kw)
         results.append(r)
-        written += list(r.save(out/_safe_name(r.model)).values())
-    if a.random_baseline: results.append(random_baseline(ds, **kw))
+        written += list(r.save(out / _safe_name(r.model)).values())
+    if a.random_baseline:
+        results.append(random_baseline(ds, **kw))
     table = summary_table(results)
     print(table.to_string())
-    with atomic_write(out/'table1.csv', 'w') as f: summary_table(results, as_text=False).to_csv(f)
-    ax = plot_tasks(results); ax.figure.savefig(out/'per_task.png', dpi=120); plt.close(ax.figure)
-    _say_wrote(written + [out/'table1.csv', out/'per_task.png'])
+    with atomic_write(out / 'table1.csv', 'w') as f:
+        summary_table(results, as_text=False).to_csv(f)
+    ax = plot_tasks(results)
+    ax.figure.savefig(out / 'per_task.png', dpi=120)
+    plt.close(ax.figure)
+    _say_wrote(written + [out / 'table1.csv', out / 'per_task.png'])
 
+# %% ../nbs/60_cli.ipynb #2a95b908
 def _safe_name(name: str) -> str:
     import re
+
     return re.sub(r'[^A-Za-z0-9._+=-]+', '_', name).strip('_') or 'model'
 
+# %% ../nbs/60_cli.ipynb #64bc29f0
 def _cmd_bench_merge(a):
-    import matplotlib; matplotlib.use('Agg')
+    import matplotlib
+
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from microscopy_toolkit.bench.evaluate import load_contrastive
     from microscopy_toolkit.bench.merge import wise_ft, save_merged, alpha_sweep, plot_alpha_sweep
+
     alphas = None
-    if a.sweep is not None:                     # check every argument before loading or writing anything
-        if a.data is None and not a.sample: raise InputError("--sweep evaluates on data: give --data PATH or --sample")
-        try: alphas = [float(x) for x in a.sweep.split(',') if x.strip()]
-        except ValueError: raise InputError(f"--sweep takes comma-separated numbers, got {a.sweep!r}") from None
-    if not 0 <= a.alpha <= 1: raise InputError(f"--alpha must lie in [0, 1], got {a.alpha}")
+    if a.sweep is not None:  # check every argument before loading or writing anything
+        if a.data is None and not a.sample:
+            raise InputError("--sweep evaluates on data: give --data PATH or --sample")
+        try:
+            alphas = [float(x) for x in a.sweep.split(',') if x.strip()]
+        except ValueError:
+            raise InputError(f"--sweep takes comma-separated numbers, got {a.sweep!r}") from None
+    if not 0 <= a.alpha <= 1:
+        raise InputError(f"--alpha must lie in [0, 1], got {a.alpha}")
     base, ft = load_contrastive(a.base, device=a.device), load_contrastive(a.finetuned, device=a.device)
     merged = wise_ft(base, ft, a.alpha)
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    folder = save_merged(merged, out/'merged', {'alpha': a.alpha, 'base': a.base, 'finetuned': a.finetuned})
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = save_merged(merged, out / 'merged', {'alpha': a.alpha, 'base': a.base, 'finetuned': a.finetuned})
     print(f"merged {base.name} and {ft.name} at alpha={a.alpha:g}")
-    written = [folder/'open_clip_config.json', folder/'open_clip_pytorch_model.bin']
+    written = [folder / 'open_clip_config.json', folder / 'open_clip_pytorch_model.bin']
     if alphas is not None:
-        table, _ = alpha_sweep(base, ft, _bench_data(a), alphas=alphas, tasks=a.tasks, group=a.group,
-                               batch_size=a.batch_size, n_resamples=a.n_resamples, seed=a.seed)
+        table, _ = alpha_sweep(
+            base,
+            ft,
+            _bench_data(a),
+            alphas=alphas,
+            tasks=a.tasks,
+            group=a.group,
+            batch_size=a.batch_size,
+            n_resamples=a.n_resamples,
+            seed=a.seed,
+        )
         print(table.pivot(index='alpha', columns='group', values='macro').round(4).to_string())
-        with atomic_write(out/'alpha_sweep.csv', 'w') as f: table.to_csv(f, index=False)
-        axes = plot_alpha_sweep(table, title=f'{base.name} -> {ft.name}'); axes[0].figure.savefig(out/'alpha_sweep.png', dpi=120); plt.close(axes[0].figure)
-        written += [out/'alpha_sweep.csv', out/'alpha_sweep.png']
+        with atomic_write(out / 'alpha_sweep.csv', 'w') as f:
+            table.to_csv(f, index=False)
+        axes = plot_alpha_sweep(table, title=f'{base.name} -> {ft.name}')
+        axes[0].figure.savefig(out / 'alpha_sweep.png', dpi=120)
+        plt.close(axes[0].figure)
+        written += [out / 'alpha_sweep.csv', out / 'alpha_sweep.png']
     _say_wrote(written)
 
-COMMANDS = {('quickstart', None): _cmd_quickstart, ('focus', 'score'): _cmd_focus_score, ('focus', 'analyze'): _cmd_focus_analyze,
-            ('focus', 'train'): _cmd_focus_train, ('focus', 'predict'): _cmd_focus_predict,
-            ('track', 'run'): _cmd_track_run, ('track', 'eval'): _cmd_track_eval, ('track', 'train'): _cmd_track_train,
-            ('match', 'segment'): _cmd_match_segment, ('match', 'count'): _cmd_match_count, ('match', 'train'): _cmd_match_train,
-            ('bench', 'eval'): _cmd_bench_eval, ('bench', 'merge'): _cmd_bench_merge}
 
+COMMANDS = {
+    ('quickstart', None): _cmd_quickstart,
+    ('focus', 'score'): _cmd_focus_score,
+    ('focus', 'analyze'): _cmd_focus_analyze,
+    ('focus', 'train'): _cmd_focus_train,
+    ('focus', 'predict'): _cmd_focus_predict,
+    ('track', 'run'): _cmd_track_run,
+    ('track', 'eval'): _cmd_track_eval,
+    ('track', 'train'): _cmd_track_train,
+    ('match', 'segment'): _cmd_match_segment,
+    ('match', 'count'): _cmd_match_count,
+    ('match', 'train'): _cmd_match_train,
+    ('bench', 'eval'): _cmd_bench_eval,
+    ('bench', 'merge'): _cmd_bench_merge,
+}
+
+# %% ../nbs/60_cli.ipynb #522eeec0
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of the `mtk` command; returns the exit status."
     a = build_parser().parse_args(argv)
-    try: COMMANDS[(a.command, getattr(a, 'verb', None))](a)
+    try:
+        COMMANDS[(a.command, getattr(a, 'verb', None))](a)
     except MTKError as e:
-        print(f"mtk: error: {e}", file=sys.stderr); return 2
+        print(f"mtk: error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -21,9 +21,11 @@ __all__ = ['KNOWN_WEIGHTS', 'TINY_CLIP_CFG', 'MTKError', 'InputError', 'WeightsU
 class MTKError(Exception):
     "Base class of every error the toolkit raises on purpose."
 
+# %% ../nbs/00_core.ipynb #157f888b
 class InputError(MTKError, ValueError):
     "Bad user input: wrong dimensions, NaN, empty data, unknown stain, corrupt file. The message names the fix."
 
+# %% ../nbs/00_core.ipynb #2fe8e55e
 class WeightsUnavailableError(MTKError, FileNotFoundError):
     "Pretrained weights could not be found locally and could not be downloaded."
 
@@ -32,40 +34,57 @@ def _mps_available() -> bool:
     mps = getattr(torch.backends, 'mps', None)
     return bool(mps is not None and mps.is_available())
 
+# %% ../nbs/00_core.ipynb #25bbae4e
 def get_device(device: str | torch.device | None = 'auto') -> torch.device:
     "Resolve `'auto'`, `'cpu'`, `'cuda'`, `'cuda:N'` or `'mps'` to a `torch.device` that exists on this machine."
-    if isinstance(device, torch.device): device = str(device)
+    if isinstance(device, torch.device):
+        device = str(device)
     if device is None or device == 'auto':
-        if torch.cuda.is_available(): return torch.device('cuda')
-        if _mps_available(): return torch.device('mps')
+        if torch.cuda.is_available():
+            return torch.device('cuda')
+        if _mps_available():
+            return torch.device('mps')
         return torch.device('cpu')
-    if not isinstance(device, str): raise InputError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+    if not isinstance(device, str):
+        raise InputError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
     kind = device.split(':')[0]
-    if kind == 'cpu': return torch.device('cpu')
+    if kind == 'cpu':
+        return torch.device('cpu')
     if kind == 'cuda':
         if not torch.cuda.is_available():
-            raise InputError(f"device {device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'")
+            raise InputError(
+                f"device {device!r} was requested but CUDA is not available here; use device='auto' or 'cpu'"
+            )
         d = torch.device(device)
         if d.index is not None and d.index >= torch.cuda.device_count():
-            raise InputError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise InputError(
+                f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         return d
     if kind == 'mps':
-        if not _mps_available(): raise InputError(f"device 'mps' was requested but Apple MPS is not available here; use 'auto' or 'cpu'")
+        if not _mps_available():
+            raise InputError(f"device 'mps' was requested but Apple MPS is not available here; use 'auto' or 'cpu'")
         return torch.device('mps')
     raise InputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
 # %% ../nbs/00_core.ipynb #b183bdd6
 def seed_everything(seed: int = 0, deterministic: bool = False) -> np.random.Generator:
     "Seed `random`, NumPy and torch (all devices); optionally ask torch for deterministic kernels. Returns `np.random.default_rng(seed)`."
-    if not isinstance(seed, (int, np.integer)) or seed < 0: raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-        if torch.backends.cudnn.is_available(): torch.backends.cudnn.benchmark = False
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.benchmark = False
     return np.random.default_rng(seed)
 
+# %% ../nbs/00_core.ipynb #0d124867
 def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     "A `Generator` from a seed, or the generator itself."
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -74,25 +93,38 @@ def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
 def load_config(source: str | Path | dict | None, defaults: dict | None = None, strict: bool = True) -> dict:
     "Read a YAML/JSON file (or take a dict), merge it over `defaults`; unknown keys raise `InputError` when `strict`."
     import difflib
+
     defaults = dict(defaults or {})
-    if source is None: cfg = {}
-    elif isinstance(source, dict): cfg = dict(source)
+    if source is None:
+        cfg = {}
+    elif isinstance(source, dict):
+        cfg = dict(source)
     else:
         p = Path(source)
-        if not p.exists(): raise InputError(f"config file {p} does not exist")
+        if not p.exists():
+            raise InputError(f"config file {p} does not exist")
         text = p.read_text()
         try:
-            if p.suffix.lower() == '.json': cfg = json.loads(text)
+            if p.suffix.lower() == '.json':
+                cfg = json.loads(text)
             else:
                 import yaml
+
                 cfg = yaml.safe_load(text)
-        except Exception as e: raise InputError(f"config file {p} could not be parsed: {e}") from e
-        if cfg is None: cfg = {}
-        if not isinstance(cfg, dict): raise InputError(f"config file {p} must hold a mapping of keys to values, got {type(cfg).__name__}")
+        except Exception as e:
+            raise InputError(f"config file {p} could not be parsed: {e}") from e
+        if cfg is None:
+            cfg = {}
+        if not isinstance(cfg, dict):
+            raise InputError(f"config file {p} must hold a mapping of keys to values, got {type(cfg).__name__}")
     if strict and defaults:
         bad = [k for k in cfg if k not in defaults]
         if bad:
-            hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, list(defaults), 1)) else '') for k in bad]
+            hints = [
+                f"{k!r}"
+                + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, list(defaults), 1)) else '')
+                for k in bad
+            ]
             raise InputError(f"unknown config key(s): {', '.join(hints)}; valid keys: {', '.join(sorted(defaults))}")
     return {**defaults, **cfg}
 
@@ -100,81 +132,141 @@ def load_config(source: str | Path | dict | None, defaults: dict | None = None, 
 @dataclass(frozen=True)
 class WeightSpec:
     "Where a pretrained model's files live: a hub repository (optionally one file in it) and a folder name under `MTK_WEIGHTS_DIR`."
-    name: str                      # the name users type
-    hub_repo: str                  # Hugging Face repository id
-    filename: str | None = None    # one file in the repository, or None for the whole snapshot
+
+    name: str  # the name users type
+    hub_repo: str  # Hugging Face repository id
+    filename: str | None = None  # one file in the repository, or None for the whole snapshot
     local_name: str | None = None  # file or folder under $MTK_WEIGHTS_DIR (defaults to the repository's last part)
-    note: str = ''                 # what the weights are, for the error message
+    note: str = ''  # what the weights are, for the error message
 
     @property
-    def local(self) -> str: return self.local_name or (self.filename or self.hub_repo.split('/')[-1])
+    def local(self) -> str:
+        return self.local_name or (self.filename or self.hub_repo.split('/')[-1])
 
-KNOWN_WEIGHTS = {s.name: s for s in [
-    WeightSpec('RN50-openai', 'timm/resnet50_clip.openai', 'open_clip_pytorch_model.bin', 'RN50-openai.bin', 'OpenAI CLIP ResNet-50 (open_clip RN50, pretrained="openai")'),
-    WeightSpec('ViT-B-16-openai', 'timm/vit_base_patch16_clip_224.openai', 'open_clip_pytorch_model.bin', 'ViT-B-16-openai.bin', 'OpenAI CLIP ViT-B/16 (open_clip ViT-B-16, pretrained="openai")'),
-    WeightSpec('BiomedCLIP', 'microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224', None, 'BiomedCLIP', 'BiomedCLIP (open_clip hf-hub model; needs its open_clip_config.json and weights)'),
-    WeightSpec('stable-diffusion-v1-4', 'CompVis/stable-diffusion-v1-4', None, 'stable-diffusion-v1-4', 'Stable Diffusion v1.4 (diffusers folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)'),
-]}
 
+KNOWN_WEIGHTS = {
+    s.name: s
+    for s in [
+        WeightSpec(
+            'RN50-openai',
+            'timm/resnet50_clip.openai',
+            'open_clip_pytorch_model.bin',
+            'RN50-openai.bin',
+            'OpenAI CLIP ResNet-50 (open_clip RN50, pretrained="openai")',
+        ),
+        WeightSpec(
+            'ViT-B-16-openai',
+            'timm/vit_base_patch16_clip_224.openai',
+            'open_clip_pytorch_model.bin',
+            'ViT-B-16-openai.bin',
+            'OpenAI CLIP ViT-B/16 (open_clip ViT-B-16, pretrained="openai")',
+        ),
+        WeightSpec(
+            'BiomedCLIP',
+            'microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224',
+            None,
+            'BiomedCLIP',
+            'BiomedCLIP (open_clip hf-hub model; needs its open_clip_config.json and weights)',
+        ),
+        WeightSpec(
+            'stable-diffusion-v1-4',
+            'CompVis/stable-diffusion-v1-4',
+            None,
+            'stable-diffusion-v1-4',
+            'Stable Diffusion v1.4 (diffusers folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)',
+        ),
+    ]
+}
+
+# %% ../nbs/00_core.ipynb #2f19e71e
 def _offline() -> bool:
-    return os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes') or os.environ.get('MTK_OFFLINE', '0').lower() in ('1', 'true', 'yes')
+    return os.environ.get('HF_HUB_OFFLINE', '0').lower() in ('1', 'true', 'yes') or os.environ.get(
+        'MTK_OFFLINE', '0'
+    ).lower() in ('1', 'true', 'yes')
 
+# %% ../nbs/00_core.ipynb #041e3ca6
 def _from_hub_cache(spec: WeightSpec) -> Path | None:
     try:
         import huggingface_hub as hh
+
         if spec.filename is not None:
             p = hh.try_to_load_from_cache(spec.hub_repo, spec.filename)
             return Path(p) if isinstance(p, str) and Path(p).exists() else None
         return Path(hh.snapshot_download(spec.hub_repo, local_files_only=True))
-    except Exception: return None
+    except Exception:
+        return None
 
+# %% ../nbs/00_core.ipynb #9fe3cd40
 def _from_hub(spec: WeightSpec) -> Path:
     import huggingface_hub as hh
-    if spec.filename is not None: return Path(hh.hf_hub_download(spec.hub_repo, spec.filename))
+
+    if spec.filename is not None:
+        return Path(hh.hf_hub_download(spec.hub_repo, spec.filename))
     return Path(hh.snapshot_download(spec.hub_repo))
 
+# %% ../nbs/00_core.ipynb #3e46eb51
 def resolve_weights(model: str | WeightSpec, path: str | Path | None = None, download: bool | None = None) -> Path:
     "Find a model's weights: explicit `path`, `$MTK_WEIGHTS_DIR`, the hub cache, then the hub (unless offline). Raises `WeightsUnavailableError`."
-    if isinstance(model, WeightSpec): spec = model
-    elif model in KNOWN_WEIGHTS: spec = KNOWN_WEIGHTS[model]
-    elif isinstance(model, str) and '/' in model: spec = WeightSpec(model, model)
-    else: raise InputError(f"unknown model {model!r}: use one of {', '.join(KNOWN_WEIGHTS)} or a hub repository id 'owner/name'")
+    if isinstance(model, WeightSpec):
+        spec = model
+    elif model in KNOWN_WEIGHTS:
+        spec = KNOWN_WEIGHTS[model]
+    elif isinstance(model, str) and '/' in model:
+        spec = WeightSpec(model, model)
+    else:
+        raise InputError(
+            f"unknown model {model!r}: use one of {', '.join(KNOWN_WEIGHTS)} or a hub repository id 'owner/name'"
+        )
     if path is not None:
         p = Path(path).expanduser()
-        if p.exists(): return p
+        if p.exists():
+            return p
         raise WeightsUnavailableError(f"weights for {spec.name} were asked for at {p}, which does not exist")
     tried = []
     env = os.environ.get('MTK_WEIGHTS_DIR')
     if env:
-        p = Path(env).expanduser()/spec.local
-        if p.exists(): return p
+        p = Path(env).expanduser() / spec.local
+        if p.exists():
+            return p
         tried.append(str(p))
     p = _from_hub_cache(spec)
-    if p is not None: return p
+    if p is not None:
+        return p
     tried.append(f"hub cache for {spec.hub_repo}")
-    if download is None: download = not _offline()
+    if download is None:
+        download = not _offline()
     if download:
-        try: return _from_hub(spec)
-        except Exception as e: tried.append(f"download from the hub ({type(e).__name__})")
+        try:
+            return _from_hub(spec)
+        except Exception as e:
+            tried.append(f"download from the hub ({type(e).__name__})")
     what = f"the file {spec.filename!r} of" if spec.filename else "the whole repository"
     raise WeightsUnavailableError(
         f"weights for {spec.name} ({spec.note or spec.hub_repo}) are not available. Tried: {'; '.join(tried)}.\n"
         f"Download {what} https://huggingface.co/{spec.hub_repo} on a machine with internet and put it at "
-        f"$MTK_WEIGHTS_DIR/{spec.local} (set MTK_WEIGHTS_DIR to a folder of your choice), or pass its path explicitly.")
+        f"$MTK_WEIGHTS_DIR/{spec.local} (set MTK_WEIGHTS_DIR to a folder of your choice), or pass its path explicitly."
+    )
 
 # %% ../nbs/00_core.ipynb #6f32eeb0
-TINY_CLIP_CFG = dict(embed_dim=32,
-                     vision_cfg=dict(layers=2, width=64, head_width=32, patch_size=16, image_size=64, mlp_ratio=2.0),
-                     text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2, mlp_ratio=2.0))
+TINY_CLIP_CFG = dict(
+    embed_dim=32,
+    vision_cfg=dict(layers=2, width=64, head_width=32, patch_size=16, image_size=64, mlp_ratio=2.0),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2, mlp_ratio=2.0),
+)
+
 
 def tiny_clip(seed: int = 0, image_size: int = 64, embed_dim: int = 32, **overrides) -> 'open_clip.CLIP':
     "A randomly initialised open_clip `CLIP` (ViT image tower, transformer text tower) small enough to train on a CPU."
     import open_clip, copy
+
     cfg = copy.deepcopy(TINY_CLIP_CFG)
-    cfg['embed_dim'] = embed_dim; cfg['vision_cfg']['image_size'] = image_size
+    cfg['embed_dim'] = embed_dim
+    cfg['vision_cfg']['image_size'] = image_size
     for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(cfg.get(k), dict): cfg[k].update(v)
-        else: cfg[k] = v
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            cfg[k].update(v)
+        else:
+            cfg[k] = v
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = open_clip.CLIP(**cfg)
@@ -184,47 +276,90 @@ def tiny_clip(seed: int = 0, image_size: int = 64, embed_dim: int = 32, **overri
 # %% ../nbs/00_core.ipynb #d9bb7710
 def tiny_sd_configs(sample_size: int = 16, cross_attention_dim: int = 32) -> dict:
     "Explicit configs for a tiny Stable-Diffusion-like stack (UNet with cross-attention, VAE with 4 latent channels, CLIP text encoder)."
-    unet = dict(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-                down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
-                cross_attention_dim=cross_attention_dim, attention_head_dim=8, norm_num_groups=8)
-    vae = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-               down_block_types=('DownEncoderBlock2D', 'DownEncoderBlock2D'), up_block_types=('UpDecoderBlock2D', 'UpDecoderBlock2D'),
-               norm_num_groups=8, sample_size=sample_size * 2)
-    text = dict(vocab_size=49408, hidden_size=cross_attention_dim, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=77, projection_dim=cross_attention_dim,
-                bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
+    unet = dict(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'),
+        up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=('DownEncoderBlock2D', 'DownEncoderBlock2D'),
+        up_block_types=('UpDecoderBlock2D', 'UpDecoderBlock2D'),
+        norm_num_groups=8,
+        sample_size=sample_size * 2,
+    )
+    text = dict(
+        vocab_size=49408,
+        hidden_size=cross_attention_dim,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=cross_attention_dim,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=0,
+    )
     return dict(unet=unet, vae=vae, text_encoder=text)
 
+# %% ../nbs/00_core.ipynb #2e8e874b
 def tiny_sd(seed: int = 0, sample_size: int = 16, cross_attention_dim: int = 32) -> dict:
     "Randomly initialised diffusers `UNet2DConditionModel`, `AutoencoderKL`, transformers `CLIPTextModel` and a `DDPMScheduler` (SD v1.4 schedule)."
     from diffusers import UNet2DConditionModel, AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
+
     cfg = tiny_sd_configs(sample_size, cross_attention_dim)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**cfg['unet']).eval()
         vae = AutoencoderKL(**cfg['vae']).eval()
         text_encoder = CLIPTextModel(CLIPTextConfig(**cfg['text_encoder'])).eval()
-    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear', num_train_timesteps=1000)
+    scheduler = DDPMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear', num_train_timesteps=1000
+    )
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, scheduler=scheduler)
 
 # %% ../nbs/00_core.ipynb #3b3a189b
-def progress(iterable: Iterable | None = None, desc: str | None = None, total: int | None = None, disable: bool | None = None, **kw):
+def progress(
+    iterable: Iterable | None = None,
+    desc: str | None = None,
+    total: int | None = None,
+    disable: bool | None = None,
+    **kw
+):
     "A tqdm progress bar that suits the front end; disabled with `MTK_PROGRESS=0`."
     from tqdm.auto import tqdm
-    if disable is None: disable = os.environ.get('MTK_PROGRESS', '1') == '0'
+
+    if disable is None:
+        disable = os.environ.get('MTK_PROGRESS', '1') == '0'
     return tqdm(iterable, desc=desc, total=total, disable=disable, **kw)
 
+# %% ../nbs/00_core.ipynb #c929769b
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = 'wb'):
     "Open a temporary file beside `path` for writing and rename it over `path` only when the block finishes without error."
     import tempfile
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
         os.close(fd)
-        with open(tmp, mode) as f: yield f      # opened by name: writers such as tifffile need a real file name
+        with open(tmp, mode) as f:
+            yield f  # opened by name: writers such as tifffile need a real file name
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise

@@ -21,6 +21,7 @@ __all__ = ['CANONICAL', 'canonical_axes', 'to_axes', 'ImageData', 'check_finite'
 CANONICAL = 'TCZYX'
 _ALIASES = {'S': 'C', 'I': 'Z', 'Q': 'Z', 'E': 'C', 'R': 'T', 'H': 'C', 'L': 'C', 'P': 'Z', 'V': 'Z', 'A': 'C'}
 
+
 def canonical_axes(axes: str, shape: Sequence[int] | None = None) -> str:
     "Map tifffile axis letters to the toolkit's T, C, Z, Y, X (ambiguous letters become Z, then C, then T; duplicates are refused)."
     axes = axes.upper()
@@ -29,103 +30,153 @@ def canonical_axes(axes: str, shape: Sequence[int] | None = None) -> str:
         a = a if a in CANONICAL else _ALIASES.get(a, 'Z')
         if a in out:  # a second unknown dimension: try the remaining canonical letters in order Z, C, T
             a = next((b for b in 'ZCT' if b not in out and b not in axes.upper()), None)
-            if a is None: raise InputError(f"cannot interpret axes {axes!r}: too many non-spatial dimensions; pass axes= explicitly")
+            if a is None:
+                raise InputError(
+                    f"cannot interpret axes {axes!r}: too many non-spatial dimensions; pass axes= explicitly"
+                )
         out.append(a)
     res = ''.join(out)
-    if not res.endswith('YX'): raise InputError(f"axes {axes!r} do not end with the spatial axes YX; pass axes= explicitly (e.g. 'ZYX')")
-    if shape is not None and len(shape) != len(res): raise InputError(f"axes {res!r} do not match an array of {len(shape)} dimensions {tuple(shape)}")
+    if not res.endswith('YX'):
+        raise InputError(f"axes {axes!r} do not end with the spatial axes YX; pass axes= explicitly (e.g. 'ZYX')")
+    if shape is not None and len(shape) != len(res):
+        raise InputError(f"axes {res!r} do not match an array of {len(shape)} dimensions {tuple(shape)}")
     return res
 
+# %% ../nbs/01_io.ipynb #11fe940c
 def to_axes(data: np.ndarray, axes_from: str, axes_to: str) -> np.ndarray:
     "Reorder `data` from `axes_from` to `axes_to`; axes missing from `axes_from` are inserted with length 1, and dropped ones must have length 1."
     axes_from, axes_to = axes_from.upper(), axes_to.upper()
-    if data.ndim != len(axes_from): raise InputError(f"data has {data.ndim} dimensions but axes {axes_from!r} name {len(axes_from)}")
+    if data.ndim != len(axes_from):
+        raise InputError(f"data has {data.ndim} dimensions but axes {axes_from!r} name {len(axes_from)}")
     for a, n in zip(axes_from, data.shape):
         if a not in axes_to and n != 1:
-            raise InputError(f"axis {a} has length {n} and cannot be dropped when converting {axes_from} -> {axes_to}; select one index first")
+            raise InputError(
+                f"axis {a} has length {n} and cannot be dropped when converting {axes_from} -> {axes_to}; select one index first"
+            )
     keep = [i for i, a in enumerate(axes_from) if a in axes_to]
     squeezed = data.reshape([data.shape[i] for i in keep]) if len(keep) != data.ndim else data
     present = ''.join(axes_from[i] for i in keep)
     order = [present.index(a) for a in axes_to if a in present]
     out = np.transpose(squeezed, order)
-    return out.reshape([out.shape[[a for a in axes_to if a in present].index(a)] if a in present else 1 for a in axes_to])
+    return out.reshape(
+        [out.shape[[a for a in axes_to if a in present].index(a)] if a in present else 1 for a in axes_to]
+    )
 
 # %% ../nbs/01_io.ipynb #b716cd38
 @dataclass
 class ImageData:
     "Pixels and their axes (a string over T, C, Z, Y, X), with the file they came from."
+
     data: np.ndarray
     axes: str
     path: Path | None = None
 
     @property
-    def shape(self): return self.data.shape
+    def shape(self):
+        return self.data.shape
+
     @property
-    def dtype(self): return self.data.dtype
+    def dtype(self):
+        return self.data.dtype
+
     def size_of(self, axis: str) -> int:
         "Length of `axis` (1 when absent)."
         return self.data.shape[self.axes.index(axis)] if axis in self.axes else 1
+
     def as_axes(self, axes: str) -> np.ndarray:
         "The pixels reordered to `axes` (missing axes inserted with length 1)."
         return to_axes(self.data, self.axes, axes)
 
+# %% ../nbs/01_io.ipynb #934a23d0
 def check_finite(data: np.ndarray, where: str = 'image') -> np.ndarray:
     "Raise `InputError` naming `where` if `data` is empty or holds NaN / infinite values."
-    if data.size == 0: raise InputError(f"{where} is empty (shape {data.shape}): nothing to analyse")
+    if data.size == 0:
+        raise InputError(f"{where} is empty (shape {data.shape}): nothing to analyse")
     if np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.complexfloating):
         bad = ~np.isfinite(data)
-        if bad.any(): raise InputError(f"{where} holds {int(bad.sum())} NaN or infinite value(s) out of {data.size}; "
-                                       "fix or mask them before measuring (e.g. np.nan_to_num)")
+        if bad.any():
+            raise InputError(
+                f"{where} holds {int(bad.sum())} NaN or infinite value(s) out of {data.size}; "
+                "fix or mask them before measuring (e.g. np.nan_to_num)"
+            )
     return data
 
+# %% ../nbs/01_io.ipynb #26ada17f
 def read_image(path: str | Path, axes: str | None = None, series: int = 0) -> ImageData:
     "Read a TIFF / OME-TIFF series with its axes (or the caller's `axes=`), validating the pixels."
     import tifffile
+
     path = Path(path)
-    if not path.exists(): raise InputError(f"{path} does not exist")
-    if path.is_dir(): raise InputError(f"{path} is a folder; pass a TIFF file (or use list_images / read_timelapse for folders)")
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; pass a TIFF file (or use list_images / read_timelapse for folders)")
     try:
         with tifffile.TiffFile(path) as tf:
-            if not tf.series: raise InputError(f"{path} holds no image series")
-            if series >= len(tf.series): raise InputError(f"{path} has {len(tf.series)} series; series={series} does not exist")
+            if not tf.series:
+                raise InputError(f"{path} holds no image series")
+            if series >= len(tf.series):
+                raise InputError(f"{path} has {len(tf.series)} series; series={series} does not exist")
             s = tf.series[series]
             data = s.asarray()
             file_axes = s.axes
-    except InputError: raise
+    except InputError:
+        raise
     except Exception as e:
-        raise InputError(f"{path} could not be read as a TIFF ({type(e).__name__}: {e}); is it a complete, uncorrupted TIFF file?") from e
+        raise InputError(
+            f"{path} could not be read as a TIFF ({type(e).__name__}: {e}); is it a complete, uncorrupted TIFF file?"
+        ) from e
     check_finite(data, str(path))
     if axes is not None:
         ax = axes.upper()
-        if len(ax) != data.ndim: raise InputError(f"{path}: axes={axes!r} names {len(ax)} dimensions but the image has shape {data.shape}")
-        if set(ax) - set(CANONICAL) or len(set(ax)) != len(ax): raise InputError(f"axes={axes!r} must use each of T, C, Z, Y, X at most once")
+        if len(ax) != data.ndim:
+            raise InputError(f"{path}: axes={axes!r} names {len(ax)} dimensions but the image has shape {data.shape}")
+        if set(ax) - set(CANONICAL) or len(set(ax)) != len(ax):
+            raise InputError(f"axes={axes!r} must use each of T, C, Z, Y, X at most once")
     else:
         ax = canonical_axes(file_axes, data.shape)
     return ImageData(data, ax, path)
 
+# %% ../nbs/01_io.ipynb #ca5ca6ff
 def _pick_channel(img: ImageData, channel: int | None, what: str) -> ImageData:
     nc = img.size_of('C')
-    if nc == 1: return ImageData(img.as_axes(img.axes.replace('C', '')) if 'C' in img.axes else img.data, img.axes.replace('C', ''), img.path)
-    if channel is None: raise InputError(f"{img.path} has {nc} channels (axes {img.axes}); pass channel=0..{nc-1} to read one {what}")
-    if not 0 <= channel < nc: raise InputError(f"{img.path}: channel={channel} is out of range, the file has channels 0..{nc-1}")
+    if nc == 1:
+        return ImageData(
+            img.as_axes(img.axes.replace('C', '')) if 'C' in img.axes else img.data, img.axes.replace('C', ''), img.path
+        )
+    if channel is None:
+        raise InputError(f"{img.path} has {nc} channels (axes {img.axes}); pass channel=0..{nc-1} to read one {what}")
+    if not 0 <= channel < nc:
+        raise InputError(f"{img.path}: channel={channel} is out of range, the file has channels 0..{nc-1}")
     data = np.take(img.data, channel, axis=img.axes.index('C'))
     return ImageData(data, img.axes.replace('C', ''), img.path)
 
-def read_zstack(path: str | Path, channel: int | None = None, axes: str | None = None, timepoint: int | None = None) -> np.ndarray:
+# %% ../nbs/01_io.ipynb #f5f39b7a
+def read_zstack(
+    path: str | Path, channel: int | None = None, axes: str | None = None, timepoint: int | None = None
+) -> np.ndarray:
     "Read a z-stack as (Z, Y, X): YX becomes one plane; multi-channel files need `channel`, time-lapses `timepoint`."
     img = _pick_channel(read_image(path, axes), channel, 'z-stack')
     if 'T' in img.axes and img.size_of('T') > 1:
         if timepoint is None:
             if 'Z' not in img.axes or img.size_of('Z') == 1:
-                raise InputError(f"{img.path} is a time-lapse (axes {img.axes}) without a z axis; use read_timelapse, or axes='ZYX' if the first axis is really z")
-            raise InputError(f"{img.path} has {img.size_of('T')} time points (axes {img.axes}); pass timepoint= to read one z-stack")
+                raise InputError(
+                    f"{img.path} is a time-lapse (axes {img.axes}) without a z axis; use read_timelapse, or axes='ZYX' if the first axis is really z"
+                )
+            raise InputError(
+                f"{img.path} has {img.size_of('T')} time points (axes {img.axes}); pass timepoint= to read one z-stack"
+            )
         img = ImageData(np.take(img.data, timepoint, axis=img.axes.index('T')), img.axes.replace('T', ''), img.path)
     return img.as_axes('ZYX')
 
+# %% ../nbs/01_io.ipynb #7b324a92
 def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', p.name)]
 
-def read_timelapse(path: str | Path, channel: int | None = None, axes: str | None = None, z: int | None = None) -> np.ndarray:
+# %% ../nbs/01_io.ipynb #b5589796
+def read_timelapse(
+    path: str | Path, channel: int | None = None, axes: str | None = None, z: int | None = None
+) -> np.ndarray:
     "Read a time-lapse as (T, Y, X) from one TIFF (TYX, TZYX with `z=`, ...) or a folder of 2-D TIFFs in natural order (`t000.tif`, `t001.tif`, ...)."
     path = Path(path)
     if path.is_dir():
@@ -135,33 +186,51 @@ def read_timelapse(path: str | Path, channel: int | None = None, axes: str | Non
             raise InputError(f"the frames in {path} must all be 2-D images of one size; found shapes {sorted(shapes)}")
         return np.stack(frames)
     img = _pick_channel(read_image(path, axes), channel, 'time-lapse')
-    if img.axes == 'ZYX' and axes is None: img = ImageData(img.data, 'TYX', img.path)   # a 3-D file read as a time-lapse: first axis is time
+    if img.axes == 'ZYX' and axes is None:
+        img = ImageData(img.data, 'TYX', img.path)  # a 3-D file read as a time-lapse: first axis is time
     if 'Z' in img.axes and img.size_of('Z') > 1:
-        if z is None: raise InputError(f"{img.path} has {img.size_of('Z')} z-planes per time point (axes {img.axes}); pass z= to pick one plane")
+        if z is None:
+            raise InputError(
+                f"{img.path} has {img.size_of('Z')} z-planes per time point (axes {img.axes}); pass z= to pick one plane"
+            )
         img = ImageData(np.take(img.data, z, axis=img.axes.index('Z')), img.axes.replace('Z', ''), img.path)
     return img.as_axes('TYX')
 
+# %% ../nbs/01_io.ipynb #6d246713
 def list_images(paths: str | Path | Sequence[str | Path], recursive: bool = False) -> list[Path]:
     "Expand files, folders and glob patterns into a sorted list of TIFF files; an error if there are none."
-    if isinstance(paths, (str, Path)): paths = [paths]
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
     out = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
             pat = '**/*' if recursive else '*'
-            out += sorted((f for f in p.glob(pat) if f.suffix.lower() in ('.tif', '.tiff') and f.is_file()), key=_natural_key)
-        elif p.exists(): out.append(p)
+            out += sorted(
+                (f for f in p.glob(pat) if f.suffix.lower() in ('.tif', '.tiff') and f.is_file()), key=_natural_key
+            )
+        elif p.exists():
+            out.append(p)
         elif any(c in str(p) for c in '*?['):
             out += sorted((Path(f) for f in __import__('glob').glob(str(p), recursive=recursive)), key=_natural_key)
-        else: raise InputError(f"{p} does not exist")
-    if not out: raise InputError(f"no TIFF files found in {', '.join(map(str, paths))}")
+        else:
+            raise InputError(f"{p} does not exist")
+    if not out:
+        raise InputError(f"no TIFF files found in {', '.join(map(str, paths))}")
     return out
 
 # %% ../nbs/01_io.ipynb #68e14df3
-def normalize_percentile(x: np.ndarray, low: float = 1.0, high: float = 99.8, axis: int | tuple | None = None,
-                         clip: bool = True, eps: float = 1e-8) -> np.ndarray:
+def normalize_percentile(
+    x: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    axis: int | tuple | None = None,
+    clip: bool = True,
+    eps: float = 1e-8,
+) -> np.ndarray:
     "Map the `low`..`high` percentiles of `x` (over `axis`, e.g. (-2, -1) per plane) to 0..1 as float32."
-    if not 0 <= low < high <= 100: raise InputError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
+    if not 0 <= low < high <= 100:
+        raise InputError(f"need 0 <= low < high <= 100, got low={low}, high={high}")
     x = np.asarray(x, dtype=np.float32)
     lo, hi = np.percentile(x, [low, high], axis=axis, keepdims=True).astype(np.float32)
     out = (x - lo) / np.maximum(hi - lo, eps)
@@ -169,32 +238,61 @@ def normalize_percentile(x: np.ndarray, low: float = 1.0, high: float = 99.8, ax
     return np.clip(out, 0, 1, out=out) if clip else out
 
 # %% ../nbs/01_io.ipynb #3fd26e52
-def write_stack(path: str | Path, data: np.ndarray, axes: str = 'ZYX', ome: bool = True, compression: str | None = None) -> Path:
+def write_stack(
+    path: str | Path, data: np.ndarray, axes: str = 'ZYX', ome: bool = True, compression: str | None = None
+) -> Path:
     "Write `data` with its `axes` to an OME-TIFF (or ImageJ hyperstack when `ome=False`), atomically. Returns the path."
     import tifffile
-    path = Path(path); data = np.asarray(data); axes = axes.upper()
-    if len(axes) != data.ndim: raise InputError(f"axes {axes!r} name {len(axes)} dimensions but data has shape {data.shape}")
-    if set(axes) - set(CANONICAL) or not axes.endswith('YX'): raise InputError(f"axes {axes!r} must be letters of TCZYX ending with YX")
+
+    path = Path(path)
+    data = np.asarray(data)
+    axes = axes.upper()
+    if len(axes) != data.ndim:
+        raise InputError(f"axes {axes!r} name {len(axes)} dimensions but data has shape {data.shape}")
+    if set(axes) - set(CANONICAL) or not axes.endswith('YX'):
+        raise InputError(f"axes {axes!r} must be letters of TCZYX ending with YX")
     check_finite(data, f'data for {path}')
     if not ome:
-        order = ''.join(a for a in 'TZCYX' if a in axes)      # ImageJ's hyperstack order
+        order = ''.join(a for a in 'TZCYX' if a in axes)  # ImageJ's hyperstack order
         data, axes = to_axes(data, axes, order), order
-        if data.dtype not in (np.uint8, np.uint16, np.float32): data = data.astype(np.float32)
+        if data.dtype not in (np.uint8, np.uint16, np.float32):
+            data = data.astype(np.float32)
     with atomic_write(path, 'wb') as f:
-        tifffile.imwrite(f, data, ome=ome, imagej=not ome, metadata={'axes': axes}, compression=compression, photometric='minisblack')
+        tifffile.imwrite(
+            f, data, ome=ome, imagej=not ome, metadata={'axes': axes}, compression=compression, photometric='minisblack'
+        )
     return path
 
+# %% ../nbs/01_io.ipynb #e9e9e9b2
 def write_labels(path: str | Path, labels: np.ndarray, axes: str | None = None) -> Path:
     "Write an integer label mask (0 = background) as a compressed TIFF, atomically; uint16 when it fits, else uint32."
     import tifffile
-    path = Path(path); labels = np.asarray(labels)
-    if labels.size == 0: raise InputError(f"label mask for {path} is empty")
+
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise InputError(f"label mask for {path} is empty")
     if not np.issubdtype(labels.dtype, np.integer):
-        if np.issubdtype(labels.dtype, np.floating) and np.isfinite(labels).all() and (labels == np.round(labels)).all(): labels = labels.astype(np.int64)
-        else: raise InputError(f"label mask for {path} must hold integers (0 = background), got {labels.dtype} with fractional or non-finite values")
-    if labels.min() < 0: raise InputError(f"label mask for {path} has negative labels; labels must be >= 0")
+        if (
+            np.issubdtype(labels.dtype, np.floating)
+            and np.isfinite(labels).all()
+            and (labels == np.round(labels)).all()
+        ):
+            labels = labels.astype(np.int64)
+        else:
+            raise InputError(
+                f"label mask for {path} must hold integers (0 = background), got {labels.dtype} with fractional or non-finite values"
+            )
+    if labels.min() < 0:
+        raise InputError(f"label mask for {path} has negative labels; labels must be >= 0")
     dtype = np.uint16 if labels.max() < 2**16 else np.uint32
-    axes = (axes or 'TZYX'[-labels.ndim:] if labels.ndim <= 4 else axes)
+    axes = axes or 'TZYX'[-labels.ndim :] if labels.ndim <= 4 else axes
     with atomic_write(path, 'wb') as f:
-        tifffile.imwrite(f, labels.astype(dtype), compression='zlib', metadata={'axes': axes} if axes else None, photometric='minisblack')
+        tifffile.imwrite(
+            f,
+            labels.astype(dtype),
+            compression='zlib',
+            metadata={'axes': axes} if axes else None,
+            photometric='minisblack',
+        )
     return path

@@ -19,52 +19,77 @@ __all__ = ['AP_THRESHOLDS', 'expected_rank', 'pearson_corr', 'average_ranks', 's
            'average_precision', 'count_mae', 'count_rmse']
 
 # %% ../nbs/03_metrics.ipynb #b676069e
-def _is_torch(x) -> bool: return type(x).__module__.startswith('torch')
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith('torch')
 
+# %% ../nbs/03_metrics.ipynb #9cb23dd4
 def _np(x) -> np.ndarray:
     "A NumPy view of a NumPy array, a torch tensor (any device) or a sequence."
-    if _is_torch(x): return x.detach().cpu().numpy()
+    if _is_torch(x):
+        return x.detach().cpu().numpy()
     return np.asarray(x)
 
+# %% ../nbs/03_metrics.ipynb #7944cd68
 def expected_rank(probs, softmax: bool = False, atol: float = 1e-4):
     "ŷ = Σ_j p_j·j over the last axis of (..., K) rank probabilities (or logits with `softmax=True`); NumPy or torch in, same type out."
     if _is_torch(probs):
         import torch
-        if probs.ndim < 1 or probs.shape[-1] < 2: raise InputError(f"expected a (..., K) tensor of K >= 2 rank probabilities, got shape {tuple(probs.shape)}")
+
+        if probs.ndim < 1 or probs.shape[-1] < 2:
+            raise InputError(f"expected a (..., K) tensor of K >= 2 rank probabilities, got shape {tuple(probs.shape)}")
         p = probs if probs.is_floating_point() else probs.double()
-        if softmax: p = torch.softmax(p, -1)
-        if torch.isnan(p).any(): raise InputError("rank probabilities contain NaN")
+        if softmax:
+            p = torch.softmax(p, -1)
+        if torch.isnan(p).any():
+            raise InputError("rank probabilities contain NaN")
         if not softmax and not torch.allclose(p.sum(-1), torch.ones((), dtype=p.dtype, device=p.device), atol=atol):
-            raise InputError(f"rank probabilities must sum to 1 over the last axis (within {atol}); pass softmax=True if these are logits")
+            raise InputError(
+                f"rank probabilities must sum to 1 over the last axis (within {atol}); pass softmax=True if these are logits"
+            )
         return (p * torch.arange(p.shape[-1], device=p.device, dtype=p.dtype)).sum(-1)
     p = np.asarray(probs, dtype=float)
-    if p.ndim < 1 or p.shape[-1] < 2: raise InputError(f"expected a (..., K) array of K >= 2 rank probabilities, got shape {p.shape}")
-    if np.isnan(p).any(): raise InputError("rank probabilities contain NaN")
+    if p.ndim < 1 or p.shape[-1] < 2:
+        raise InputError(f"expected a (..., K) array of K >= 2 rank probabilities, got shape {p.shape}")
+    if np.isnan(p).any():
+        raise InputError("rank probabilities contain NaN")
     if softmax:
-        p = np.exp(p - p.max(-1, keepdims=True)); p = p / p.sum(-1, keepdims=True)
+        p = np.exp(p - p.max(-1, keepdims=True))
+        p = p / p.sum(-1, keepdims=True)
     elif not np.allclose(p.sum(-1), 1, atol=atol):
-        raise InputError(f"rank probabilities must sum to 1 over the last axis (within {atol}); pass softmax=True if these are logits")
+        raise InputError(
+            f"rank probabilities must sum to 1 over the last axis (within {atol}); pass softmax=True if these are logits"
+        )
     return p @ np.arange(p.shape[-1], dtype=float)
 
 # %% ../nbs/03_metrics.ipynb #e6a1576e
 def _constant_warning(what: str):
     from scipy.stats import ConstantInputWarning
-    warnings.warn(f"{what}: an input is constant, so the correlation is not defined; returning NaN", ConstantInputWarning, stacklevel=3)
 
+    warnings.warn(
+        f"{what}: an input is constant, so the correlation is not defined; returning NaN",
+        ConstantInputWarning,
+        stacklevel=3,
+    )
+
+# %% ../nbs/03_metrics.ipynb #54d25f37
 def pearson_corr(x, y, axis: int = -1):
     "Pearson's r of `x` and `y` along `axis` (broadcast); NaN with a `ConstantInputWarning` where an input is constant."
     x, y = np.broadcast_arrays(np.asarray(_np(x), dtype=float), np.asarray(_np(y), dtype=float))
     x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
-    if x.shape[-1] < 2: raise InputError(f"a correlation needs at least 2 observations, got {x.shape[-1]}")
-    if np.isnan(x).any() or np.isnan(y).any(): raise InputError("correlation inputs contain NaN; drop or impute them first")
+    if x.shape[-1] < 2:
+        raise InputError(f"a correlation needs at least 2 observations, got {x.shape[-1]}")
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise InputError("correlation inputs contain NaN; drop or impute them first")
     const = (x == x[..., :1]).all(-1) | (y == y[..., :1]).all(-1)
     xc, yc = x - x.mean(-1, keepdims=True), y - y.mean(-1, keepdims=True)
     with np.errstate(invalid='ignore', divide='ignore'):
         r = (xc * yc).sum(-1) / np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
     r = np.where(const, np.nan, np.clip(r, -1.0, 1.0))
-    if const.any(): _constant_warning('PLCC/SRCC')
+    if const.any():
+        _constant_warning('PLCC/SRCC')
     return r
 
+# %% ../nbs/03_metrics.ipynb #707442fc
 def average_ranks(x, axis: int = -1) -> np.ndarray:
     "Ranks 1..n along `axis`, ties sharing their average rank (as `scipy.stats.rankdata(method='average')`), vectorised."
     x = np.moveaxis(np.asarray(_np(x), dtype=float), axis, -1)
@@ -74,91 +99,122 @@ def average_ranks(x, axis: int = -1) -> np.ndarray:
     pos = np.broadcast_to(np.arange(n), xs.shape)
     new_group = np.concatenate([np.ones(xs.shape[:-1] + (1,), bool), xs[..., 1:] != xs[..., :-1]], -1)
     last_of_group = np.concatenate([new_group[..., 1:], np.ones(xs.shape[:-1] + (1,), bool)], -1)
-    start = np.maximum.accumulate(np.where(new_group, pos, 0), axis=-1)                       # first index of my tie group
-    end = np.flip(np.minimum.accumulate(np.flip(np.where(last_of_group, pos, n - 1), -1), axis=-1), -1)   # its last index
+    start = np.maximum.accumulate(np.where(new_group, pos, 0), axis=-1)  # first index of my tie group
+    end = np.flip(
+        np.minimum.accumulate(np.flip(np.where(last_of_group, pos, n - 1), -1), axis=-1), -1
+    )  # its last index
     ranks = np.empty_like(xs)
     np.put_along_axis(ranks, order, (start + end) / 2 + 1, -1)
     return np.moveaxis(ranks, -1, axis)
 
+# %% ../nbs/03_metrics.ipynb #73195bde
 def spearman_corr(x, y, axis: int = -1):
     "Spearman's ρ of `x` and `y` along `axis` (average ranks for ties); NaN with a `ConstantInputWarning` where an input is constant."
     x, y = np.broadcast_arrays(np.asarray(_np(x), dtype=float), np.asarray(_np(y), dtype=float))
-    if np.isnan(x).any() or np.isnan(y).any(): raise InputError("correlation inputs contain NaN; drop or impute them first")
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise InputError("correlation inputs contain NaN; drop or impute them first")
     return pearson_corr(average_ranks(x, axis), average_ranks(y, axis), axis)
 
 # %% ../nbs/03_metrics.ipynb #75232b7d
 _RULES = ('round', 'argmax')
 
+
 def _point_prediction(pred, rule: str = 'round') -> np.ndarray:
     "(N,) predictions from (N,) ranks or (N, K) probabilities: expected rank ('round') or most probable rank ('argmax')."
-    if rule not in _RULES: raise InputError(f"rule must be 'round' (rounded expected rank) or 'argmax' (most probable rank), got {rule!r}")
+    if rule not in _RULES:
+        raise InputError(f"rule must be 'round' (rounded expected rank) or 'argmax' (most probable rank), got {rule!r}")
     p = np.asarray(_np(pred), dtype=float)
     if p.ndim == 2:
         if rule == 'argmax':
-            if np.isnan(p).any(): raise InputError("rank probabilities contain NaN")
+            if np.isnan(p).any():
+                raise InputError("rank probabilities contain NaN")
             return p.argmax(-1).astype(float)
         return expected_rank(p)
-    if p.ndim != 1: raise InputError(f"predictions must be (N,) ranks or (N, K) rank probabilities, got shape {p.shape}")
-    if rule == 'argmax': raise InputError("rule='argmax' needs (N, K) rank probabilities, not (N,) point predictions")
+    if p.ndim != 1:
+        raise InputError(f"predictions must be (N,) ranks or (N, K) rank probabilities, got shape {p.shape}")
+    if rule == 'argmax':
+        raise InputError("rule='argmax' needs (N, K) rank probabilities, not (N,) point predictions")
     return p
 
+# %% ../nbs/03_metrics.ipynb #8d7e6bb1
 def _pred_and_target(pred, target, rule: str = 'round') -> tuple[np.ndarray, np.ndarray]:
     y = _point_prediction(pred, rule)
     t = np.asarray(_np(target), dtype=float)
-    if t.shape != y.shape: raise InputError(f"{y.shape[0] if y.ndim else y.shape} predictions but targets of shape {t.shape}; pass one integer label per image")
-    if y.size == 0: raise InputError("no predictions to score (empty batch)")
-    if np.isnan(y).any() or np.isnan(t).any(): raise InputError("predictions or targets contain NaN")
+    if t.shape != y.shape:
+        raise InputError(
+            f"{y.shape[0] if y.ndim else y.shape} predictions but targets of shape {t.shape}; pass one integer label per image"
+        )
+    if y.size == 0:
+        raise InputError("no predictions to score (empty batch)")
+    if np.isnan(y).any() or np.isnan(t).any():
+        raise InputError("predictions or targets contain NaN")
     return y, t
 
+# %% ../nbs/03_metrics.ipynb #59a8f671
 def accuracy(pred, target, rule: str = 'round') -> float:
     "Fraction of images whose rounded expected rank (`'round'`, half to even as `torch.round`) or most probable rank (`'argmax'`) equals the label."
     y, t = _pred_and_target(pred, target, rule)
     return float(np.mean(np.round(y) == t))
 
+# %% ../nbs/03_metrics.ipynb #f8aa6712
 def mae(pred, target, rule: str = 'round') -> float:
     "Mean absolute error |ŷ − y| of the expected (or, with `'argmax'`, most probable) rank."
     y, t = _pred_and_target(pred, target, rule)
     return float(np.mean(np.abs(y - t)))
 
+# %% ../nbs/03_metrics.ipynb #147fb2af
 def plcc(pred, target, rule: str = 'round') -> float:
     "Pearson linear correlation of the expected rank with the label (NaN with a warning for constant input)."
     return float(pearson_corr(*_pred_and_target(pred, target, rule)))
 
+# %% ../nbs/03_metrics.ipynb #def63d23
 def srcc(pred, target, rule: str = 'round') -> float:
     "Spearman rank correlation of the expected rank with the label, ties averaged (NaN with a warning for constant input)."
     return float(spearman_corr(*_pred_and_target(pred, target, rule)))
 
+# %% ../nbs/03_metrics.ipynb #3dee9215
 def _metric_row(y: np.ndarray, t: np.ndarray) -> dict:
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore')                       # constant groups are reported once by the caller
+        warnings.simplefilter('ignore')  # constant groups are reported once by the caller
         r = pearson_corr(y, t) if len(y) > 1 else np.nan
         s = spearman_corr(y, t) if len(y) > 1 else np.nan
-    return {'accuracy': float(np.mean(np.round(y) == t)), 'plcc': float(r), 'srcc': float(s),
-            'mae': float(np.mean(np.abs(y - t))), 'n': int(len(y))}
+    return {
+        'accuracy': float(np.mean(np.round(y) == t)),
+        'plcc': float(r),
+        'srcc': float(s),
+        'mae': float(np.mean(np.abs(y - t))),
+        'n': int(len(y)),
+    }
 
+# %% ../nbs/03_metrics.ipynb #6ed1a752
 def ordinal_metrics(probs_or_pred, target, stains: Sequence | None = None, rule: str = 'round') -> dict | pd.DataFrame:
     "Accuracy, PLCC, SRCC, MAE and n: a dict overall, or with `stains` a DataFrame with one row per stain and an 'all' row."
     y, t = _pred_and_target(probs_or_pred, target, rule)
     if stains is None:
         row = _metric_row(y, t)
-        if np.isnan(row['plcc']): _constant_warning('ordinal_metrics')
+        if np.isnan(row['plcc']):
+            _constant_warning('ordinal_metrics')
         return row
     s = np.asarray(_np(stains)).astype(str)
-    if s.shape != t.shape: raise InputError(f"{s.size} stain names for {t.size} images; pass one stain per image")
+    if s.shape != t.shape:
+        raise InputError(f"{s.size} stain names for {t.size} images; pass one stain per image")
     names, group = np.unique(s, return_inverse=True)
-    order = np.argsort(group, kind='stable'); bounds = np.r_[0, np.cumsum(np.bincount(group, minlength=len(names)))]
+    order = np.argsort(group, kind='stable')
+    bounds = np.r_[0, np.cumsum(np.bincount(group, minlength=len(names)))]
     rows = {name: _metric_row(y[order[a:b]], t[order[a:b]]) for name, a, b in zip(names, bounds[:-1], bounds[1:])}
     rows['all'] = _metric_row(y, t)
     table = pd.DataFrame.from_dict(rows, orient='index')
     table.index.name = 'stain'
     bad = table.index[table['plcc'].isna()].tolist()
-    if bad: _constant_warning(f"ordinal_metrics for {', '.join(map(str, bad))}")
+    if bad:
+        _constant_warning(f"ordinal_metrics for {', '.join(map(str, bad))}")
     return table
 
 # %% ../nbs/03_metrics.ipynb #dd4c8091
 @dataclass
 class BootstrapResult:
     "A statistic with its bootstrap confidence interval and standard error."
+
     estimate: float
     low: float
     high: float
@@ -167,35 +223,60 @@ class BootstrapResult:
     method: str = 'basic'
     n_resamples: int = 0
 
-    def __str__(self): return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}] ({self.confidence:.0%} {self.method}, SE {self.standard_error:.4f})"
+    def __str__(self):
+        return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}] ({self.confidence:.0%} {self.method}, SE {self.standard_error:.4f})"
+
     @property
     def half_width(self) -> float:
         "Half the interval's width (Micro-Bench reports 'mean (half-width)')."
         return (self.high - self.low) / 2
 
+# %% ../nbs/03_metrics.ipynb #fe8fe6bf
 def _takes_axis(f: Callable) -> bool:
-    try: return 'axis' in inspect.signature(f).parameters
-    except (TypeError, ValueError): return False
+    try:
+        return 'axis' in inspect.signature(f).parameters
+    except (TypeError, ValueError):
+        return False
 
-def bootstrap_ci(data, statistic: Callable = np.mean, n_resamples: int = 9999, confidence: float = 0.95,
-                 method: str = 'basic', seed: int | np.random.Generator = 0, batch: int | None = None,
-                 vectorized: bool | None = None) -> BootstrapResult:
+# %% ../nbs/03_metrics.ipynb #dc1585cc
+def bootstrap_ci(
+    data,
+    statistic: Callable = np.mean,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+    method: str = 'basic',
+    seed: int | np.random.Generator = 0,
+    batch: int | None = None,
+    vectorized: bool | None = None,
+) -> BootstrapResult:
     "Bootstrap CI of `statistic` of 1-d `data`, or of a tuple of paired 1-d arrays resampled with the same indices."
-    if method not in ('basic', 'percentile'): raise InputError(f"method must be 'basic' or 'percentile', got {method!r}")
-    if not 0 < confidence < 1: raise InputError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    if int(n_resamples) < 2: raise InputError(f"n_resamples must be at least 2, got {n_resamples}")
+    if method not in ('basic', 'percentile'):
+        raise InputError(f"method must be 'basic' or 'percentile', got {method!r}")
+    if not 0 < confidence < 1:
+        raise InputError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if int(n_resamples) < 2:
+        raise InputError(f"n_resamples must be at least 2, got {n_resamples}")
     paired = isinstance(data, tuple)
     arrays = [np.asarray(_np(a), dtype=float) for a in (data if paired else (data,))]
-    if any(a.ndim != 1 for a in arrays): raise InputError(f"bootstrap data must be 1-d arrays (one value per observation), got shapes {[a.shape for a in arrays]}")
+    if any(a.ndim != 1 for a in arrays):
+        raise InputError(
+            f"bootstrap data must be 1-d arrays (one value per observation), got shapes {[a.shape for a in arrays]}"
+        )
     n = len(arrays[0])
-    if any(len(a) != n for a in arrays): raise InputError(f"paired arrays must have the same length, got {[len(a) for a in arrays]}")
-    if n < 2: raise InputError(f"bootstrap needs at least 2 observations, got {n}")
-    if any(np.isnan(a).any() for a in arrays): raise InputError("bootstrap data contain NaN; drop or impute them first")
-    if vectorized is None: vectorized = _takes_axis(statistic)
-    if vectorized: call = lambda *a: np.asarray(statistic(*a, axis=-1), dtype=float)
-    else: call = lambda *a: np.array([statistic(*[x[i] for x in a]) for i in range(len(a[0]))], dtype=float)
+    if any(len(a) != n for a in arrays):
+        raise InputError(f"paired arrays must have the same length, got {[len(a) for a in arrays]}")
+    if n < 2:
+        raise InputError(f"bootstrap needs at least 2 observations, got {n}")
+    if any(np.isnan(a).any() for a in arrays):
+        raise InputError("bootstrap data contain NaN; drop or impute them first")
+    if vectorized is None:
+        vectorized = _takes_axis(statistic)
+    if vectorized:
+        call = lambda *a: np.asarray(statistic(*a, axis=-1), dtype=float)
+    else:
+        call = lambda *a: np.array([statistic(*[x[i] for x in a]) for i in range(len(a[0]))], dtype=float)
     n_resamples = int(n_resamples)
-    batch = int(batch or max(1, min(n_resamples, 2 ** 22 // n)))
+    batch = int(batch or max(1, min(n_resamples, 2**22 // n)))
     rng = as_rng(seed)
     theta = np.empty(n_resamples)
     for start in range(0, n_resamples, batch):
@@ -203,80 +284,111 @@ def bootstrap_ci(data, statistic: Callable = np.mean, n_resamples: int = 9999, c
         idx = rng.integers(0, n, (stop - start, n))
         out = call(*[a[idx] for a in arrays])
         if out.shape != (stop - start,):
-            raise InputError(f"statistic returned shape {out.shape} for {stop - start} resamples; it must reduce along axis=-1 to one number per resample (or pass vectorized=False)")
+            raise InputError(
+                f"statistic returned shape {out.shape} for {stop - start} resamples; it must reduce along axis=-1 to one number per resample (or pass vectorized=False)"
+            )
         theta[start:stop] = out
     estimate = float(call(*[a[None] for a in arrays])[0])
     alpha = 1 - confidence
     q_lo, q_hi = np.percentile(theta, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     low, high = (2 * estimate - q_hi, 2 * estimate - q_lo) if method == 'basic' else (q_lo, q_hi)
-    return BootstrapResult(estimate, float(low), float(high), float(np.std(theta, ddof=1)), confidence, method, n_resamples)
+    return BootstrapResult(
+        estimate, float(low), float(high), float(np.std(theta, ddof=1)), confidence, method, n_resamples
+    )
 
 # %% ../nbs/03_metrics.ipynb #ec1c5fe3
 def _as_labels(x, what: str) -> np.ndarray:
     a = np.asarray(_np(x))
-    if a.dtype == bool: a = a.astype(np.int64)
-    if a.dtype.kind not in 'iu': raise InputError(f"{what} must be an integer label image (0 = background), got dtype {a.dtype}; convert with skimage.measure.label or .astype(int)")
-    if a.dtype.kind == 'i' and a.size and a.min() < 0: raise InputError(f"{what} holds negative labels; labels must be >= 0 (0 = background)")
+    if a.dtype == bool:
+        a = a.astype(np.int64)
+    if a.dtype.kind not in 'iu':
+        raise InputError(
+            f"{what} must be an integer label image (0 = background), got dtype {a.dtype}; convert with skimage.measure.label or .astype(int)"
+        )
+    if a.dtype.kind == 'i' and a.size and a.min() < 0:
+        raise InputError(f"{what} holds negative labels; labels must be >= 0 (0 = background)")
     return a
 
+# %% ../nbs/03_metrics.ipynb #417e99e2
 def _compact_labels(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Sorted distinct labels and each pixel's index into them: a bincount lookup table when labels are small, else a sort."
     top = int(flat.max()) if flat.size else 0
-    if top <= max(2 ** 20, 4 * flat.size):
+    if top <= max(2**20, 4 * flat.size):
         ids = np.flatnonzero(np.bincount(flat, minlength=1))
-        lut = np.zeros(top + 1, np.intp); lut[ids] = np.arange(len(ids))
+        lut = np.zeros(top + 1, np.intp)
+        lut[ids] = np.arange(len(ids))
         return ids, lut[flat]
     ids, inv = np.unique(flat, return_inverse=True)
     return ids, inv.ravel()
 
+# %% ../nbs/03_metrics.ipynb #f5482a3b
 def iou_matrix(gt_labels, pred_labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "IoU of every true with every predicted object from a sparse pixel co-occurrence: (iou (n_gt, n_pred), gt ids, pred ids)."
     from scipy import sparse
+
     g, p = _as_labels(gt_labels, 'gt_labels'), _as_labels(pred_labels, 'pred_labels')
-    if g.shape != p.shape: raise InputError(f"gt_labels {g.shape} and pred_labels {p.shape} differ in shape; they must label the same image")
+    if g.shape != p.shape:
+        raise InputError(
+            f"gt_labels {g.shape} and pred_labels {p.shape} differ in shape; they must label the same image"
+        )
     g_ids, g_inv = _compact_labels(g.ravel())
     p_ids, p_inv = _compact_labels(p.ravel())
     co = sparse.coo_matrix((np.ones(g.size, np.int64), (g_inv, p_inv)), shape=(len(g_ids), len(p_ids))).tocsr().tocoo()
-    area_g = np.bincount(co.row, co.data, len(g_ids)); area_p = np.bincount(co.col, co.data, len(p_ids))
+    area_g = np.bincount(co.row, co.data, len(g_ids))
+    area_p = np.bincount(co.col, co.data, len(p_ids))
     keep_g, keep_p = g_ids != 0, p_ids != 0
-    row_of = np.cumsum(keep_g) - 1; col_of = np.cumsum(keep_p) - 1          # index among objects (background dropped)
+    row_of = np.cumsum(keep_g) - 1
+    col_of = np.cumsum(keep_p) - 1  # index among objects (background dropped)
     obj = keep_g[co.row] & keep_p[co.col]
     r, c, inter = co.row[obj], co.col[obj], co.data[obj].astype(float)
     iou = np.zeros((int(keep_g.sum()), int(keep_p.sum())))
     iou[row_of[r], col_of[c]] = inter / (area_g[r] + area_p[c] - inter)
     return iou, g_ids[keep_g], p_ids[keep_p]
 
+# %% ../nbs/03_metrics.ipynb #2204e541
 def _optimal_matches(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     "Row and column indices of the optimal one-to-one matches with IoU >= threshold (Cellpose's cost)."
     from scipy.optimize import linear_sum_assignment
-    if iou.size == 0: return np.zeros(0, int), np.zeros(0, int)
+
+    if iou.size == 0:
+        return np.zeros(0, int), np.zeros(0, int)
     cost = -(iou >= iou_threshold).astype(float) - iou / (2 * min(iou.shape))
     r, c = linear_sum_assignment(cost)
     ok = iou[r, c] >= iou_threshold
     return r[ok], c[ok]
 
+# %% ../nbs/03_metrics.ipynb #03c696a6
 @dataclass
 class InstanceMatches:
     "Optimal one-to-one matches between true and predicted objects at one IoU threshold."
-    gt_ids: np.ndarray           # labels of matched true objects
-    pred_ids: np.ndarray         # labels of the predicted objects they match
-    iou: np.ndarray              # IoU of each matched pair (>= threshold)
-    unmatched_gt: np.ndarray     # labels of missed true objects (false negatives)
-    unmatched_pred: np.ndarray   # labels of spurious predicted objects (false positives)
+
+    gt_ids: np.ndarray  # labels of matched true objects
+    pred_ids: np.ndarray  # labels of the predicted objects they match
+    iou: np.ndarray  # IoU of each matched pair (>= threshold)
+    unmatched_gt: np.ndarray  # labels of missed true objects (false negatives)
+    unmatched_pred: np.ndarray  # labels of spurious predicted objects (false positives)
     iou_threshold: float = 0.5
 
     @property
-    def tp(self) -> int: return len(self.gt_ids)
-    @property
-    def fp(self) -> int: return len(self.unmatched_pred)
-    @property
-    def fn(self) -> int: return len(self.unmatched_gt)
+    def tp(self) -> int:
+        return len(self.gt_ids)
 
+    @property
+    def fp(self) -> int:
+        return len(self.unmatched_pred)
+
+    @property
+    def fn(self) -> int:
+        return len(self.unmatched_gt)
+
+# %% ../nbs/03_metrics.ipynb #a982e7d0
 def _check_thresholds(thresholds) -> np.ndarray:
     th = np.round(np.atleast_1d(np.asarray(thresholds, dtype=float)), 10)
-    if th.ndim != 1 or np.isnan(th).any() or (th < 0).any() or (th > 1).any(): raise InputError(f"IoU thresholds must lie in [0, 1], got {thresholds}")
+    if th.ndim != 1 or np.isnan(th).any() or (th < 0).any() or (th > 1).any():
+        raise InputError(f"IoU thresholds must lie in [0, 1], got {thresholds}")
     return th
 
+# %% ../nbs/03_metrics.ipynb #08a5f2bd
 def match_instances(gt_labels, pred_labels, iou_threshold: float = 0.5) -> InstanceMatches:
     "Match predicted to true objects one to one, optimally (Cellpose's assignment), keeping pairs with IoU >= threshold."
     th = float(_check_thresholds(iou_threshold)[0])
@@ -284,22 +396,32 @@ def match_instances(gt_labels, pred_labels, iou_threshold: float = 0.5) -> Insta
     r, c = _optimal_matches(iou, th)
     return InstanceMatches(g_ids[r], p_ids[c], iou[r, c], np.delete(g_ids, r), np.delete(p_ids, c), th)
 
+# %% ../nbs/03_metrics.ipynb #557cce04
 def _ap_one(gt, pred, th):
     iou, g_ids, p_ids = iou_matrix(gt, pred)
-    tp = np.array([len(_optimal_matches(iou, t)[0]) for t in th], dtype=int)     # a loop over thresholds, not objects
+    tp = np.array([len(_optimal_matches(iou, t)[0]) for t in th], dtype=int)  # a loop over thresholds, not objects
     fp, fn = len(p_ids) - tp, len(g_ids) - tp
     den = tp + fp + fn
     return np.where(den > 0, tp / np.maximum(den, 1), 1.0), tp, fp, fn
 
-AP_THRESHOLDS = tuple(np.arange(0.5, 1.0, 0.05).tolist())  # 0.5, 0.55, ..., 0.95 (Cellpose's grid; a tuple, so the default shows in the docs)
 
+AP_THRESHOLDS = tuple(
+    np.arange(0.5, 1.0, 0.05).tolist()
+)  # 0.5, 0.55, ..., 0.95 (Cellpose's grid; a tuple, so the default shows in the docs)
+
+# %% ../nbs/03_metrics.ipynb #0b38a514
 def average_precision(gt_labels, pred_labels, thresholds=AP_THRESHOLDS):
     "Cellpose AP = TP/(TP+FP+FN) per IoU threshold: (ap, tp, fp, fn), each (T,) for one image or (n_images, T) for lists of images."
     th = _check_thresholds(thresholds)
     if isinstance(gt_labels, (list, tuple)) or isinstance(pred_labels, (list, tuple)):
-        if not isinstance(gt_labels, (list, tuple)) or not isinstance(pred_labels, (list, tuple)) or len(gt_labels) != len(pred_labels):
+        if (
+            not isinstance(gt_labels, (list, tuple))
+            or not isinstance(pred_labels, (list, tuple))
+            or len(gt_labels) != len(pred_labels)
+        ):
             raise InputError("pass one label image each, or two lists of label images of the same length")
-        if not gt_labels: raise InputError("no images to score")
+        if not gt_labels:
+            raise InputError("no images to score")
         per = [_ap_one(g, p, th) for g, p in zip(gt_labels, pred_labels)]
         return tuple(np.stack(x) for x in zip(*per))
     return _ap_one(gt_labels, pred_labels, th)
@@ -307,16 +429,21 @@ def average_precision(gt_labels, pred_labels, thresholds=AP_THRESHOLDS):
 # %% ../nbs/03_metrics.ipynb #97d1587b
 def _counts(pred_counts, true_counts) -> tuple[np.ndarray, np.ndarray]:
     p, t = np.asarray(_np(pred_counts), dtype=float), np.asarray(_np(true_counts), dtype=float)
-    if p.shape != t.shape: raise InputError(f"{p.shape} predicted counts vs {t.shape} true counts; pass one count per image")
-    if p.size == 0: raise InputError("no counts to score")
-    if np.isnan(p).any() or np.isnan(t).any(): raise InputError("counts contain NaN")
+    if p.shape != t.shape:
+        raise InputError(f"{p.shape} predicted counts vs {t.shape} true counts; pass one count per image")
+    if p.size == 0:
+        raise InputError("no counts to score")
+    if np.isnan(p).any() or np.isnan(t).any():
+        raise InputError("counts contain NaN")
     return p, t
 
+# %% ../nbs/03_metrics.ipynb #68bacb70
 def count_mae(pred_counts, true_counts) -> float:
     "Mean absolute counting error over images."
     p, t = _counts(pred_counts, true_counts)
     return float(np.mean(np.abs(p - t)))
 
+# %% ../nbs/03_metrics.ipynb #844822b3
 def count_rmse(pred_counts, true_counts) -> float:
     "Root mean squared counting error over images."
     p, t = _counts(pred_counts, true_counts)

@@ -29,11 +29,13 @@ def figure_png(fig: Figure, dpi: int = 80) -> bytes:
     fig.savefig(buf, format='png', dpi=dpi)
     return buf.getvalue()
 
+# %% ../nbs/50_widgets.ipynb #9bbd40bb
 def _display_range(x: np.ndarray, low: float = 0.5, high: float = 99.8) -> tuple[float, float]:
     "Display limits from percentiles of the whole array, so that planes or frames share one grey scale."
     lo, hi = np.percentile(x, [low, high])
     return float(lo), float(hi if hi > lo else lo + 1)
 
+# %% ../nbs/50_widgets.ipynb #8e241e0b
 def _png_size(png: bytes) -> tuple[int, int]:
     "Width and height from a PNG header."
     return int.from_bytes(png[16:20], 'big'), int.from_bytes(png[20:24], 'big')
@@ -41,31 +43,48 @@ def _png_size(png: bytes) -> tuple[int, int]:
 # %% ../nbs/50_widgets.ipynb #a6526093
 def _stain_stacks(stacks, stains: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     "Normalise the accepted inputs to `{stain: (Z, Y, X) float array}`."
-    if isinstance(stacks, (str, Path)): stacks = read_zstack(stacks)
+    if isinstance(stacks, (str, Path)):
+        stacks = read_zstack(stacks)
     if isinstance(stacks, dict):
         out = {str(k): np.asarray(v) for k, v in stacks.items()}
     else:
         a = np.asarray(stacks)
-        if a.ndim == 3: out = {str(stains[0]) if stains else 'stack': a}
+        if a.ndim == 3:
+            out = {str(stains[0]) if stains else 'stack': a}
         elif a.ndim == 4:
             names = list(stains) if stains is not None else [f'channel {i}' for i in range(a.shape[0])]
             if len(names) != a.shape[0]:
-                raise InputError(f'{len(names)} stain names for {a.shape[0]} channels; give one name per channel of the (C, Z, Y, X) stack')
+                raise InputError(
+                    f'{len(names)} stain names for {a.shape[0]} channels; give one name per channel of the (C, Z, Y, X) stack'
+                )
             out = {str(n): c for n, c in zip(names, a)}
         else:
             raise InputError(f'a z-stack must be (Z, Y, X) or (C, Z, Y, X); got shape {a.shape}')
-    if not out: raise InputError('no z-stacks given')
+    if not out:
+        raise InputError('no z-stacks given')
     for k, v in out.items():
-        if v.ndim != 3: raise InputError(f'stain {k!r}: a z-stack must be (Z, Y, X); got shape {v.shape}')
-        if v.shape[0] == 0: raise InputError(f'stain {k!r}: the z-stack has no planes')
+        if v.ndim != 3:
+            raise InputError(f'stain {k!r}: a z-stack must be (Z, Y, X); got shape {v.shape}')
+        if v.shape[0] == 0:
+            raise InputError(f'stain {k!r}: the z-stack has no planes')
         check_finite(v, f'stain {k!r}')
         out[k] = v.astype(np.float32, copy=False)
     return out
 
+# %% ../nbs/50_widgets.ipynb #837bdde2
 class ZStackViewer(W.VBox):
     "Browse a z-stack plane by plane beside its focus curve (best plane starred); stain and focus measure are selectable."
-    def __init__(self, stacks, stains: Sequence[str] | None = None, measure: str = 'sf', smooth: float = 0,
-                 z: int | None = None, figsize: tuple = (9, 3.6), dpi: int = 80):
+
+    def __init__(
+        self,
+        stacks,
+        stains: Sequence[str] | None = None,
+        measure: str = 'sf',
+        smooth: float = 0,
+        z: int | None = None,
+        figsize: tuple = (9, 3.6),
+        dpi: int = 80,
+    ):
         self.stacks = _stain_stacks(stacks, stains)
         if measure not in FOCUS_MEASURES:
             raise InputError(f'unknown focus measure {measure!r}; choose one of {sorted(FOCUS_MEASURES)}')
@@ -86,7 +105,9 @@ class ZStackViewer(W.VBox):
         self.measure.observe(self._on_measure, names='value')
         self.z.observe(self._on_z, names='value')
         self.best_button.on_click(lambda _: setattr(self.z, 'value', self.result.best))
-        super().__init__([W.HBox([self.stain, self.measure]), W.HBox([self.z, self.best_button]), self.info, self.image])
+        super().__init__(
+            [W.HBox([self.stain, self.measure]), W.HBox([self.z, self.best_button]), self.info, self.image]
+        )
 
     @property
     def stack(self) -> np.ndarray:
@@ -97,96 +118,133 @@ class ZStackViewer(W.VBox):
     def result(self):
         "`BestFocus` of the selected stain and measure (cached)."
         key = (self.stain.value, self.measure.value)
-        if key not in self._curves: self._curves[key] = best_focus(self.stack, self.measure.value, smooth=self.smooth)
+        if key not in self._curves:
+            self._curves[key] = best_focus(self.stack, self.measure.value, smooth=self.smooth)
         return self._curves[key]
 
     def _draw_stack(self):
         "Redraw both panels for the current stain and measure."
         ax, cx, r = self.ax_image, self.ax_curve, self.result
-        ax.clear(); cx.clear()
+        ax.clear()
+        cx.clear()
         lo, hi = _display_range(self.stack)
         self._im = ax.imshow(self.stack[min(self.z.value, len(self.stack) - 1)], cmap='gray', vmin=lo, vmax=hi)
         ax.axis('off')
         zs = np.arange(len(r.scores))
-        self._curve, = cx.plot(zs, r.scores, '.-', color='C0')
-        self._best, = cx.plot([r.best], [r.scores[r.best]], 'r*', ms=13, label=f'best z = {r.best}')
+        (self._curve,) = cx.plot(zs, r.scores, '.-', color='C0')
+        (self._best,) = cx.plot([r.best], [r.scores[r.best]], 'r*', ms=13, label=f'best z = {r.best}')
         self._zline = cx.axvline(self.z.value, color='k', ls='--', lw=1)
-        cx.set_xlabel('plane z'); cx.set_ylabel(self.measure.value); cx.legend(loc='upper right')
+        cx.set_xlabel('plane z')
+        cx.set_ylabel(self.measure.value)
+        cx.legend(loc='upper right')
         cx.set_title(f'{self.stain.value}: {self.measure.value} focus curve', fontsize=10)
         self.figure.tight_layout()
 
     def _update_plane(self):
         "Show plane `z` and move the marker; re-render."
         z, r = self.z.value, self.result
-        self._im.set_data(self.stack[z]); self._zline.set_xdata([z, z])
+        self._im.set_data(self.stack[z])
+        self._zline.set_xdata([z, z])
         self.ax_image.set_title(f'z = {z}' + ('  (best)' if z == r.best else ''), fontsize=10)
-        self.info.value = (f'<b>{self.stain.value}</b>, plane z = {z}: {self.measure.value} = {r.scores[z]:.4g}, '
-                           f'rank {r.relative_rank[z] + 1} of {len(r.scores)}, {r.distance[z]} plane(s) from the best (z = {r.best})')
+        self.info.value = (
+            f'<b>{self.stain.value}</b>, plane z = {z}: {self.measure.value} = {r.scores[z]:.4g}, '
+            f'rank {r.relative_rank[z] + 1} of {len(r.scores)}, {r.distance[z]} plane(s) from the best (z = {r.best})'
+        )
         self.render()
 
     def render(self):
         "Render the figure into the widget."
-        self.image.value = figure_png(self.figure, self.dpi); self.renders += 1
+        self.image.value = figure_png(self.figure, self.dpi)
+        self.renders += 1
 
     def _on_stain(self, change):
-        self.z.max = len(self.stack) - 1          # clips z if the new stack is shorter
-        self._draw_stack(); self._update_plane()
+        self.z.max = len(self.stack) - 1  # clips z if the new stack is shorter
+        self._draw_stack()
+        self._update_plane()
 
     def _on_measure(self, change):
-        self._draw_stack(); self._update_plane()
+        self._draw_stack()
+        self._update_plane()
 
-    def _on_z(self, change): self._update_plane()
+    def _on_z(self, change):
+        self._update_plane()
 
 # %% ../nbs/50_widgets.ipynb #2ab27cd3
 _NUMBER = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 
+
 def parse_boxes(text: str, shape: tuple | None = None) -> np.ndarray:
     "Boxes typed as `x0, y0, x1, y1; x0, y0, x1, y1` (any separators, brackets allowed) as an `(n, 4)` array; empty text gives no boxes."
     nums = [float(t) for t in _NUMBER.findall(text or '')]
-    if not nums: return np.zeros((0, 4))
+    if not nums:
+        return np.zeros((0, 4))
     if len(nums) % 4:
         raise InputError(f'boxes need four numbers each (x0, y0, x1, y1); got {len(nums)} numbers in {text!r}')
     return check_boxes(np.reshape(nums, (-1, 4)), shape)
 
+# %% ../nbs/50_widgets.ipynb #265701b2
 def _clip_boxes(boxes, shape: tuple) -> np.ndarray:
     "Boxes as `(n, 4)` `(x0, y0, x1, y1)` with corners sorted and clipped to a `(height, width)` image."
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     xs, ys = np.clip(np.sort(b[:, [0, 2]], 1), 0, shape[1]), np.clip(np.sort(b[:, [1, 3]], 1), 0, shape[0])
     return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], 1)
 
+# %% ../nbs/50_widgets.ipynb #f480672f
 def _format_boxes(boxes: np.ndarray) -> str:
     return '; '.join(', '.join(f'{v:g}' for v in b) for b in np.asarray(boxes))
 
+# %% ../nbs/50_widgets.ipynb #ed12a528
 def _rgb_png(image: np.ndarray) -> bytes:
     "An 8-bit RGB PNG of an image (percentile-scaled), for the drawing canvas."
     from PIL import Image as PILImage
+
     a = np.asarray(image, np.float32)
-    if a.ndim == 2: a = a[..., None]
+    if a.ndim == 2:
+        a = a[..., None]
     lo, hi = _display_range(a)
-    u8 = (np.clip((a - lo)/(hi - lo), 0, 1)*255).astype(np.uint8)
+    u8 = (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
     u8 = np.repeat(u8, 3, -1) if u8.shape[-1] == 1 else u8[..., :3]
-    buf = _io.BytesIO(); PILImage.fromarray(u8).save(buf, format='PNG')
+    buf = _io.BytesIO()
+    PILImage.fromarray(u8).save(buf, format='PNG')
     return buf.getvalue()
 
+# %% ../nbs/50_widgets.ipynb #1bd50e9e
 class BoxPicker(W.VBox):
     "Draw or type exemplar boxes on an image; optionally run a `MatchingModel` with them and show the result."
-    def __init__(self, image, boxes=None, backend: str = 'auto', on_change: Callable | None = None,
-                 model=None, task: str = 'segment', label: str = 'object', dpi: int = 80):
+
+    def __init__(
+        self,
+        image,
+        boxes=None,
+        backend: str = 'auto',
+        on_change: Callable | None = None,
+        model=None,
+        task: str = 'segment',
+        label: str = 'object',
+        dpi: int = 80,
+    ):
         image = check_finite(np.asarray(image), 'image')
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
             raise InputError(f'the box picker needs a 2-D image (Y, X) or (Y, X, channels); got shape {image.shape}')
-        if task not in ('segment', 'count'): raise InputError(f"task must be 'segment' or 'count', got {task!r}")
-        if backend not in ('auto', 'bbox', 'matplotlib'): raise InputError(f"backend must be 'auto', 'bbox' or 'matplotlib', got {backend!r}")
+        if task not in ('segment', 'count'):
+            raise InputError(f"task must be 'segment' or 'count', got {task!r}")
+        if backend not in ('auto', 'bbox', 'matplotlib'):
+            raise InputError(f"backend must be 'auto', 'bbox' or 'matplotlib', got {backend!r}")
         if backend in ('auto', 'bbox'):
-            try: from jupyter_bbox_widget import BBoxWidget
+            try:
+                from jupyter_bbox_widget import BBoxWidget
             except ImportError:
-                if backend == 'bbox': raise InputError('jupyter-bbox-widget is not installed: pip install jupyter-bbox-widget') from None
+                if backend == 'bbox':
+                    raise InputError('jupyter-bbox-widget is not installed: pip install jupyter-bbox-widget') from None
                 backend = 'matplotlib'
-            else: backend = 'bbox'
+            else:
+                backend = 'bbox'
         self.image_array, self.shape, self.backend = image, image.shape[:2], backend
         self.model, self.task, self.label, self.dpi = model, task, label, dpi
         self._boxes, self._callbacks, self._syncing, self.result = np.zeros((0, 4)), [], False, None
-        self.text = W.Text(placeholder='x0, y0, x1, y1; x0, y0, x1, y1', description='boxes', layout=W.Layout(width='60%'))
+        self.text = W.Text(
+            placeholder='x0, y0, x1, y1; x0, y0, x1, y1', description='boxes', layout=W.Layout(width='60%')
+        )
         self.set_button = W.Button(description='set typed boxes')
         self.undo_button = W.Button(description='undo last')
         self.clear_button = W.Button(description='clear')
@@ -200,22 +258,34 @@ class BoxPicker(W.VBox):
             drawing = self.canvas
         else:
             from matplotlib.widgets import RectangleSelector
-            self.figure = Figure(figsize=(5, 5)); ax = self.figure.subplots()
-            lo, hi = _display_range(image); ax.imshow(image, cmap='gray', vmin=lo, vmax=hi); ax.axis('off')
+
+            self.figure = Figure(figsize=(5, 5))
+            ax = self.figure.subplots()
+            lo, hi = _display_range(image)
+            ax.imshow(image, cmap='gray', vmin=lo, vmax=hi)
+            ax.axis('off')
             self._ax, self._patches = ax, []
             self.selector = RectangleSelector(ax, self._on_rectangle, useblit=False, interactive=False, button=[1])
             self.canvas = W.Image(format='png')
             drawing = self.figure.canvas if isinstance(self.figure.canvas, W.DOMWidget) else self.canvas
-        rows = [drawing, W.HBox([self.text, self.set_button]), W.HBox([self.undo_button, self.clear_button]), self.message]
+        rows = [
+            drawing,
+            W.HBox([self.text, self.set_button]),
+            W.HBox([self.undo_button, self.clear_button]),
+            self.message,
+        ]
         if model is not None:
             self.run_button = W.Button(description=f'{task} with these boxes', button_style='primary')
             self.run_button.on_click(lambda _: self.run())
             self.output = W.Image(format='png')
             rows += [self.run_button, self.output]
-        if on_change is not None: self.on_change(on_change)
+        if on_change is not None:
+            self.on_change(on_change)
         super().__init__(rows)
-        if boxes is not None: self.boxes = boxes
-        else: self._refresh()
+        if boxes is not None:
+            self.boxes = boxes
+        else:
+            self._refresh()
 
     @property
     def boxes(self) -> np.ndarray:
@@ -229,7 +299,8 @@ class BoxPicker(W.VBox):
 
     def on_change(self, fn: Callable):
         "Call `fn(boxes)` whenever the boxes change."
-        self._callbacks.append(fn); return fn
+        self._callbacks.append(fn)
+        return fn
 
     def _set(self, boxes: np.ndarray, note: str = ''):
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -237,7 +308,8 @@ class BoxPicker(W.VBox):
         self._boxes = boxes
         self._refresh(note)
         if changed:
-            for fn in self._callbacks: fn(self.boxes)
+            for fn in self._callbacks:
+                fn(self.boxes)
 
     def _refresh(self, note: str = ''):
         "Show the boxes on the canvas and in the text field."
@@ -245,19 +317,27 @@ class BoxPicker(W.VBox):
         try:
             self.text.value = _format_boxes(self._boxes)
             if self.backend == 'bbox':
-                self.canvas.bboxes = [dict(x=float(x0), y=float(y0), width=float(x1 - x0), height=float(y1 - y0), label=self.label)
-                                      for x0, y0, x1, y1 in self._boxes]
+                self.canvas.bboxes = [
+                    dict(x=float(x0), y=float(y0), width=float(x1 - x0), height=float(y1 - y0), label=self.label)
+                    for x0, y0, x1, y1 in self._boxes
+                ]
             else:
                 import matplotlib.patches as mpatches
-                for p in self._patches: p.remove()
-                self._patches = [self._ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='lime', lw=1.5))
-                                 for x0, y0, x1, y1 in self._boxes]
+
+                for p in self._patches:
+                    p.remove()
+                self._patches = [
+                    self._ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='lime', lw=1.5))
+                    for x0, y0, x1, y1 in self._boxes
+                ]
                 self.canvas.value = figure_png(self.figure, self.dpi)
                 self.figure.canvas.draw_idle()
         finally:
             self._syncing = False
         n = len(self._boxes)
-        self.message.value = note or f'{n} box{"es" if n != 1 else ""}' + ('' if n else ' — draw one around an example object, or type x0, y0, x1, y1')
+        self.message.value = note or f'{n} box{"es" if n != 1 else ""}' + (
+            '' if n else ' — draw one around an example object, or type x0, y0, x1, y1'
+        )
 
     def _error(self, msg: str):
         "Refuse an edit: keep the boxes, say why."
@@ -265,50 +345,77 @@ class BoxPicker(W.VBox):
 
     def set_from_text(self, text: str | None = None):
         "Replace the boxes by the typed ones (the text field's value by default); a mistake keeps the old boxes."
-        try: b = parse_boxes(self.text.value if text is None else text, self.shape)
-        except InputError as e: return self._error(str(e))
+        try:
+            b = parse_boxes(self.text.value if text is None else text, self.shape)
+        except InputError as e:
+            return self._error(str(e))
         self._set(b)
 
     def _on_canvas(self, change):
         "Boxes drawn, moved or deleted on the bbox canvas (`x, y, width, height` dicts)."
-        if self._syncing: return
-        b = _clip_boxes([(d['x'], d['y'], d['x'] + d['width'], d['y'] + d['height']) for d in change['new']], self.shape)
+        if self._syncing:
+            return
+        b = _clip_boxes(
+            [(d['x'], d['y'], d['x'] + d['width'], d['y'] + d['height']) for d in change['new']], self.shape
+        )
         keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         self._set(b[keep], '' if keep.all() else f'dropped {int((~keep).sum())} empty box(es)')
 
     def _on_rectangle(self, press, release):
         "A rectangle dragged with matplotlib's selector (press and release events in data coordinates)."
         b = _clip_boxes([press.xdata, press.ydata, release.xdata, release.ydata], self.shape)
-        if (b[0, 2:] - b[0, :2] < 1).any(): return self._error('that box is empty (drag to draw one)')
+        if (b[0, 2:] - b[0, :2] < 1).any():
+            return self._error('that box is empty (drag to draw one)')
         self._set(np.vstack([self._boxes, b]))
 
     def run(self):
         "Run the model with the current boxes (template mode when there are none); keep and show the result."
         from microscopy_toolkit.matching.pipeline import overlay
-        if self.model is None: raise InputError('no model given: BoxPicker(image, model=MatchingModel.load(...))')
+
+        if self.model is None:
+            raise InputError('no model given: BoxPicker(image, model=MatchingModel.load(...))')
         boxes = [self.boxes] if len(self._boxes) else None
         if self.task == 'segment':
             labels = self.model.segment([self.image_array], boxes=boxes)[0]
             self.result, fig = labels, overlay(self.image_array, labels=labels, boxes=self.boxes if boxes else None)
         else:
             counts, dens = self.model.count([self.image_array], boxes=boxes)
-            self.result, fig = (float(counts[0]), dens[0]), overlay(self.image_array, density=dens[0], boxes=self.boxes if boxes else None)
+            self.result, fig = (float(counts[0]), dens[0]), overlay(
+                self.image_array, density=dens[0], boxes=self.boxes if boxes else None
+            )
         self.output.value = figure_png(fig, self.dpi)
-        import matplotlib.pyplot as plt; plt.close(fig)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
         return self.result
 
 # %% ../nbs/50_widgets.ipynb #f9a1ff3c
 def _as_frames(x, name: str, ndim_frame: int = 2) -> np.ndarray | None:
-    if x is None: return None
+    if x is None:
+        return None
     a = np.asarray(x)
-    if a.ndim == ndim_frame: a = a[None]
-    if a.ndim != ndim_frame + 1: raise InputError(f'{name} must be one image (Y, X) or frames (T, Y, X); got shape {np.shape(x)}')
+    if a.ndim == ndim_frame:
+        a = a[None]
+    if a.ndim != ndim_frame + 1:
+        raise InputError(f'{name} must be one image (Y, X) or frames (T, Y, X); got shape {np.shape(x)}')
     return a
 
+# %% ../nbs/50_widgets.ipynb #14a71451
 class OverlayViewer(W.VBox):
     "Images or a time-lapse with masks, density maps and tracks drawn on them; a frame slider and layer switches."
-    def __init__(self, frames, labels=None, density=None, tracks=None, boxes=None, tail: int = 5,
-                 figsize: tuple = (5, 5), dpi: int = 80, title: str = ''):
+
+    def __init__(
+        self,
+        frames,
+        labels=None,
+        density=None,
+        tracks=None,
+        boxes=None,
+        tail: int = 5,
+        figsize: tuple = (5, 5),
+        dpi: int = 80,
+        title: str = '',
+    ):
         self.frames = check_finite(_as_frames(frames, 'frames'), 'frames').astype(np.float32, copy=False)
         self.labels, self.density = _as_frames(labels, 'labels'), _as_frames(density, 'density')
         T = len(self.frames)
@@ -317,33 +424,50 @@ class OverlayViewer(W.VBox):
                 raise InputError(f'{name} {a.shape} do not match the frames {self.frames.shape}')
         self.tracks = None
         if tracks is not None:
-            if self.labels is None: raise InputError('tracks need the label masks they refer to (labels=...)')
+            if self.labels is None:
+                raise InputError('tracks need the label masks they refer to (labels=...)')
             self.tracks = np.asarray(tracks, np.int64).reshape(-1, 4)
             self._objects = object_table(self.labels)
-            self._pos = {(int(f), int(l)): (x, y) for f, l, x, y in self._objects[['frame', 'label', 'x', 'y']].itertuples(index=False)}
+            self._pos = {
+                (int(f), int(l)): (x, y)
+                for f, l, x, y in self._objects[['frame', 'label', 'x', 'y']].itertuples(index=False)
+            }
         self.boxes = None if boxes is None else check_boxes(boxes, self.frames.shape[1:])
         self.dpi, self.title, self.renders, self.track_lines = dpi, title, 0, {}
         self.t = W.IntSlider(min=0, max=T - 1, description='frame', disabled=T == 1)
         self.tail = W.IntSlider(value=min(tail, T), min=1, max=max(T, 1), description='track tail')
-        self.show_masks = W.Checkbox(value=self.labels is not None, description='masks', disabled=self.labels is None, indent=False)
-        self.show_density = W.Checkbox(value=self.density is not None, description='density', disabled=self.density is None, indent=False)
-        self.show_tracks = W.Checkbox(value=self.tracks is not None, description='tracks', disabled=self.tracks is None, indent=False)
+        self.show_masks = W.Checkbox(
+            value=self.labels is not None, description='masks', disabled=self.labels is None, indent=False
+        )
+        self.show_density = W.Checkbox(
+            value=self.density is not None, description='density', disabled=self.density is None, indent=False
+        )
+        self.show_tracks = W.Checkbox(
+            value=self.tracks is not None, description='tracks', disabled=self.tracks is None, indent=False
+        )
         self.info, self.image = W.HTML(), W.Image(format='png')
-        self.figure = Figure(figsize=figsize); self.ax = self.figure.subplots()
+        self.figure = Figure(figsize=figsize)
+        self.ax = self.figure.subplots()
         self._lo, self._hi = _display_range(self.frames)
-        for w in (self.t, self.tail, self.show_masks, self.show_density, self.show_tracks): w.observe(lambda _: self.draw(), names='value')
+        for w in (self.t, self.tail, self.show_masks, self.show_density, self.show_tracks):
+            w.observe(lambda _: self.draw(), names='value')
         controls = [self.t] + ([self.tail] if self.tracks is not None else [])
-        super().__init__([W.HBox(controls), W.HBox([self.show_masks, self.show_density, self.show_tracks]), self.info, self.image])
+        super().__init__(
+            [W.HBox(controls), W.HBox([self.show_masks, self.show_density, self.show_tracks]), self.info, self.image]
+        )
         self.draw()
 
     def _track_paths(self, t: int) -> dict[int, np.ndarray]:
         "Centroid paths `(n, 2)` of x, y for the tracks alive at frame t over the last `tail` frames (parent's last point first after a division)."
         out, t0 = {}, t - self.tail.value + 1
         for L, B, E, P in self.tracks:
-            if not (B <= t <= E): continue
+            if not (B <= t <= E):
+                continue
             pts = [self._pos[(f, L)] for f in range(max(B, t0), t + 1) if (f, L) in self._pos]
-            if P and B - 1 >= t0 and (B - 1, P) in self._pos: pts = [self._pos[(B - 1, P)]] + pts
-            if pts: out[int(L)] = np.array(pts, np.float64)
+            if P and B - 1 >= t0 and (B - 1, P) in self._pos:
+                pts = [self._pos[(B - 1, P)]] + pts
+            if pts:
+                out[int(L)] = np.array(pts, np.float64)
         return out
 
     def draw(self):
@@ -351,25 +475,33 @@ class OverlayViewer(W.VBox):
         from skimage.segmentation import find_boundaries
         import matplotlib.patches as mpatches
         from matplotlib import colormaps
+
         t, ax = self.t.value, self.ax
-        ax.clear(); ax.imshow(self.frames[t], cmap='gray', vmin=self._lo, vmax=self._hi); ax.axis('off')
+        ax.clear()
+        ax.imshow(self.frames[t], cmap='gray', vmin=self._lo, vmax=self._hi)
+        ax.axis('off')
         parts = [f'frame {t}'] if len(self.frames) > 1 else []
         self.mask_outline = self.track_lines = None
         if self.labels is not None and self.show_masks.value:
             b = find_boundaries(self.labels[t], mode='inner')
-            rgba = np.zeros(b.shape + (4,), np.float32); rgba[b] = (1, 0.25, 0.2, 1)
-            ax.imshow(rgba); self.mask_outline = b
+            rgba = np.zeros(b.shape + (4,), np.float32)
+            rgba[b] = (1, 0.25, 0.2, 1)
+            ax.imshow(rgba)
+            self.mask_outline = b
             parts.append(f'{len(np.unique(self.labels[t])) - int((self.labels[t] == 0).any())} objects')
         if self.density is not None and self.show_density.value:
-            ax.imshow(self.density[t], cmap='inferno', alpha=0.55); parts.append(f'count {self.density[t].sum():.1f}')
+            ax.imshow(self.density[t], cmap='inferno', alpha=0.55)
+            parts.append(f'count {self.density[t].sum():.1f}')
         if self.tracks is not None and self.show_tracks.value:
             self.track_lines, cmap = self._track_paths(t), colormaps['tab20']
             for L, p in self.track_lines.items():
-                ax.plot(p[:, 0], p[:, 1], '-', color=cmap(L % 20), lw=1.6); ax.plot(p[-1, 0], p[-1, 1], 'o', color=cmap(L % 20), ms=3)
+                ax.plot(p[:, 0], p[:, 1], '-', color=cmap(L % 20), lw=1.6)
+                ax.plot(p[-1, 0], p[-1, 1], 'o', color=cmap(L % 20), ms=3)
             parts.append(f'{len(self.track_lines)} tracks')
         for x0, y0, x1, y1 in ([] if self.boxes is None else self.boxes):
             ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='lime', lw=1.5))
         ax.set_title(' · '.join(([self.title] if self.title else []) + parts), fontsize=10)
         self.figure.tight_layout()
         self.info.value = ', '.join(parts)
-        self.image.value = figure_png(self.figure, self.dpi); self.renders += 1
+        self.image.value = figure_png(self.figure, self.dpi)
+        self.renders += 1

@@ -22,95 +22,192 @@ __all__ = ['COARSE_TASKS', 'FINE_TASKS', 'PERCEPTION_TASKS', 'COGNITION_TASKS', 
 COARSE_TASKS = ('domain', 'modality', 'submodality', 'subdomain', 'stain')
 FINE_TASKS = ('classification',)
 PERCEPTION_TASKS = COARSE_TASKS + FINE_TASKS
-COGNITION_TASKS = ('cognition',)          # stored as questions['cognition'] (optional; absent in the released perception split)
+COGNITION_TASKS = ('cognition',)  # stored as questions['cognition'] (optional; absent in the released perception split)
 TASKS = PERCEPTION_TASKS + COGNITION_TASKS
 TASK_GROUPS = {'coarse': COARSE_TASKS, 'fine': FINE_TASKS, 'perception': PERCEPTION_TASKS, 'cognition': COGNITION_TASKS}
 NONE_OPTION = 'none of the above'
 
-UBENCH_COLUMNS = ('image_id', 'image', 'label', 'label_name', 'dataset', 'domain', 'institution', 'license',
-                  'microns_per_pixel', 'modality', 'ncbitaxon_id', 'ncbitaxon_name', 'pmid', 'split', 'stain',
-                  'subdomain', 'submodality', 'synthetic', 'captions', 'questions', 'bbox', 'polygon')
-METADATA_FIELDS = ('dataset', 'domain', 'subdomain', 'modality', 'submodality', 'stain')   # must be strings in every row
+UBENCH_COLUMNS = (
+    'image_id',
+    'image',
+    'label',
+    'label_name',
+    'dataset',
+    'domain',
+    'institution',
+    'license',
+    'microns_per_pixel',
+    'modality',
+    'ncbitaxon_id',
+    'ncbitaxon_name',
+    'pmid',
+    'split',
+    'stain',
+    'subdomain',
+    'submodality',
+    'synthetic',
+    'captions',
+    'questions',
+    'bbox',
+    'polygon',
+)
+METADATA_FIELDS = ('dataset', 'domain', 'subdomain', 'modality', 'submodality', 'stain')  # must be strings in every row
 QUESTION_FIELDS = ('question', 'options', 'answer', 'answer_idx', 'id', 'name')
 CAPTION_FIELDS = ('options', 'answer_idx')
+
 
 def caption_keys(task: str) -> tuple[str, ...]:
     "The `captions` keys holding the two phrasings of `task` (`('domain', 'domain_1')`, `('classification_0', 'classification_1')`); none for cognition."
     _check_task(task)
-    if task in COGNITION_TASKS: return ()
+    if task in COGNITION_TASKS:
+        return ()
     return ('classification_0', 'classification_1') if task == 'classification' else (task, f'{task}_1')
 
+# %% ../../nbs/40_bench.data.ipynb #063acebe
 def task_group(task: str) -> str:
     "The paper's group of a task: `'coarse'`, `'fine'` or `'cognition'`."
     _check_task(task)
     return 'coarse' if task in COARSE_TASKS else 'fine' if task in FINE_TASKS else 'cognition'
 
+# %% ../../nbs/40_bench.data.ipynb #5073924f
 def _check_task(task):
-    if task not in TASKS: raise InputError(f"unknown uBench task {task!r}: use one of {', '.join(TASKS)}")
+    if task not in TASKS:
+        raise InputError(f"unknown uBench task {task!r}: use one of {', '.join(TASKS)}")
 
+# %% ../../nbs/40_bench.data.ipynb #9f4d0201
 def _hf():
-    try: import datasets
-    except ImportError as e: raise ImportError("microscopy_toolkit.bench needs the Hugging Face `datasets` library: pip install datasets") from e
+    try:
+        import datasets
+    except ImportError as e:
+        raise ImportError(
+            "microscopy_toolkit.bench needs the Hugging Face `datasets` library: pip install datasets"
+        ) from e
     return datasets
 
+# %% ../../nbs/40_bench.data.ipynb #9fc8ad94
 def ubench_features(class_names: Sequence[str], cognition: bool = True) -> 'datasets.Features':
     "The `datasets.Features` of a uBench split with these label names; `cognition=False` gives exactly the released perception columns."
-    ds = _hf(); V, L = ds.Value, ds.List
+    ds = _hf()
+    V, L = ds.Value, ds.List
     s = V('string')
     caption = {'options': L(s), 'answer_idx': V('int64')}
     question = {'question': s, 'options': L(s), 'answer': s, 'answer_idx': V('int64'), 'id': s, 'name': s}
     cap_keys = [k for t in PERCEPTION_TASKS for k in caption_keys(t)]
     q_keys = sorted(PERCEPTION_TASKS) + (['cognition'] if cognition else [])
-    return ds.Features({
-        'image_id': s, 'image': ds.Image(), 'label': ds.ClassLabel(names=list(class_names)), 'label_name': s,
-        'dataset': s, 'domain': s, 'institution': s, 'license': s, 'microns_per_pixel': V('float64'), 'modality': s,
-        'ncbitaxon_id': s, 'ncbitaxon_name': s, 'pmid': s, 'split': s, 'stain': s, 'subdomain': s, 'submodality': s,
-        'synthetic': V('bool'), 'captions': {k: dict(caption) for k in cap_keys}, 'questions': {k: dict(question) for k in q_keys},
-        'bbox': L(L(V('float64'))), 'polygon': L(L(V('float64')))})
+    return ds.Features(
+        {
+            'image_id': s,
+            'image': ds.Image(),
+            'label': ds.ClassLabel(names=list(class_names)),
+            'label_name': s,
+            'dataset': s,
+            'domain': s,
+            'institution': s,
+            'license': s,
+            'microns_per_pixel': V('float64'),
+            'modality': s,
+            'ncbitaxon_id': s,
+            'ncbitaxon_name': s,
+            'pmid': s,
+            'split': s,
+            'stain': s,
+            'subdomain': s,
+            'submodality': s,
+            'synthetic': V('bool'),
+            'captions': {k: dict(caption) for k in cap_keys},
+            'questions': {k: dict(question) for k in q_keys},
+            'bbox': L(L(V('float64'))),
+            'polygon': L(L(V('float64'))),
+        }
+    )
 
 # %% ../../nbs/40_bench.data.ipynb #967a53b6
 _OPTION_POOLS = {
     'domain': ('pathology', 'cell biology', 'botany', 'microbiology'),
     'subdomain': ('gastrointestinal pathology', 'cell cycle', 'neurobiology', 'hematology', 'infectious disease'),
     'modality': ('light microscopy', 'fluorescence microscopy', 'electron microscopy'),
-    'submodality': ('brightfield microscopy', 'widefield microscopy', 'scanning electron microscopy',
-                    'confocal microscopy', 'phase contrast microscopy', 'transmission electron microscopy'),
+    'submodality': (
+        'brightfield microscopy',
+        'widefield microscopy',
+        'scanning electron microscopy',
+        'confocal microscopy',
+        'phase contrast microscopy',
+        'transmission electron microscopy',
+    ),
     'stain': ('H&E', 'DAPI', 'uranyl acetate', 'IHC (DAB)', 'Giemsa'),
 }
 _QUESTIONS = {
-    'domain': 'What is the scientific domain of this image?', 'subdomain': 'What is the scientific subdomain of this image?',
+    'domain': 'What is the scientific domain of this image?',
+    'subdomain': 'What is the scientific subdomain of this image?',
     'modality': 'Which microscopy modality was used to acquire this image?',
     'submodality': 'Which microscopy submodality was used to acquire this image?',
-    'stain': 'Which stain or contrast agent was used in this image?', 'classification': 'What is shown in this image?'}
+    'stain': 'Which stain or contrast agent was used in this image?',
+    'classification': 'What is shown in this image?',
+}
 _CAPTIONS = {
     'domain': ('a microscopy image from the field of {}', 'an image used in {} research'),
     'subdomain': ('a microscopy image from {}', 'an image studied in {}'),
     'modality': ('an image taken with {}', 'a {} image'),
     'submodality': ('an image acquired by {}', 'a {} image'),
     'stain': ('an image of a sample stained with {}', 'a sample with {} staining'),
-    'classification': ('an image of {}', 'a microscopy image showing {}')}
-_COGNITION_DISTRACTORS = ('the sample is out of focus, so nothing can be concluded', 'the pattern is a staining artefact')
+    'classification': ('an image of {}', 'a microscopy image showing {}'),
+}
+_COGNITION_DISTRACTORS = (
+    'the sample is out of focus, so nothing can be concluded',
+    'the pattern is a staining artefact',
+)
 
 TOY_DATASETS = {
-    'toy_histo': dict(domain='pathology', subdomain='gastrointestinal pathology', modality='light microscopy',
-                      submodality='brightfield microscopy', stain='H&E', ncbitaxon=('9606', 'Homo sapiens'), microns_per_pixel=0.5,
-                      background=(0.95, 0.80, 0.86), foreground=(0.42, 0.18, 0.58), classes={
-                          'tumor': 'densely packed atypical nuclei indicate malignant epithelium',
-                          'stroma': 'aligned fibres indicate collagen-rich stroma',
-                          'adipose': 'fine speckle between empty spaces indicates fat tissue'}),
-    'toy_fluo': dict(domain='cell biology', subdomain='cell cycle', modality='fluorescence microscopy',
-                     submodality='widefield microscopy', stain='DAPI', ncbitaxon=('9606', 'Homo sapiens'), microns_per_pixel=0.1625,
-                     background=(0.02, 0.02, 0.05), foreground=(0.25, 0.45, 1.0), classes={
-                         'interphase': 'large round nuclei indicate cells in interphase',
-                         'metaphase': 'condensed chromatin in lines indicates chromosomes at the metaphase plate',
-                         'apoptosis': 'fragmented chromatin indicates apoptotic cell death'}),
-    'toy_em': dict(domain='cell biology', subdomain='neurobiology', modality='electron microscopy',
-                   submodality='scanning electron microscopy', stain='uranyl acetate', ncbitaxon=('10090', 'Mus musculus'),
-                   microns_per_pixel=0.008, background=(0.72, 0.72, 0.72), foreground=(0.12, 0.12, 0.12), classes={
-                       'mitochondria': 'dark compact organelles indicate mitochondria',
-                       'membrane': 'parallel membranes indicate myelinated axons',
-                       'synapse': 'clusters of small vesicles indicate a synapse'}),
+    'toy_histo': dict(
+        domain='pathology',
+        subdomain='gastrointestinal pathology',
+        modality='light microscopy',
+        submodality='brightfield microscopy',
+        stain='H&E',
+        ncbitaxon=('9606', 'Homo sapiens'),
+        microns_per_pixel=0.5,
+        background=(0.95, 0.80, 0.86),
+        foreground=(0.42, 0.18, 0.58),
+        classes={
+            'tumor': 'densely packed atypical nuclei indicate malignant epithelium',
+            'stroma': 'aligned fibres indicate collagen-rich stroma',
+            'adipose': 'fine speckle between empty spaces indicates fat tissue',
+        },
+    ),
+    'toy_fluo': dict(
+        domain='cell biology',
+        subdomain='cell cycle',
+        modality='fluorescence microscopy',
+        submodality='widefield microscopy',
+        stain='DAPI',
+        ncbitaxon=('9606', 'Homo sapiens'),
+        microns_per_pixel=0.1625,
+        background=(0.02, 0.02, 0.05),
+        foreground=(0.25, 0.45, 1.0),
+        classes={
+            'interphase': 'large round nuclei indicate cells in interphase',
+            'metaphase': 'condensed chromatin in lines indicates chromosomes at the metaphase plate',
+            'apoptosis': 'fragmented chromatin indicates apoptotic cell death',
+        },
+    ),
+    'toy_em': dict(
+        domain='cell biology',
+        subdomain='neurobiology',
+        modality='electron microscopy',
+        submodality='scanning electron microscopy',
+        stain='uranyl acetate',
+        ncbitaxon=('10090', 'Mus musculus'),
+        microns_per_pixel=0.008,
+        background=(0.72, 0.72, 0.72),
+        foreground=(0.12, 0.12, 0.12),
+        classes={
+            'mitochondria': 'dark compact organelles indicate mitochondria',
+            'membrane': 'parallel membranes indicate myelinated axons',
+            'synapse': 'clusters of small vesicles indicate a synapse',
+        },
+    ),
 }
+
 
 def _texture(kind: int, rng: np.random.Generator, size: int) -> np.ndarray:
     "A [0, 1] texture: 0 = large blobs, 1 = oriented stripes, 2 = fine speckle (random positions, phase and angle)."
@@ -120,16 +217,20 @@ def _texture(kind: int, rng: np.random.Generator, size: int) -> np.ndarray:
         return 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / 8 + phase)
     n, sigma = (6, size / 14) if kind == 0 else (60, size / 45)
     cy, cx = rng.uniform(0, size, (2, n, 1, 1))
-    spots = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2)).sum(0)
+    spots = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2)).sum(0)
     return np.clip(spots, 0, 1)
 
+# %% ../../nbs/40_bench.data.ipynb #e668d646
 def _toy_image(spec: dict, class_index: int, rng: np.random.Generator, size: int) -> np.ndarray:
     p = _texture(class_index % 3, rng, size)[..., None]
     bg, fg = np.asarray(spec['background']), np.asarray(spec['foreground'])
     rgb = bg * (1 - p) + fg * p + rng.normal(0, 0.03, (size, size, 3))
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
-def _closed_question(truth: str, pool: Sequence[str], rng: np.random.Generator, n_distractors: int = 2) -> tuple[list[str], int]:
+# %% ../../nbs/40_bench.data.ipynb #365ebe70
+def _closed_question(
+    truth: str, pool: Sequence[str], rng: np.random.Generator, n_distractors: int = 2
+) -> tuple[list[str], int]:
     "Options = the truth and up to `n_distractors` others from `pool` in random order, then 'none of the above'."
     others = [o for o in pool if o != truth]
     picked = [others[i] for i in rng.permutation(len(others))[:n_distractors]] + [truth]
@@ -137,78 +238,156 @@ def _closed_question(truth: str, pool: Sequence[str], rng: np.random.Generator, 
     options = [picked[i] for i in order]
     return options + [NONE_OPTION], options.index(truth)
 
-def ubench_sample(n_per_dataset: int = 8, datasets: Sequence[str] = ('toy_histo', 'toy_fluo', 'toy_em'),
-                  seed: int | np.random.Generator = 0, image_size: int = 64, cognition: bool = True, split: str = 'test') -> 'datasets.Dataset':
+# %% ../../nbs/40_bench.data.ipynb #32c29d38
+def ubench_sample(
+    n_per_dataset: int = 8,
+    datasets: Sequence[str] = ('toy_histo', 'toy_fluo', 'toy_em'),
+    seed: int | np.random.Generator = 0,
+    image_size: int = 64,
+    cognition: bool = True,
+    split: str = 'test',
+) -> 'datasets.Dataset':
     "An in-memory uBench-schema `Dataset` of `n_per_dataset` rows per toy dataset (classes balanced, images textured by class)."
     hf = _hf()
-    if isinstance(datasets, str): datasets = (datasets,)
+    if isinstance(datasets, str):
+        datasets = (datasets,)
     bad = [d for d in datasets if d not in TOY_DATASETS]
-    if bad: raise InputError(f"unknown toy dataset(s) {bad}: use some of {', '.join(TOY_DATASETS)}")
-    if not datasets: raise InputError("datasets is empty: name at least one of " + ', '.join(TOY_DATASETS))
-    if int(n_per_dataset) < 1: raise InputError(f"n_per_dataset must be at least 1, got {n_per_dataset}")
+    if bad:
+        raise InputError(f"unknown toy dataset(s) {bad}: use some of {', '.join(TOY_DATASETS)}")
+    if not datasets:
+        raise InputError("datasets is empty: name at least one of " + ', '.join(TOY_DATASETS))
+    if int(n_per_dataset) < 1:
+        raise InputError(f"n_per_dataset must be at least 1, got {n_per_dataset}")
     rng = as_rng(seed)
     class_names = [c for d in datasets for c in TOY_DATASETS[d]['classes']]
     records = []
     for name in datasets:
-        spec = TOY_DATASETS[name]; classes = list(spec['classes'])
+        spec = TOY_DATASETS[name]
+        classes = list(spec['classes'])
         for i in range(int(n_per_dataset)):
-            k = i % len(classes); label = classes[k]
+            k = i % len(classes)
+            label = classes[k]
             image_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
             truth = {t: spec[t] for t in COARSE_TASKS} | {'classification': label}
             questions, captions = {}, {}
             for task in PERCEPTION_TASKS:
                 pool = classes if task == 'classification' else _OPTION_POOLS[task]
-                options, idx = _closed_question(truth[task], pool, rng, n_distractors=len(pool) - 1 if task == 'classification' else 2)
-                questions[task] = dict(question=_QUESTIONS[task], options=options, answer=truth[task], answer_idx=idx,
-                                       id=f'{image_id}-{task}', name=task)
+                options, idx = _closed_question(
+                    truth[task], pool, rng, n_distractors=len(pool) - 1 if task == 'classification' else 2
+                )
+                questions[task] = dict(
+                    question=_QUESTIONS[task],
+                    options=options,
+                    answer=truth[task],
+                    answer_idx=idx,
+                    id=f'{image_id}-{task}',
+                    name=task,
+                )
                 for key, template in zip(caption_keys(task), _CAPTIONS[task]):
-                    opts, cidx = _closed_question(truth[task], pool, rng, n_distractors=len(pool) - 1 if task == 'classification' else 2)
-                    captions[key] = dict(options=[template.format(o) for o in opts[:-1]] + [NONE_OPTION], answer_idx=cidx)
+                    opts, cidx = _closed_question(
+                        truth[task], pool, rng, n_distractors=len(pool) - 1 if task == 'classification' else 2
+                    )
+                    captions[key] = dict(
+                        options=[template.format(o) for o in opts[:-1]] + [NONE_OPTION], answer_idx=cidx
+                    )
             if cognition:
                 if i % 2 == 0:
                     statements = list(spec['classes'].values()) + list(_COGNITION_DISTRACTORS)
-                    options, idx = _closed_question(spec['classes'][label], statements, rng, n_distractors=len(statements) - 1)
-                    questions['cognition'] = dict(question='Which interpretation of this image is best supported?', options=options,
-                                                  answer=spec['classes'][label], answer_idx=idx, id=f'{image_id}-cognition', name='cell physiology')
-                else: questions['cognition'] = None
-            records.append(dict(
-                image_id=image_id, image=hf.features.image.Image().encode_example(_toy_image(spec, k, rng, image_size)),
-                label=class_names.index(label), label_name=label, dataset=name, domain=spec['domain'],
-                institution='microscopy_toolkit (synthetic)', license='CC-BY-4.0', microns_per_pixel=float(spec['microns_per_pixel']),
-                modality=spec['modality'], ncbitaxon_id=spec['ncbitaxon'][0], ncbitaxon_name=spec['ncbitaxon'][1], pmid='',
-                split=split, stain=spec['stain'], subdomain=spec['subdomain'], submodality=spec['submodality'], synthetic=True,
-                captions=captions, questions=questions, bbox=None, polygon=None))
+                    options, idx = _closed_question(
+                        spec['classes'][label], statements, rng, n_distractors=len(statements) - 1
+                    )
+                    questions['cognition'] = dict(
+                        question='Which interpretation of this image is best supported?',
+                        options=options,
+                        answer=spec['classes'][label],
+                        answer_idx=idx,
+                        id=f'{image_id}-cognition',
+                        name='cell physiology',
+                    )
+                else:
+                    questions['cognition'] = None
+            records.append(
+                dict(
+                    image_id=image_id,
+                    image=hf.features.image.Image().encode_example(_toy_image(spec, k, rng, image_size)),
+                    label=class_names.index(label),
+                    label_name=label,
+                    dataset=name,
+                    domain=spec['domain'],
+                    institution='microscopy_toolkit (synthetic)',
+                    license='CC-BY-4.0',
+                    microns_per_pixel=float(spec['microns_per_pixel']),
+                    modality=spec['modality'],
+                    ncbitaxon_id=spec['ncbitaxon'][0],
+                    ncbitaxon_name=spec['ncbitaxon'][1],
+                    pmid='',
+                    split=split,
+                    stain=spec['stain'],
+                    subdomain=spec['subdomain'],
+                    submodality=spec['submodality'],
+                    synthetic=True,
+                    captions=captions,
+                    questions=questions,
+                    bbox=None,
+                    polygon=None,
+                )
+            )
     return hf.Dataset.from_list(records, features=ubench_features(class_names, cognition=cognition))
 
 # %% ../../nbs/40_bench.data.ipynb #562720cf
-def write_ubench_shards(ds: 'datasets.Dataset', root: str | Path, split: str = 'test', shard_format: str = 'arrow',
-                        n_shards: int = 2, prefix: str = 'ubench') -> Path:
+def write_ubench_shards(
+    ds: 'datasets.Dataset',
+    root: str | Path,
+    split: str = 'test',
+    shard_format: str = 'arrow',
+    n_shards: int = 2,
+    prefix: str = 'ubench',
+) -> Path:
     "Write `ds` as `n_shards` contiguous `{prefix}-{split}-0000i-of-0000n.{arrow|parquet}` files plus `dataset_info.json`; returns the folder."
     hf = _hf()
-    if shard_format not in ('arrow', 'parquet'): raise InputError(f"shard_format must be 'arrow' or 'parquet', got {shard_format!r}")
+    if shard_format not in ('arrow', 'parquet'):
+        raise InputError(f"shard_format must be 'arrow' or 'parquet', got {shard_format!r}")
     n_shards = int(n_shards)
-    if not 1 <= n_shards <= max(len(ds), 1): raise InputError(f"n_shards must be between 1 and the number of rows ({len(ds)}), got {n_shards}")
-    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+    if not 1 <= n_shards <= max(len(ds), 1):
+        raise InputError(f"n_shards must be between 1 and the number of rows ({len(ds)}), got {n_shards}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     old = [p for p in root.glob(f'{prefix}-{split}-*-of-*.*') if p.suffix in ('.arrow', '.parquet')]
-    for p in old: p.unlink()                      # a re-write with fewer shards must not leave stale ones behind
+    for p in old:
+        p.unlink()  # a re-write with fewer shards must not leave stale ones behind
     schema = ds.features.arrow_schema
     for i in range(n_shards):
         table = ds.shard(n_shards, i, contiguous=True).with_format('arrow')[:].cast(schema)
         with atomic_write(root / f'{prefix}-{split}-{i:05d}-of-{n_shards:05d}.{shard_format}', 'wb') as f:
             if shard_format == 'arrow':
                 writer = hf.arrow_writer.ArrowWriter(stream=f, features=ds.features)
-                writer.write_table(table); writer.finalize()
+                writer.write_table(table)
+                writer.finalize()
             else:
                 import pyarrow.parquet as pq
+
                 pq.write_table(table, f)
-    info = {'description': 'uBench-schema split written by microscopy_toolkit', 'features': ds.features.to_dict(),
-            'splits': {split: {'name': split, 'num_examples': len(ds)}}}
-    with atomic_write(root / 'dataset_info.json', 'w') as f: json.dump(info, f)
+    info = {
+        'description': 'uBench-schema split written by microscopy_toolkit',
+        'features': ds.features.to_dict(),
+        'splits': {split: {'name': split, 'num_examples': len(ds)}},
+    }
+    with atomic_write(root / 'dataset_info.json', 'w') as f:
+        json.dump(info, f)
     return root
 
-def make_ubench_sample(root: str | Path, n_per_dataset: int = 8, datasets: Sequence[str] = ('toy_histo', 'toy_fluo', 'toy_em'),
-                       seed: int | np.random.Generator = 0, shard_format: str = 'arrow', n_shards: int = 2,
-                       image_size: int = 64, cognition: bool = True, split: str = 'test') -> Path:
+# %% ../../nbs/40_bench.data.ipynb #59ccae97
+def make_ubench_sample(
+    root: str | Path,
+    n_per_dataset: int = 8,
+    datasets: Sequence[str] = ('toy_histo', 'toy_fluo', 'toy_em'),
+    seed: int | np.random.Generator = 0,
+    shard_format: str = 'arrow',
+    n_shards: int = 2,
+    image_size: int = 64,
+    cognition: bool = True,
+    split: str = 'test',
+) -> Path:
     "Generate `ubench_sample(...)` and write it as real shards under `root` (read it back with `load_ubench(root)`)."
     ds = ubench_sample(n_per_dataset, datasets, seed, image_size=image_size, cognition=cognition, split=split)
     return write_ubench_shards(ds, root, split=split, shard_format=shard_format, n_shards=n_shards)
@@ -217,212 +396,352 @@ def make_ubench_sample(root: str | Path, n_per_dataset: int = 8, datasets: Seque
 class DataUnavailableError(MTKError, FileNotFoundError):
     "A benchmark's data is neither available locally nor downloadable here (offline, or the hub could not be reached)."
 
+
 _SPLIT_TOKEN = re.compile(r'(?:^|[-_.])(train|test|validation|valid|val|dev)(?=[-_.])')
 
+# %% ../../nbs/40_bench.data.ipynb #c6e8feba
 def _how_to_place(source: str, split: str) -> str:
-    return (f"To use it offline: on a machine with internet run\n"
-            f"    huggingface-cli download {source} --repo-type dataset --local-dir ubench\n"
-            f"(or download the shards perception/0.1.0/ubench-{split}-*.arrow from https://huggingface.co/datasets/{source}), "
-            f"copy the folder here and call load_ubench('path/to/ubench'): any folder of *.arrow or *.parquet shards is read "
-            f"the same way. To download directly instead, unset HF_HUB_OFFLINE / MTK_OFFLINE.")
+    return (
+        f"To use it offline: on a machine with internet run\n"
+        f"    huggingface-cli download {source} --repo-type dataset --local-dir ubench\n"
+        f"(or download the shards perception/0.1.0/ubench-{split}-*.arrow from https://huggingface.co/datasets/{source}), "
+        f"copy the folder here and call load_ubench('path/to/ubench'): any folder of *.arrow or *.parquet shards is read "
+        f"the same way. To download directly instead, unset HF_HUB_OFFLINE / MTK_OFFLINE."
+    )
 
+# %% ../../nbs/40_bench.data.ipynb #18a999eb
 def find_shards(folder: str | Path, split: str = 'test', exclude: Iterable[str | Path] = ()) -> tuple[str, list[Path]]:
     "The shard format (`'arrow'` or `'parquet'`) and the sorted shard files of `split` under `folder` (or the one file given)."
     p = Path(folder).expanduser()
-    if not p.exists(): raise InputError(f"uBench source {str(p)!r} does not exist: give a folder of *.arrow / *.parquet shards or a hub id 'owner/name'")
-    if p.is_file(): files = [p]
+    if not p.exists():
+        raise InputError(
+            f"uBench source {str(p)!r} does not exist: give a folder of *.arrow / *.parquet shards or a hub id 'owner/name'"
+        )
+    if p.is_file():
+        files = [p]
     else:
         ex = [Path(e).expanduser().resolve() for e in exclude if e is not None]
-        files = sorted(f for f in p.rglob('*') if f.suffix in ('.arrow', '.parquet') and f.is_file()
-                       and not f.name.startswith(('cache-', '.')) and not any(part.startswith('.') for part in f.relative_to(p).parts)
-                       and not any(f.resolve().is_relative_to(e) for e in ex))
+        files = sorted(
+            f
+            for f in p.rglob('*')
+            if f.suffix in ('.arrow', '.parquet')
+            and f.is_file()
+            and not f.name.startswith(('cache-', '.'))
+            and not any(part.startswith('.') for part in f.relative_to(p).parts)
+            and not any(f.resolve().is_relative_to(e) for e in ex)
+        )
     if not files or any(f.suffix not in ('.arrow', '.parquet') for f in files):
-        raise InputError(f"no *.arrow or *.parquet shards in {str(p)!r}: put the uBench shards there "
-                         f"(e.g. ubench-{split}-00000-of-00007.arrow ...), or generate a sample with make_ubench_sample")
+        raise InputError(
+            f"no *.arrow or *.parquet shards in {str(p)!r}: put the uBench shards there "
+            f"(e.g. ubench-{split}-00000-of-00007.arrow ...), or generate a sample with make_ubench_sample"
+        )
     if len(files) > 1:
         tagged = {f: m.group(1) if (m := _SPLIT_TOKEN.search(f.name)) else None for f in files}
         if any(tagged.values()):
             files = [f for f, s in tagged.items() if s == split or s is None]
-            if not files: raise InputError(f"{str(p)!r} holds shards of split(s) {sorted({s for s in tagged.values() if s})} but none of split {split!r}")
+            if not files:
+                raise InputError(
+                    f"{str(p)!r} holds shards of split(s) {sorted({s for s in tagged.values() if s})} but none of split {split!r}"
+                )
     kinds = sorted({f.suffix[1:] for f in files})
-    if len(kinds) > 1: raise InputError(f"{str(p)!r} mixes .arrow and .parquet shards; keep one format per folder")
+    if len(kinds) > 1:
+        raise InputError(f"{str(p)!r} mixes .arrow and .parquet shards; keep one format per folder")
     return kinds[0], files
 
+# %% ../../nbs/40_bench.data.ipynb #316f2ec4
 @contextlib.contextmanager
 def _hf_progress():
     "Silence datasets' progress bars while MTK_PROGRESS=0, restoring their state afterwards."
     hf = _hf()
     quiet = os.environ.get('MTK_PROGRESS', '1') == '0' and not hf.are_progress_bars_disabled()
-    if quiet: hf.disable_progress_bars()
-    try: yield
+    if quiet:
+        hf.disable_progress_bars()
+    try:
+        yield
     finally:
-        if quiet: hf.enable_progress_bars()
+        if quiet:
+            hf.enable_progress_bars()
 
+# %% ../../nbs/40_bench.data.ipynb #279b1313
 def _is_hub_id(source) -> bool:
     s = str(source)
-    return (not isinstance(source, Path) and re.fullmatch(r'[A-Za-z0-9][\w.-]*/[\w.-]+', s) is not None
-            and not s.startswith('.') and not Path(s).expanduser().exists())
+    return (
+        not isinstance(source, Path)
+        and re.fullmatch(r'[A-Za-z0-9][\w.-]*/[\w.-]+', s) is not None
+        and not s.startswith('.')
+        and not Path(s).expanduser().exists()
+    )
 
-def load_ubench(source: str | Path = 'jnirschl/uBench', split: str = 'test', cache_dir: str | Path | None = None,
-                local_files_only: bool | None = None) -> 'datasets.Dataset':
+# %% ../../nbs/40_bench.data.ipynb #3104f473
+def load_ubench(
+    source: str | Path = 'jnirschl/uBench',
+    split: str = 'test',
+    cache_dir: str | Path | None = None,
+    local_files_only: bool | None = None,
+) -> 'datasets.Dataset':
     "Load a uBench split from a local folder / file of arrow or parquet shards, or from the hub (only when online)."
     hf = _hf()
-    if not isinstance(source, (str, os.PathLike)): raise InputError(f"source must be a folder, a shard file or a hub id 'owner/name', got {type(source).__name__}")
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"source must be a folder, a shard file or a hub id 'owner/name', got {type(source).__name__}")
     cache = str(cache_dir) if cache_dir is not None else None
     if not _is_hub_id(source):
         kind, files = find_shards(source, split, exclude=[cache_dir])
         with _hf_progress():
             return hf.load_dataset(kind, data_files={split: [str(f) for f in files]}, split=split, cache_dir=cache)
-    if local_files_only is None: local_files_only = _offline()
+    if local_files_only is None:
+        local_files_only = _offline()
     if local_files_only:
-        raise DataUnavailableError(f"uBench {source!r} (split {split!r}) is on the Hugging Face hub, and this session is offline "
-                                   f"(HF_HUB_OFFLINE / MTK_OFFLINE set, or local_files_only=True).\n" + _how_to_place(source, split))
+        raise DataUnavailableError(
+            f"uBench {source!r} (split {split!r}) is on the Hugging Face hub, and this session is offline "
+            f"(HF_HUB_OFFLINE / MTK_OFFLINE set, or local_files_only=True).\n" + _how_to_place(source, split)
+        )
     try:
-        with _hf_progress(): return hf.load_dataset(str(source), split=split, cache_dir=cache)
+        with _hf_progress():
+            return hf.load_dataset(str(source), split=split, cache_dir=cache)
     except Exception as e:
-        raise DataUnavailableError(f"uBench {source!r} (split {split!r}) could not be loaded from the hub "
-                                   f"({type(e).__name__}: {e}).\n" + _how_to_place(source, split)) from e
+        raise DataUnavailableError(
+            f"uBench {source!r} (split {split!r}) could not be loaded from the hub "
+            f"({type(e).__name__}: {e}).\n" + _how_to_place(source, split)
+        ) from e
 
 # %% ../../nbs/40_bench.data.ipynb #620393f6
-_IMAGE_MAGIC = (b'\x89PNG\r\n\x1a\n', b'\xff\xd8\xff', b'II*\x00', b'MM\x00*', b'BM', b'GIF87a', b'GIF89a', b'RIFF', b'\x00\x00\x00\x0cjP')
+_IMAGE_MAGIC = (
+    b'\x89PNG\r\n\x1a\n',
+    b'\xff\xd8\xff',
+    b'II*\x00',
+    b'MM\x00*',
+    b'BM',
+    b'GIF87a',
+    b'GIF89a',
+    b'RIFF',
+    b'\x00\x00\x00\x0cjP',
+)
 
-def _is_int(x) -> bool: return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+# %% ../../nbs/40_bench.data.ipynb #67fb397d
 def _check_options(where: str, entry: Any, need: Sequence[str]) -> list[str]:
     "Problems of one caption / question entry (None = task not applicable, which is fine)."
-    if entry is None: return []
-    if not isinstance(entry, dict): return [f"{where} is a {type(entry).__name__}, expected a dict with {', '.join(need)}"]
+    if entry is None:
+        return []
+    if not isinstance(entry, dict):
+        return [f"{where} is a {type(entry).__name__}, expected a dict with {', '.join(need)}"]
     out = [f"{where}[{f!r}] is missing" for f in need if entry.get(f) is None]
     opts, idx = entry.get('options'), entry.get('answer_idx')
     if opts is not None:
-        if not isinstance(opts, list) or not opts: out.append(f"{where}['options'] must be a non-empty list of strings, got {opts!r}"); opts = None
-        elif not all(isinstance(o, str) for o in opts): out.append(f"{where}['options'] holds non-string options {[o for o in opts if not isinstance(o, str)]!r}")
-    if idx is not None and not _is_int(idx): out.append(f"{where}['answer_idx'] = {idx!r} is not an integer")
+        if not isinstance(opts, list) or not opts:
+            out.append(f"{where}['options'] must be a non-empty list of strings, got {opts!r}")
+            opts = None
+        elif not all(isinstance(o, str) for o in opts):
+            out.append(f"{where}['options'] holds non-string options {[o for o in opts if not isinstance(o, str)]!r}")
+    if idx is not None and not _is_int(idx):
+        out.append(f"{where}['answer_idx'] = {idx!r} is not an integer")
     elif idx is not None and opts is not None and not 0 <= idx < len(opts):
         out.append(f"{where}['answer_idx'] = {idx} is out of range for {len(opts)} options")
     if 'answer' in need and opts is not None and entry.get('answer') is not None:
         ans = entry['answer']
-        if ans not in opts: out.append(f"{where}['answer'] = {ans!r} is not one of its options {opts!r}")
+        if ans not in opts:
+            out.append(f"{where}['answer'] = {ans!r} is not one of its options {opts!r}")
         elif _is_int(idx) and 0 <= idx < len(opts) and opts[idx] != ans:
             out.append(f"{where}['answer'] = {ans!r} but options[answer_idx={idx}] = {opts[idx]!r}")
     return out
 
+# %% ../../nbs/40_bench.data.ipynb #32e01826
 def _row_problems(row: dict, n_classes: int | None) -> list[str]:
     out = []
     for f in METADATA_FIELDS + ('image_id',):
-        if f in row and not isinstance(row[f], str): out.append(f"field {f!r} = {row[f]!r} is not a string")
+        if f in row and not isinstance(row[f], str):
+            out.append(f"field {f!r} = {row[f]!r} is not a string")
     if 'label' in row and n_classes is not None and not (_is_int(row['label']) and 0 <= row['label'] < n_classes):
         out.append(f"field 'label' = {row['label']!r} is not a class index in [0, {n_classes})")
     caps, qs = row.get('captions', {}), row.get('questions', {})
-    if 'captions' in row and not isinstance(caps, dict): out.append(f"field 'captions' is a {type(caps).__name__}, expected a dict"); caps = {}
-    if 'questions' in row and not isinstance(qs, dict): out.append(f"field 'questions' is a {type(qs).__name__}, expected a dict"); qs = {}
-    for k, v in (caps or {}).items(): out += _check_options(f"captions[{k!r}]", v, CAPTION_FIELDS)
-    for k, v in (qs or {}).items(): out += _check_options(f"questions[{k!r}]", v, QUESTION_FIELDS)
+    if 'captions' in row and not isinstance(caps, dict):
+        out.append(f"field 'captions' is a {type(caps).__name__}, expected a dict")
+        caps = {}
+    if 'questions' in row and not isinstance(qs, dict):
+        out.append(f"field 'questions' is a {type(qs).__name__}, expected a dict")
+        qs = {}
+    for k, v in (caps or {}).items():
+        out += _check_options(f"captions[{k!r}]", v, CAPTION_FIELDS)
+    for k, v in (qs or {}).items():
+        out += _check_options(f"questions[{k!r}]", v, QUESTION_FIELDS)
     return out
 
+# %% ../../nbs/40_bench.data.ipynb #f0232b34
 def _image_problems(ds, batch_size: int, check_images: bool) -> list[tuple[int, str]]:
     "Cheap check of every stored image (first bytes / path); with `check_images`, also decode each one."
     import pyarrow.compute as pc
     from PIL import Image as PILImage
+
     raw = ds.select_columns(['image']).cast_column('image', _hf().Image(decode=False))
     out = []
-    for start in progress(range(0, len(raw), batch_size), desc='checking images', disable=None if check_images else True):
-        col = raw.with_format('arrow')[start:start + batch_size]['image'].combine_chunks()
+    for start in progress(
+        range(0, len(raw), batch_size), desc='checking images', disable=None if check_images else True
+    ):
+        col = raw.with_format('arrow')[start : start + batch_size]['image'].combine_chunks()
         data, paths = col.field('bytes'), col.field('path')
         heads = pc.binary_slice(data, 0, 12).to_pylist()
         for j, (head, path) in enumerate(zip(heads, paths.to_pylist())):
             i = start + j
             if head is None:
-                if path is None: out.append((i, "field 'image' has neither bytes nor a path")); continue
-                if not Path(path).exists(): out.append((i, f"field 'image' points to {path!r}, which does not exist")); continue
+                if path is None:
+                    out.append((i, "field 'image' has neither bytes nor a path"))
+                    continue
+                if not Path(path).exists():
+                    out.append((i, f"field 'image' points to {path!r}, which does not exist"))
+                    continue
             elif not head.startswith(_IMAGE_MAGIC) or (head.startswith(b'RIFF') and head[8:12] != b'WEBP'):
-                out.append((i, f"field 'image' holds {len(data[j].as_py())} bytes that are not a PNG/JPEG/TIFF/BMP/GIF/WebP/JPEG-2000 file (starting {head[:8]!r})")); continue
+                out.append(
+                    (
+                        i,
+                        f"field 'image' holds {len(data[j].as_py())} bytes that are not a PNG/JPEG/TIFF/BMP/GIF/WebP/JPEG-2000 file (starting {head[:8]!r})",
+                    )
+                )
+                continue
             if check_images:
                 try:
-                    with PILImage.open(io.BytesIO(data[j].as_py()) if head is not None else path) as im: im.load()
-                except Exception as e: out.append((i, f"field 'image' cannot be decoded ({type(e).__name__}: {e})"))
+                    with PILImage.open(io.BytesIO(data[j].as_py()) if head is not None else path) as im:
+                        im.load()
+                except Exception as e:
+                    out.append((i, f"field 'image' cannot be decoded ({type(e).__name__}: {e})"))
     return out
 
-def validate_ubench(ds: 'datasets.Dataset', max_errors: int = 20, check_images: bool = False, batch_size: int = 1000) -> None:
+# %% ../../nbs/40_bench.data.ipynb #0bf7c07c
+def validate_ubench(
+    ds: 'datasets.Dataset', max_errors: int = 20, check_images: bool = False, batch_size: int = 1000
+) -> None:
     "Check a uBench split against the schema; raise `InputError` listing (up to `max_errors`) bad rows by index, image_id and field."
     hf = _hf()
-    if not isinstance(ds, hf.Dataset): raise InputError(f"validate_ubench takes a datasets.Dataset (from load_ubench), got {type(ds).__name__}")
+    if not isinstance(ds, hf.Dataset):
+        raise InputError(f"validate_ubench takes a datasets.Dataset (from load_ubench), got {type(ds).__name__}")
     missing = [c for c in UBENCH_COLUMNS if c not in ds.column_names]
     if missing:
-        raise InputError(f"uBench data is missing column(s): {', '.join(map(repr, missing))}. Expected the columns {', '.join(UBENCH_COLUMNS)}; "
-                         f"check that the shards are the uBench perception split (or add the columns, null where unknown)")
-    if len(ds) == 0: raise InputError("uBench data has no rows: check the split name and the shard files")
+        raise InputError(
+            f"uBench data is missing column(s): {', '.join(map(repr, missing))}. Expected the columns {', '.join(UBENCH_COLUMNS)}; "
+            f"check that the shards are the uBench perception split (or add the columns, null where unknown)"
+        )
+    if len(ds) == 0:
+        raise InputError("uBench data has no rows: check the split name and the shard files")
     problems: list[tuple[int, str]] = []
     if not isinstance(ds.features['image'], hf.Image):
-        problems.append((-1, f"column 'image' has feature type {type(ds.features['image']).__name__}, expected datasets.Image"))
-    else: problems += _image_problems(ds, batch_size, check_images)
+        problems.append(
+            (-1, f"column 'image' has feature type {type(ds.features['image']).__name__}, expected datasets.Image")
+        )
+    else:
+        problems += _image_problems(ds, batch_size, check_images)
     label_feat = ds.features['label']
     n_classes = label_feat.num_classes if isinstance(label_feat, hf.ClassLabel) else None
     cols = [c for c in ds.column_names if c != 'image']
     table = ds.select_columns(cols)
     for start in range(0, len(ds), batch_size):
-        batch = table[start:start + batch_size]
+        batch = table[start : start + batch_size]
         for j in range(len(batch['image_id'])):
             problems += [(start + j, p) for p in _row_problems({c: batch[c][j] for c in cols}, n_classes)]
     if problems:
         ids = ds.select_columns(['image_id'])
         problems.sort(key=lambda t: t[0])
-        lines = [(f"row {i} (image_id {ids[i]['image_id']!r}): " if i >= 0 else '') + p for i, p in problems[:max_errors]]
+        lines = [
+            (f"row {i} (image_id {ids[i]['image_id']!r}): " if i >= 0 else '') + p for i, p in problems[:max_errors]
+        ]
         more = f"\n... and {len(problems) - max_errors} more" if len(problems) > max_errors else ''
         n_rows = len({i for i, _ in problems if i >= 0})
-        raise InputError(f"uBench data failed schema validation: {len(problems)} problem(s) in {n_rows} row(s):\n  "
-                         + '\n  '.join(lines) + more + "\nFix or drop these rows (e.g. ds.select([...])) before evaluating.")
+        raise InputError(
+            f"uBench data failed schema validation: {len(problems)} problem(s) in {n_rows} row(s):\n  "
+            + '\n  '.join(lines)
+            + more
+            + "\nFix or drop these rows (e.g. ds.select([...])) before evaluating."
+        )
 
 # %% ../../nbs/40_bench.data.ipynb #077d29e7
 def _has_task(captions: dict | None, questions: dict | None, task: str) -> bool:
-    if task in COGNITION_TASKS: return (questions or {}).get(task) is not None
-    return any((captions or {}).get(k) is not None for k in caption_keys(task)) or (questions or {}).get(task) is not None
+    if task in COGNITION_TASKS:
+        return (questions or {}).get(task) is not None
+    return (
+        any((captions or {}).get(k) is not None for k in caption_keys(task)) or (questions or {}).get(task) is not None
+    )
 
+# %% ../../nbs/40_bench.data.ipynb #45f90d9f
 def _resolve_tasks(tasks, group) -> tuple[str, ...] | None:
-    if isinstance(tasks, str): tasks = (tasks,)
+    if isinstance(tasks, str):
+        tasks = (tasks,)
     if tasks is not None:
         tasks = tuple(tasks)
-        for t in tasks: _check_task(t)
-    if group is None: return tasks
-    if group not in TASK_GROUPS: raise InputError(f"unknown task group {group!r}: use one of {', '.join(TASK_GROUPS)}")
-    if tasks is None: return TASK_GROUPS[group]
+        for t in tasks:
+            _check_task(t)
+    if group is None:
+        return tasks
+    if group not in TASK_GROUPS:
+        raise InputError(f"unknown task group {group!r}: use one of {', '.join(TASK_GROUPS)}")
+    if tasks is None:
+        return TASK_GROUPS[group]
     outside = [t for t in tasks if t not in TASK_GROUPS[group]]
-    if outside: raise InputError(f"task(s) {outside} are not in group {group!r} ({', '.join(TASK_GROUPS[group])})")
+    if outside:
+        raise InputError(f"task(s) {outside} are not in group {group!r} ({', '.join(TASK_GROUPS[group])})")
     return tasks
 
-def select(ds: 'datasets.Dataset', datasets: str | Sequence[str] | None = None, tasks: str | Sequence[str] | None = None,
-           group: str | None = None) -> 'datasets.Dataset':
+# %% ../../nbs/40_bench.data.ipynb #e711db97
+def select(
+    ds: 'datasets.Dataset',
+    datasets: str | Sequence[str] | None = None,
+    tasks: str | Sequence[str] | None = None,
+    group: str | None = None,
+) -> 'datasets.Dataset':
     "Rows of `ds` from the named source `datasets` that have at least one of `tasks` / the tasks of `group` ('coarse', 'fine', 'perception', 'cognition')."
     wanted = _resolve_tasks(tasks, group)
     cols = ds.select_columns(['dataset', 'captions', 'questions'])[:]
-    if isinstance(datasets, str): datasets = (datasets,)
+    if isinstance(datasets, str):
+        datasets = (datasets,)
     if datasets is not None:
-        datasets = set(datasets); present = set(cols['dataset'])
+        datasets = set(datasets)
+        present = set(cols['dataset'])
         unknown = sorted(datasets - present)
-        if unknown: raise InputError(f"dataset(s) {unknown} are not in this split; it holds {', '.join(sorted(present))}")
-    keep = [i for i, (d, c, q) in enumerate(zip(cols['dataset'], cols['captions'], cols['questions']))
-            if (datasets is None or d in datasets) and (wanted is None or any(_has_task(c, q, t) for t in wanted))]
+        if unknown:
+            raise InputError(f"dataset(s) {unknown} are not in this split; it holds {', '.join(sorted(present))}")
+    keep = [
+        i
+        for i, (d, c, q) in enumerate(zip(cols['dataset'], cols['captions'], cols['questions']))
+        if (datasets is None or d in datasets) and (wanted is None or any(_has_task(c, q, t) for t in wanted))
+    ]
     return ds.select(keep)
 
+# %% ../../nbs/40_bench.data.ipynb #f682904f
 def task_items(ds: 'datasets.Dataset', task: str, variant: int = 0, images: bool = True) -> list[dict]:
     "Closed-VQA items of `task`: dicts with row, image_id, image, task, group, dataset, question, options, answer_idx and the `texts` to score."
     _check_task(task)
-    if variant not in (0, 1): raise InputError(f"variant must be 0 or 1 (the two caption phrasings), got {variant!r}")
+    if variant not in (0, 1):
+        raise InputError(f"variant must be 0 or 1 (the two caption phrasings), got {variant!r}")
     cols = ds.select_columns(['image_id', 'dataset', 'captions', 'questions'])[:]
     items = []
     for i, (iid, d, caps, qs) in enumerate(zip(cols['image_id'], cols['dataset'], cols['captions'], cols['questions'])):
         q = (qs or {}).get(task)
         if task in COGNITION_TASKS:
-            if q is None: continue
+            if q is None:
+                continue
             options, answer_idx, question = list(q['options']), q['answer_idx'], q['question']
             texts = [f"{question} {o}" for o in options]
         else:
             c = (caps or {}).get(caption_keys(task)[variant])
-            if c is None: continue
+            if c is None:
+                continue
             options, answer_idx, question = list(c['options']), c['answer_idx'], (q or {}).get('question')
             texts = list(options)
-        items.append(dict(row=i, image_id=iid, image=None, task=task, group=task_group(task), dataset=d,
-                          question=question, options=options, answer_idx=answer_idx, texts=texts))
+        items.append(
+            dict(
+                row=i,
+                image_id=iid,
+                image=None,
+                task=task,
+                group=task_group(task),
+                dataset=d,
+                question=question,
+                options=options,
+                answer_idx=answer_idx,
+                texts=texts,
+            )
+        )
     if images and items:
-        for item, img in zip(items, ds.select([it['row'] for it in items])['image']): item['image'] = img
+        for item, img in zip(items, ds.select([it['row'] for it in items])['image']):
+            item['image'] = img
     return items

@@ -13,11 +13,29 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import (InputError, WeightsUnavailableError, KNOWN_WEIGHTS, resolve_weights, tiny_clip,
-                                     get_device, as_rng, progress, atomic_write, _offline)
+from microscopy_toolkit.core import (
+    InputError,
+    WeightsUnavailableError,
+    KNOWN_WEIGHTS,
+    resolve_weights,
+    tiny_clip,
+    get_device,
+    as_rng,
+    progress,
+    atomic_write,
+    _offline,
+)
 from ..metrics import BootstrapResult
-from .data import (TASKS, TASK_GROUPS, COARSE_TASKS, FINE_TASKS, COGNITION_TASKS, task_items,
-                                           task_group, _resolve_tasks)
+from microscopy_toolkit.bench.data import (
+    TASKS,
+    TASK_GROUPS,
+    COARSE_TASKS,
+    FINE_TASKS,
+    COGNITION_TASKS,
+    task_items,
+    task_group,
+    _resolve_tasks,
+)
 
 # %% auto #0
 __all__ = ['GROUP_LABELS', 'ContrastiveModel', 'tiny_contrastive', 'load_contrastive', 'save_contrastive', 'accuracy_ci',
@@ -26,16 +44,25 @@ __all__ = ['GROUP_LABELS', 'ContrastiveModel', 'tiny_contrastive', 'load_contras
 # %% ../../nbs/41_bench.evaluate.ipynb #5e04faf3
 class ContrastiveModel:
     "A contrastive image-text model with its preprocessing and tokenizer; embeddings are L2-normalised, text embeddings cached."
-    def __init__(self, model: torch.nn.Module, preprocess: Callable, tokenizer: Callable, name: str = 'model',
-                 device: str | torch.device | None = 'auto', config: dict | None = None):
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess: Callable,
+        tokenizer: Callable,
+        name: str = 'model',
+        device: str | torch.device | None = 'auto',
+        config: dict | None = None,
+    ):
         self.device = get_device(device)
         self.model = model.to(self.device).eval()
         self.preprocess, self.tokenizer, self.name = preprocess, tokenizer, name
-        self.config = config                      # open_clip model_cfg / preprocess_cfg, when known (needed to save merged models)
+        self.config = config  # open_clip model_cfg / preprocess_cfg, when known (needed to save merged models)
         self._text_cache: dict[str, torch.Tensor] = {}
-        self.n_texts_encoded = 0                  # how many texts went through the text tower (the cache's effect)
+        self.n_texts_encoded = 0  # how many texts went through the text tower (the cache's effect)
 
-    def __repr__(self): return f"ContrastiveModel({self.name!r}, device={self.device}, cached_texts={len(self._text_cache)})"
+    def __repr__(self):
+        return f"ContrastiveModel({self.name!r}, device={self.device}, cached_texts={len(self._text_cache)})"
 
     @property
     def logit_scale(self) -> float:
@@ -50,162 +77,259 @@ class ContrastiveModel:
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         "Unit-norm embeddings (len(texts), D) on the CPU; texts seen before come from the cache."
         texts = list(texts)
-        if any(not isinstance(t, str) for t in texts): raise InputError("texts must all be strings")
+        if any(not isinstance(t, str) for t in texts):
+            raise InputError("texts must all be strings")
         todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
         for i in range(0, len(todo), batch_size):
-            chunk = todo[i:i + batch_size]
+            chunk = todo[i : i + batch_size]
             emb = self.model.encode_text(self.tokenizer(chunk).to(self.device)).float()
             emb = torch.nn.functional.normalize(emb, dim=-1).cpu()
             self._text_cache.update(zip(chunk, emb))
             self.n_texts_encoded += len(chunk)
-        if not texts: return torch.empty(0, 0)
+        if not texts:
+            return torch.empty(0, 0)
         return torch.stack([self._text_cache[t] for t in texts])
 
     def _pixels(self, images) -> torch.Tensor:
         from PIL import Image
+
         out = []
         for im in images:
             if isinstance(im, np.ndarray):
                 if im.dtype != np.uint8:
-                    raise InputError(f"numpy images must be uint8 (H, W) or (H, W, 3), got {im.dtype}; convert with normalize_percentile and scale to 0-255")
+                    raise InputError(
+                        f"numpy images must be uint8 (H, W) or (H, W, 3), got {im.dtype}; convert with normalize_percentile and scale to 0-255"
+                    )
                 im = Image.fromarray(im)
-            if not isinstance(im, Image.Image): raise InputError(f"images must be PIL images or uint8 arrays, got {type(im).__name__}")
+            if not isinstance(im, Image.Image):
+                raise InputError(f"images must be PIL images or uint8 arrays, got {type(im).__name__}")
             out.append(self.preprocess(im.convert('RGB')))
         return torch.stack(out)
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence, batch_size: int = 64) -> torch.Tensor:
         "Unit-norm embeddings (len(images), D) on the CPU of PIL images or uint8 arrays, in batches."
-        embs = [torch.nn.functional.normalize(self.model.encode_image(self._pixels(images[i:i + batch_size]).to(self.device)).float(), dim=-1).cpu()
-                for i in range(0, len(images), batch_size)]
+        embs = [
+            torch.nn.functional.normalize(
+                self.model.encode_image(self._pixels(images[i : i + batch_size]).to(self.device)).float(), dim=-1
+            ).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(embs) if embs else torch.empty(0, 0)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #73d15537
 class _HFCLIP(torch.nn.Module):
     "Adapter giving a transformers `CLIPModel` the open_clip interface (`encode_image`, `encode_text`, `logit_scale`)."
+
     def __init__(self, clip):
         super().__init__()
         self.clip = clip
         self.logit_scale = clip.logit_scale
+
     def _features(self, out):
         return out if isinstance(out, torch.Tensor) else out.pooler_output
-    def encode_image(self, pixels): return self._features(self.clip.get_image_features(pixel_values=pixels))
+
+    def encode_image(self, pixels):
+        return self._features(self.clip.get_image_features(pixel_values=pixels))
+
     def encode_text(self, ids):
         # CLIP's text tower is causal and pools at the first end-of-text token: padding after it cannot change the result
         return self._features(self.clip.get_text_features(input_ids=ids))
 
+# %% ../../nbs/41_bench.evaluate.ipynb #87f71a63
 def _hf_clip(folder: Path, device, name: str) -> ContrastiveModel:
     from transformers import CLIPModel, CLIPTokenizer, CLIPImageProcessor
+
     clip = CLIPModel.from_pretrained(folder)
     tok = CLIPTokenizer.from_pretrained(folder)
     n_ctx = clip.config.text_config.max_position_embeddings
-    tokenizer = lambda texts: tok(list(texts), padding='max_length', truncation=True, max_length=n_ctx, return_tensors='pt').input_ids
-    if (folder/'preprocessor_config.json').exists():
+    tokenizer = lambda texts: tok(
+        list(texts), padding='max_length', truncation=True, max_length=n_ctx, return_tensors='pt'
+    ).input_ids
+    if (folder / 'preprocessor_config.json').exists():
         proc = CLIPImageProcessor.from_pretrained(folder)
         preprocess = lambda im: proc(images=im, return_tensors='pt').pixel_values[0]
     else:
         import open_clip
+
         preprocess = open_clip.image_transform(clip.config.vision_config.image_size, is_train=False)
     return ContrastiveModel(_HFCLIP(clip), preprocess, tokenizer, name=name, device=device)
 
+# %% ../../nbs/41_bench.evaluate.ipynb #82d99d8a
 def _open_clip(model_name: str, pretrained, device, name: str, cache_dir=None) -> ContrastiveModel:
     import open_clip
+
     model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, cache_dir=cache_dir)
     tokenizer = open_clip.get_tokenizer(model_name, cache_dir=cache_dir)
     cfg = None
     if model_name.startswith('local-dir:'):
-        cfg = json.loads((Path(model_name[len('local-dir:'):])/'open_clip_config.json').read_text())
+        cfg = json.loads((Path(model_name[len('local-dir:') :]) / 'open_clip_config.json').read_text())
     elif not model_name.startswith('hf-hub:'):
-        cfg = {'model_cfg': open_clip.get_model_config(model_name), 'preprocess_cfg': dict(model.visual.preprocess_cfg) if hasattr(model.visual, 'preprocess_cfg') else {}}
+        cfg = {
+            'model_cfg': open_clip.get_model_config(model_name),
+            'preprocess_cfg': dict(model.visual.preprocess_cfg) if hasattr(model.visual, 'preprocess_cfg') else {},
+        }
     return ContrastiveModel(model, preprocess, tokenizer, name=name, device=device, config=cfg)
 
+# %% ../../nbs/41_bench.evaluate.ipynb #80d77012
 def tiny_contrastive(seed: int = 0, device='auto', image_size: int = 64) -> ContrastiveModel:
     "The tiny random CLIP of `core.tiny_clip` with open_clip's tokenizer and transform (64 px), ready to evaluate or merge."
     import open_clip
+
     model = tiny_clip(seed=seed, image_size=image_size)
     preprocess = open_clip.image_transform(image_size, is_train=False)
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=model.context_length)
     pp = {'size': image_size, 'mean': list(open_clip.OPENAI_DATASET_MEAN), 'std': list(open_clip.OPENAI_DATASET_STD)}
-    return ContrastiveModel(model, preprocess, tokenizer, name=f'tiny:{seed}', device=device,
-                            config={'model_cfg': model.tiny_config, 'preprocess_cfg': pp})
+    return ContrastiveModel(
+        model,
+        preprocess,
+        tokenizer,
+        name=f'tiny:{seed}',
+        device=device,
+        config={'model_cfg': model.tiny_config, 'preprocess_cfg': pp},
+    )
 
-def load_contrastive(model: str | Path | ContrastiveModel, pretrained: str | None = None, arch: str | None = None,
-                     device: str | torch.device | None = 'auto', name: str | None = None, cache_dir: str | None = None) -> ContrastiveModel:
+# %% ../../nbs/41_bench.evaluate.ipynb #a0ebef9c
+def load_contrastive(
+    model: str | Path | ContrastiveModel,
+    pretrained: str | None = None,
+    arch: str | None = None,
+    device: str | torch.device | None = 'auto',
+    name: str | None = None,
+    cache_dir: str | None = None,
+) -> ContrastiveModel:
     "Load a contrastive model from a name, hub id, folder or weights file (see the table above)."
-    if isinstance(model, ContrastiveModel): return model
-    if not isinstance(model, (str, os.PathLike)): raise InputError(f"model must be a name, a hub id or a path, got {type(model).__name__}")
+    if isinstance(model, ContrastiveModel):
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model must be a name, a hub id or a path, got {type(model).__name__}")
     spec = str(model)
     if spec == 'tiny' or spec.startswith('tiny:'):
-        try: seed = int(spec.split(':', 1)[1]) if ':' in spec else 0
-        except ValueError: raise InputError(f"tiny model spec must be 'tiny' or 'tiny:SEED' with an integer seed, got {spec!r}") from None
+        try:
+            seed = int(spec.split(':', 1)[1]) if ':' in spec else 0
+        except ValueError:
+            raise InputError(
+                f"tiny model spec must be 'tiny' or 'tiny:SEED' with an integer seed, got {spec!r}"
+            ) from None
         cm = tiny_contrastive(seed, device)
-        if name: cm.name = name
+        if name:
+            cm.name = name
         return cm
     path = Path(spec).expanduser()
-    if '@' in spec and not path.exists() and not spec.startswith('hf-hub:'):     # 'ViT-B-32@openai' = arch + pretrained tag
+    if (
+        '@' in spec and not path.exists() and not spec.startswith('hf-hub:')
+    ):  # 'ViT-B-32@openai' = arch + pretrained tag
         arch_name, tag = spec.split('@', 1)
         return load_contrastive(arch_name, pretrained=tag, device=device, name=name or spec, cache_dir=cache_dir)
     if path.is_dir():
-        if (path/'open_clip_config.json').exists(): return _open_clip(f'local-dir:{path.resolve()}', None, device, name or path.name)
-        if (path/'config.json').exists():
-            kind = json.loads((path/'config.json').read_text()).get('model_type')
-            if kind == 'clip': return _hf_clip(path, device, name or path.name)
-            raise InputError(f"{path}/config.json describes a {kind!r} model; only Hugging Face CLIP models (model_type 'clip') are supported")
-        raise InputError(f"folder {path} holds neither open_clip_config.json (open_clip checkpoint) nor config.json (Hugging Face CLIPModel)")
+        if (path / 'open_clip_config.json').exists():
+            return _open_clip(f'local-dir:{path.resolve()}', None, device, name or path.name)
+        if (path / 'config.json').exists():
+            kind = json.loads((path / 'config.json').read_text()).get('model_type')
+            if kind == 'clip':
+                return _hf_clip(path, device, name or path.name)
+            raise InputError(
+                f"{path}/config.json describes a {kind!r} model; only Hugging Face CLIP models (model_type 'clip') are supported"
+            )
+        raise InputError(
+            f"folder {path} holds neither open_clip_config.json (open_clip checkpoint) nor config.json (Hugging Face CLIPModel)"
+        )
     if path.is_file():
-        if arch is None: raise InputError(f"{path} is a weights file: say which open_clip architecture it belongs to with arch= (e.g. 'ViT-B-32')")
+        if arch is None:
+            raise InputError(
+                f"{path} is a weights file: say which open_clip architecture it belongs to with arch= (e.g. 'ViT-B-32')"
+            )
         return _open_clip(arch, str(path), device, name or f'{arch}:{path.name}')
     if path.suffix in ('.pt', '.pth', '.bin', '.safetensors') or os.sep in spec and not spec.startswith('hf-hub:'):
         raise WeightsUnavailableError(f"model file or folder {path} does not exist")
     if spec in KNOWN_WEIGHTS and not spec.endswith('-openai') or spec.startswith('hf-hub:'):
-        key = spec if spec in KNOWN_WEIGHTS else spec[len('hf-hub:'):]
-        folder = resolve_weights(key)             # raises WeightsUnavailableError with instructions when offline
-        return _open_clip(f'local-dir:{folder}', None, device, name or spec) if (Path(folder)/'open_clip_config.json').exists() else load_contrastive(folder, device=device, name=name or spec)
+        key = spec if spec in KNOWN_WEIGHTS else spec[len('hf-hub:') :]
+        folder = resolve_weights(key)  # raises WeightsUnavailableError with instructions when offline
+        return (
+            _open_clip(f'local-dir:{folder}', None, device, name or spec)
+            if (Path(folder) / 'open_clip_config.json').exists()
+            else load_contrastive(folder, device=device, name=name or spec)
+        )
     import open_clip
+
     if spec not in open_clip.list_models():
         import difflib
+
         close = difflib.get_close_matches(spec, open_clip.list_models() + ['tiny', *KNOWN_WEIGHTS], 3)
-        raise InputError(f"unknown model {spec!r}" + (f"; did you mean {', '.join(close)}?" if close else '.') +
-                         " Use an open_clip architecture, 'BiomedCLIP', 'hf-hub:org/repo', 'tiny', or a folder/file path.")
+        raise InputError(
+            f"unknown model {spec!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else '.')
+            + " Use an open_clip architecture, 'BiomedCLIP', 'hf-hub:org/repo', 'tiny', or a folder/file path."
+        )
     if pretrained is None:
-        warnings.warn(f"{spec} has pretrained=None: its weights are random. Pass pretrained='openai' (or a weights file) to evaluate a real model.")
+        warnings.warn(
+            f"{spec} has pretrained=None: its weights are random. Pass pretrained='openai' (or a weights file) to evaluate a real model."
+        )
         return _open_clip(spec, None, device, name or f'{spec} (random)')
-    if Path(pretrained).expanduser().is_file(): return _open_clip(spec, str(Path(pretrained).expanduser()), device, name or f'{spec}:{pretrained}')
+    if Path(pretrained).expanduser().is_file():
+        return _open_clip(spec, str(Path(pretrained).expanduser()), device, name or f'{spec}:{pretrained}')
     key = f'{spec}-{pretrained}'
-    if key in KNOWN_WEIGHTS: return _open_clip(spec, str(resolve_weights(key)), device, name or key)
-    if _offline(): raise WeightsUnavailableError(f"{spec} pretrained={pretrained!r} must be downloaded by open_clip, and this session is offline; "
-                                                 f"download the weights elsewhere and pass the file as pretrained=PATH")
-    try: return _open_clip(spec, pretrained, device, name or key, cache_dir)
-    except Exception as e: raise WeightsUnavailableError(f"open_clip could not load {spec} pretrained={pretrained!r} ({type(e).__name__}: {e}); "
-                                                         f"download the weights elsewhere and pass the file as pretrained=PATH") from e
+    if key in KNOWN_WEIGHTS:
+        return _open_clip(spec, str(resolve_weights(key)), device, name or key)
+    if _offline():
+        raise WeightsUnavailableError(
+            f"{spec} pretrained={pretrained!r} must be downloaded by open_clip, and this session is offline; "
+            f"download the weights elsewhere and pass the file as pretrained=PATH"
+        )
+    try:
+        return _open_clip(spec, pretrained, device, name or key, cache_dir)
+    except Exception as e:
+        raise WeightsUnavailableError(
+            f"open_clip could not load {spec} pretrained={pretrained!r} ({type(e).__name__}: {e}); "
+            f"download the weights elsewhere and pass the file as pretrained=PATH"
+        ) from e
 
 # %% ../../nbs/41_bench.evaluate.ipynb #31c6bec2
 def save_contrastive(cm: ContrastiveModel, folder: str | Path, extra: dict | None = None) -> Path:
     "Save an open_clip model as a checkpoint folder (`open_clip_config.json` + `open_clip_pytorch_model.bin`) that `load_contrastive` reads."
     if cm.config is None or 'model_cfg' not in cm.config or not cm.config['model_cfg']:
-        raise InputError(f"{cm.name} has no open_clip model config to save with; only open_clip models (tiny, named or folder-loaded) can be saved this way")
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+        raise InputError(
+            f"{cm.name} has no open_clip model config to save with; only open_clip models (tiny, named or folder-loaded) can be saved this way"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in cm.model.state_dict().items()}
-    with atomic_write(folder/'open_clip_pytorch_model.bin', 'wb') as f: torch.save(state, f)
-    cfg = {'model_cfg': cm.config['model_cfg'], 'preprocess_cfg': cm.config.get('preprocess_cfg', {}), **({'mtk': extra} if extra else {})}
-    with atomic_write(folder/'open_clip_config.json', 'w') as f: json.dump(cfg, f, indent=1)
+    with atomic_write(folder / 'open_clip_pytorch_model.bin', 'wb') as f:
+        torch.save(state, f)
+    cfg = {
+        'model_cfg': cm.config['model_cfg'],
+        'preprocess_cfg': cm.config.get('preprocess_cfg', {}),
+        **({'mtk': extra} if extra else {}),
+    }
+    with atomic_write(folder / 'open_clip_config.json', 'w') as f:
+        json.dump(cfg, f, indent=1)
     return folder
 
 # %% ../../nbs/41_bench.evaluate.ipynb #be294935
-def _score_items(items: list[dict], image_emb: torch.Tensor, row_index: dict, text_emb: torch.Tensor, text_index: dict,
-                 logit_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _score_items(
+    items: list[dict],
+    image_emb: torch.Tensor,
+    row_index: dict,
+    text_emb: torch.Tensor,
+    text_index: dict,
+    logit_scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
     "Arg-max option and its probability for every item, all items of one option count in one matrix product."
-    pred = np.empty(len(items), np.int64); prob = np.empty(len(items))
+    pred = np.empty(len(items), np.int64)
+    prob = np.empty(len(items))
     by_n: dict[int, list[int]] = {}
-    for j, it in enumerate(items): by_n.setdefault(len(it['texts']), []).append(j)
+    for j, it in enumerate(items):
+        by_n.setdefault(len(it['texts']), []).append(j)
     for n, js in by_n.items():
-        img = image_emb[torch.tensor([row_index[items[j]['row']] for j in js])]                        # (m, D)
-        txt = text_emb[torch.tensor([[text_index[t] for t in items[j]['texts']] for j in js])]         # (m, n, D)
+        img = image_emb[torch.tensor([row_index[items[j]['row']] for j in js])]  # (m, D)
+        txt = text_emb[torch.tensor([[text_index[t] for t in items[j]['texts']] for j in js])]  # (m, n, D)
         sims = torch.einsum('md,mnd->mn', img, txt)
         p = torch.softmax(logit_scale * sims, dim=-1)
-        pred[js] = sims.argmax(-1).numpy(); prob[js] = p.max(-1).values.numpy()
+        pred[js] = sims.argmax(-1).numpy()
+        prob[js] = p.max(-1).values.numpy()
     return pred, prob
 
+# %% ../../nbs/41_bench.evaluate.ipynb #57a0015f
 def _items_frame(items: list[dict], pred: np.ndarray, prob: np.ndarray) -> pd.DataFrame:
     "One row per item: where it comes from, its options, the answer, the prediction and whether it is correct."
     df = pd.DataFrame({k: [it[k] for it in items] for k in ('row', 'image_id', 'task', 'group', 'dataset')})
@@ -215,50 +339,80 @@ def _items_frame(items: list[dict], pred: np.ndarray, prob: np.ndarray) -> pd.Da
     df['correct'] = (df.pred_idx == df.answer_idx).astype(int)
     return df
 
+# %% ../../nbs/41_bench.evaluate.ipynb #f1b53653
 def _items(ds, tasks, variant) -> list[dict]:
     items = []
-    for t in tasks: items += task_items(ds, t, variant=variant, images=False)
+    for t in tasks:
+        items += task_items(ds, t, variant=variant, images=False)
     return items
 
+# %% ../../nbs/41_bench.evaluate.ipynb #fbcc6e1b
 def _image_embeddings(model: ContrastiveModel, ds, rows: list[int], batch_size: int, show: bool) -> torch.Tensor:
     sub = ds.select(rows).select_columns(['image'])
     out = []
     for i in progress(range(0, len(rows), batch_size), desc=f'{model.name}: images', disable=None if show else True):
-        out.append(model.encode_images(sub[i:i + batch_size]['image'], batch_size=batch_size))
+        out.append(model.encode_images(sub[i : i + batch_size]['image'], batch_size=batch_size))
     return torch.cat(out)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #cf10cfa4
 def _interval(estimate: float, replicates: np.ndarray, confidence: float, method: str) -> BootstrapResult:
     a = 1 - confidence
     lo, hi = np.percentile(replicates, [100 * a / 2, 100 * (1 - a / 2)])
-    if method == 'basic': lo, hi = 2 * estimate - hi, 2 * estimate - lo
-    return BootstrapResult(float(estimate), float(lo), float(hi), float(np.std(replicates, ddof=1)), confidence, method, len(replicates))
+    if method == 'basic':
+        lo, hi = 2 * estimate - hi, 2 * estimate - lo
+    return BootstrapResult(
+        float(estimate), float(lo), float(hi), float(np.std(replicates, ddof=1)), confidence, method, len(replicates)
+    )
 
-def accuracy_ci(correct, n_resamples: int = 9999, confidence: float = 0.95, method: str = 'basic',
-                seed: int | np.random.Generator = 0) -> BootstrapResult:
+# %% ../../nbs/41_bench.evaluate.ipynb #ad56932a
+def accuracy_ci(
+    correct,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+    method: str = 'basic',
+    seed: int | np.random.Generator = 0,
+) -> BootstrapResult:
     "Bootstrap CI of the accuracy of 0/1 outcomes (resampled counts drawn from their exact Binomial(n, k/n) law)."
     return macro_accuracy_ci([correct], n_resamples, confidence, method, seed)
 
-def macro_accuracy_ci(groups: Sequence, n_resamples: int = 9999, confidence: float = 0.95, method: str = 'basic',
-                      seed: int | np.random.Generator = 0) -> BootstrapResult:
+# %% ../../nbs/41_bench.evaluate.ipynb #359ebc1d
+def macro_accuracy_ci(
+    groups: Sequence,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+    method: str = 'basic',
+    seed: int | np.random.Generator = 0,
+) -> BootstrapResult:
     "Bootstrap CI of the mean over groups of each group's accuracy (each group resampled on its own)."
-    if method not in ('basic', 'percentile'): raise InputError(f"method must be 'basic' or 'percentile', got {method!r}")
-    if int(n_resamples) < 1000: raise InputError(f"use at least 1,000 resamples for a 95% interval, got {n_resamples}")
+    if method not in ('basic', 'percentile'):
+        raise InputError(f"method must be 'basic' or 'percentile', got {method!r}")
+    if int(n_resamples) < 1000:
+        raise InputError(f"use at least 1,000 resamples for a 95% interval, got {n_resamples}")
     groups = [np.asarray(g).astype(float).ravel() for g in groups]
-    if not groups or any(len(g) == 0 for g in groups): raise InputError("every group needs at least one outcome")
-    if any(((g != 0) & (g != 1)).any() for g in groups): raise InputError("outcomes must be 0/1 (or booleans)")
+    if not groups or any(len(g) == 0 for g in groups):
+        raise InputError("every group needs at least one outcome")
+    if any(((g != 0) & (g != 1)).any() for g in groups):
+        raise InputError("outcomes must be 0/1 (or booleans)")
     rng = as_rng(seed)
     reps = np.mean([rng.binomial(len(g), g.mean(), int(n_resamples)) / len(g) for g in groups], axis=0)
     return _interval(np.mean([g.mean() for g in groups]), reps, confidence, method)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #386b0acf
-GROUP_LABELS = {'coarse': 'Perception (coarse-grained)', 'fine': 'Perception (fine-grained)', 'cognition': 'Cognition (reasoning)'}
+GROUP_LABELS = {
+    'coarse': 'Perception (coarse-grained)',
+    'fine': 'Perception (fine-grained)',
+    'cognition': 'Cognition (reasoning)',
+}
+
 
 @dataclass
 class BenchResult:
     "Per-item closed-VQA outcomes of one model, with accuracy tables and bootstrap CIs computed on demand."
+
     model: str
-    items: pd.DataFrame               # one row per item: row, image_id, task, group, dataset, n_options, answer_idx, pred_idx, prob, correct
+    items: (
+        pd.DataFrame
+    )  # one row per item: row, image_id, task, group, dataset, n_options, answer_idx, pred_idx, prob, correct
     n_resamples: int = 9999
     confidence: float = 0.95
     seed: int = 0
@@ -275,8 +429,17 @@ class BenchResult:
         for key, g in self.items.groupby(keys, sort=True):
             key = key if isinstance(key, tuple) else (key,)
             r = self._ci([g.correct.to_numpy()])
-            rows.append(dict(zip(keys, key)) | dict(n=len(g), accuracy=r.estimate, low=r.low, high=r.high, half_width=r.half_width,
-                                                    chance=float((1 / g.n_options).mean())))
+            rows.append(
+                dict(zip(keys, key))
+                | dict(
+                    n=len(g),
+                    accuracy=r.estimate,
+                    low=r.low,
+                    high=r.high,
+                    half_width=r.half_width,
+                    chance=float((1 / g.n_options).mean()),
+                )
+            )
         return pd.DataFrame(rows)
 
     def per_task(self) -> pd.DataFrame:
@@ -295,61 +458,122 @@ class BenchResult:
             pooled = self._ci([g.correct.to_numpy()])
             units = [u.correct.to_numpy() for _, u in g.groupby(['task', 'dataset'])]
             macro = self._ci(units)
-            rows.append(dict(group=grp, n=len(g), units=len(units), pooled=pooled.estimate, pooled_ci=pooled.half_width,
-                             macro=macro.estimate, macro_ci=macro.half_width, chance=float((1 / g.n_options).mean())))
+            rows.append(
+                dict(
+                    group=grp,
+                    n=len(g),
+                    units=len(units),
+                    pooled=pooled.estimate,
+                    pooled_ci=pooled.half_width,
+                    macro=macro.estimate,
+                    macro_ci=macro.half_width,
+                    chance=float((1 / g.n_options).mean()),
+                )
+            )
         return pd.DataFrame(rows).set_index('group')
 
     def to_dict(self, per_task: pd.DataFrame | None = None) -> dict:
         "JSON-ready summary (pass an already computed `per_task()` table to reuse it)."
         per_task = self.per_task() if per_task is None else per_task
-        return {'model': self.model, 'n_items': len(self.items), 'n_resamples': self.n_resamples, 'confidence': self.confidence,
-                'seed': self.seed, 'info': self.info, 'per_group': self.per_group().reset_index().to_dict('records'),
-                'per_task': per_task.to_dict('records')}
+        return {
+            'model': self.model,
+            'n_items': len(self.items),
+            'n_resamples': self.n_resamples,
+            'confidence': self.confidence,
+            'seed': self.seed,
+            'info': self.info,
+            'per_group': self.per_group().reset_index().to_dict('records'),
+            'per_task': per_task.to_dict('records'),
+        }
 
     def save(self, folder: str | Path) -> dict:
         "Write items.csv, per_task.csv, per_dataset.csv and summary.json into `folder`; returns the paths."
-        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         paths = {}
         per_task = self.per_task()
         for name, df in [('items', self.items), ('per_task', per_task), ('per_dataset', self.per_dataset())]:
-            paths[name] = folder/f'{name}.csv'
-            with atomic_write(paths[name], 'w') as f: df.to_csv(f, index=False)
-        paths['summary'] = folder/'summary.json'
-        with atomic_write(paths['summary'], 'w') as f: json.dump(self.to_dict(per_task), f, indent=1, default=float)
+            paths[name] = folder / f'{name}.csv'
+            with atomic_write(paths[name], 'w') as f:
+                df.to_csv(f, index=False)
+        paths['summary'] = folder / 'summary.json'
+        with atomic_write(paths['summary'], 'w') as f:
+            json.dump(self.to_dict(per_task), f, indent=1, default=float)
         return paths
 
-def evaluate(model, ds, tasks: str | Sequence[str] | None = None, group: str | None = None, variant: int = 0,
-             batch_size: int = 64, n_resamples: int = 9999, confidence: float = 0.95, seed: int = 0,
-             show_progress: bool = True, **load_kw) -> BenchResult:
+# %% ../../nbs/41_bench.evaluate.ipynb #57d2eaaf
+def evaluate(
+    model,
+    ds,
+    tasks: str | Sequence[str] | None = None,
+    group: str | None = None,
+    variant: int = 0,
+    batch_size: int = 64,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+    seed: int = 0,
+    show_progress: bool = True,
+    **load_kw,
+) -> BenchResult:
     "Zero-shot closed-VQA evaluation of a contrastive `model` (anything `load_contrastive` takes) on a uBench split `ds`."
     tasks = _resolve_tasks(tasks, group) or TASKS
     cm = load_contrastive(model, **load_kw)
     items = _items(ds, tasks, variant)
-    if not items: raise InputError(f"no items of task(s) {', '.join(tasks)} in this split ({len(ds)} rows); check tasks/group and the data")
+    if not items:
+        raise InputError(
+            f"no items of task(s) {', '.join(tasks)} in this split ({len(ds)} rows); check tasks/group and the data"
+        )
     texts = list(dict.fromkeys(t for it in items for t in it['texts']))
-    text_emb = cm.encode_texts(texts); text_index = {t: i for i, t in enumerate(texts)}
+    text_emb = cm.encode_texts(texts)
+    text_index = {t: i for i, t in enumerate(texts)}
     rows = sorted({it['row'] for it in items})
     image_emb = _image_embeddings(cm, ds, rows, batch_size, show_progress)
-    pred, prob = _score_items(items, image_emb, {r: i for i, r in enumerate(rows)}, text_emb, text_index, cm.logit_scale)
-    return BenchResult(cm.name, _items_frame(items, pred, prob), n_resamples, confidence, seed,
-                       info={'variant': variant, 'n_images': len(rows), 'n_texts': len(texts), 'tasks': list(tasks)})
+    pred, prob = _score_items(
+        items, image_emb, {r: i for i, r in enumerate(rows)}, text_emb, text_index, cm.logit_scale
+    )
+    return BenchResult(
+        cm.name,
+        _items_frame(items, pred, prob),
+        n_resamples,
+        confidence,
+        seed,
+        info={'variant': variant, 'n_images': len(rows), 'n_texts': len(texts), 'tasks': list(tasks)},
+    )
 
-def random_baseline(ds, tasks: str | Sequence[str] | None = None, group: str | None = None, variant: int = 0,
-                    seed: int = 0, n_resamples: int = 9999, confidence: float = 0.95) -> BenchResult:
+# %% ../../nbs/41_bench.evaluate.ipynb #39d2c1d1
+def random_baseline(
+    ds,
+    tasks: str | Sequence[str] | None = None,
+    group: str | None = None,
+    variant: int = 0,
+    seed: int = 0,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+) -> BenchResult:
     "The random-choice baseline: every item answered uniformly at random among its options (seeded); `chance` columns give its expectation."
     tasks = _resolve_tasks(tasks, group) or TASKS
     items = _items(ds, tasks, variant)
-    if not items: raise InputError(f"no items of task(s) {', '.join(tasks)} in this split")
+    if not items:
+        raise InputError(f"no items of task(s) {', '.join(tasks)} in this split")
     rng = as_rng(seed)
     n_opt = np.array([len(it['texts']) for it in items])
     pred = np.floor(rng.random(len(items)) * n_opt).astype(np.int64)
-    return BenchResult('Random', _items_frame(items, pred, 1 / n_opt), n_resamples, confidence, seed, info={'variant': variant, 'tasks': list(tasks)})
+    return BenchResult(
+        'Random',
+        _items_frame(items, pred, 1 / n_opt),
+        n_resamples,
+        confidence,
+        seed,
+        info={'variant': variant, 'tasks': list(tasks)},
+    )
 
 # %% ../../nbs/41_bench.evaluate.ipynb #3e460429
 def summary_table(results: Sequence[BenchResult], kind: str = 'macro', as_text: bool = True) -> pd.DataFrame:
     "Models × groups (coarse, fine, cognition): accuracy % (± CI half-width) macro-averaged or pooled, sorted by the first group."
-    if kind not in ('macro', 'pooled'): raise InputError(f"kind must be 'macro' or 'pooled', got {kind!r}")
-    if not results: raise InputError("no results to summarise")
+    if kind not in ('macro', 'pooled'):
+        raise InputError(f"kind must be 'macro' or 'pooled', got {kind!r}")
+    if not results:
+        raise InputError("no results to summarise")
     frames = {r.model: r.per_group() for r in results}
     groups = [g for g in ('coarse', 'fine', 'cognition') if any(g in f.index for f in frames.values())]
     rows = []
@@ -358,26 +582,52 @@ def summary_table(results: Sequence[BenchResult], kind: str = 'macro', as_text: 
         for g in groups:
             acc, ci = (100 * f.loc[g, kind], 100 * f.loc[g, f'{kind}_ci']) if g in f.index else (np.nan, np.nan)
             row[GROUP_LABELS[g]] = f"{acc:.2f} (±{ci:.2f})" if as_text else acc
-            if not as_text: row[GROUP_LABELS[g] + ' ±'] = ci
+            if not as_text:
+                row[GROUP_LABELS[g] + ' ±'] = ci
         rows.append(row)
     table = pd.DataFrame(rows).set_index('model')
     key = [float(str(v).split(' ')[0]) if as_text else v for v in table.iloc[:, 0]]
     return table.iloc[np.argsort(key)[::-1]]
 
+# %% ../../nbs/41_bench.evaluate.ipynb #15577947
 def plot_tasks(results: Sequence[BenchResult], ax=None, by: str = 'task'):
     "Bar chart of accuracy per task (or per dataset with by='dataset') for each model, CI error bars, chance as a dashed tick."
     import matplotlib.pyplot as plt
-    if by not in ('task', 'dataset'): raise InputError(f"by must be 'task' or 'dataset', got {by!r}")
-    tables = [(r.model, r.per_task() if by == 'task' else r.per_dataset().assign(task=lambda d: d.task + '\n' + d.dataset)) for r in results]
+
+    if by not in ('task', 'dataset'):
+        raise InputError(f"by must be 'task' or 'dataset', got {by!r}")
+    tables = [
+        (r.model, r.per_task() if by == 'task' else r.per_dataset().assign(task=lambda d: d.task + '\n' + d.dataset))
+        for r in results
+    ]
     keys = list(dict.fromkeys(k for _, t in tables for k in t.task))
     ax = ax or plt.subplots(figsize=(min(10, 1.2 + 0.9 * len(keys)), 3.4))[1]
     w = 0.8 / len(tables)
     for i, (name, t) in enumerate(tables):
         t = t.set_index('task').reindex(keys)
         x = np.arange(len(keys)) + (i - (len(tables) - 1) / 2) * w
-        ax.bar(x, 100 * t.accuracy, w, yerr=100 * np.vstack([t.accuracy - t.low, t.high - t.accuracy]).clip(0), capsize=2, label=name)
+        ax.bar(
+            x,
+            100 * t.accuracy,
+            w,
+            yerr=100 * np.vstack([t.accuracy - t.low, t.high - t.accuracy]).clip(0),
+            capsize=2,
+            label=name,
+        )
     chance = pd.concat([t.set_index('task').chance for _, t in tables]).groupby(level=0).mean().reindex(keys)
-    ax.hlines(100 * chance, np.arange(len(keys)) - 0.45, np.arange(len(keys)) + 0.45, colors='k', linestyles='--', lw=1, label='chance')
-    ax.set_xticks(np.arange(len(keys))); ax.set_xticklabels(keys, fontsize=8); ax.set_ylabel('accuracy (%)'); ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, ncols=min(5, len(tables) + 1), loc='lower left', bbox_to_anchor=(0, 1.01), frameon=False); ax.figure.tight_layout()
+    ax.hlines(
+        100 * chance,
+        np.arange(len(keys)) - 0.45,
+        np.arange(len(keys)) + 0.45,
+        colors='k',
+        linestyles='--',
+        lw=1,
+        label='chance',
+    )
+    ax.set_xticks(np.arange(len(keys)))
+    ax.set_xticklabels(keys, fontsize=8)
+    ax.set_ylabel('accuracy (%)')
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, ncols=min(5, len(tables) + 1), loc='lower left', bbox_to_anchor=(0, 1.01), frameon=False)
+    ax.figure.tight_layout()
     return ax

@@ -14,8 +14,14 @@ import torch
 
 from ..core import InputError, as_rng, progress
 from .data import task_items, _resolve_tasks, TASKS
-from .evaluate import (ContrastiveModel, load_contrastive, save_contrastive, evaluate, BenchResult,
-                                               GROUP_LABELS)
+from microscopy_toolkit.bench.evaluate import (
+    ContrastiveModel,
+    load_contrastive,
+    save_contrastive,
+    evaluate,
+    BenchResult,
+    GROUP_LABELS,
+)
 
 # %% auto #0
 __all__ = ['check_compatible', 'interpolate_state', 'average_states', 'wise_ft', 'save_merged', 'finetune_contrastive',
@@ -23,11 +29,15 @@ __all__ = ['check_compatible', 'interpolate_state', 'average_states', 'wise_ft',
 
 # %% ../../nbs/42_bench.merge.ipynb #2c71407f
 def _state(m) -> dict:
-    if isinstance(m, ContrastiveModel): m = m.model
-    if isinstance(m, torch.nn.Module): return m.state_dict()
-    if isinstance(m, dict): return m
+    if isinstance(m, ContrastiveModel):
+        m = m.model
+    if isinstance(m, torch.nn.Module):
+        return m.state_dict()
+    if isinstance(m, dict):
+        return m
     raise InputError(f"expected a ContrastiveModel, an nn.Module or a state dict, got {type(m).__name__}")
 
+# %% ../../nbs/42_bench.merge.ipynb #6ac8987c
 def check_compatible(states: Sequence[dict], names: Sequence[str] | None = None) -> None:
     "Raise InputError unless all state dicts have the same keys with the same shapes (names the differences)."
     names = list(names or [f'model {i}' for i in range(len(states))])
@@ -35,24 +45,36 @@ def check_compatible(states: Sequence[dict], names: Sequence[str] | None = None)
     for s, n in zip(states[1:], names[1:]):
         missing, extra = sorted(set(ref) - set(s)), sorted(set(s) - set(ref))
         if missing or extra:
-            raise InputError(f"{n} and {rname} have different parameters: {len(missing)} missing in {n} (e.g. {missing[:3]}), "
-                             f"{len(extra)} extra (e.g. {extra[:3]}). Only models of the same architecture can be merged.")
+            raise InputError(
+                f"{n} and {rname} have different parameters: {len(missing)} missing in {n} (e.g. {missing[:3]}), "
+                f"{len(extra)} extra (e.g. {extra[:3]}). Only models of the same architecture can be merged."
+            )
         shapes = [(k, tuple(ref[k].shape), tuple(s[k].shape)) for k in ref if ref[k].shape != s[k].shape]
         if shapes:
-            raise InputError(f"{n} and {rname} differ in {len(shapes)} shape(s), e.g. " +
-                             '; '.join(f"{k}: {a} vs {b}" for k, a, b in shapes[:3]) + ". Only models of the same architecture can be merged.")
+            raise InputError(
+                f"{n} and {rname} differ in {len(shapes)} shape(s), e.g. "
+                + '; '.join(f"{k}: {a} vs {b}" for k, a, b in shapes[:3])
+                + ". Only models of the same architecture can be merged."
+            )
 
+# %% ../../nbs/42_bench.merge.ipynb #fdf1087a
 def interpolate_state(base, finetuned, alpha: float) -> dict:
     "θ = (1 − α)·θ_base + α·θ_ft over floating entries; identical buffers copied; integer entries from the nearer endpoint."
     alpha = float(alpha)
-    if not np.isfinite(alpha): raise InputError(f"alpha must be a finite number, got {alpha}")
-    if not 0 <= alpha <= 1: raise InputError(f"alpha must lie in [0, 1] (0 = base, 1 = fine-tuned), got {alpha}")
+    if not np.isfinite(alpha):
+        raise InputError(f"alpha must be a finite number, got {alpha}")
+    if not 0 <= alpha <= 1:
+        raise InputError(f"alpha must lie in [0, 1] (0 = base, 1 = fine-tuned), got {alpha}")
     return average_states([base, finetuned], [1 - alpha, alpha], names=['base', 'finetuned'])
 
-def average_states(states: Sequence, weights: Sequence[float] | None = None, names: Sequence[str] | None = None) -> dict:
+# %% ../../nbs/42_bench.merge.ipynb #fc538933
+def average_states(
+    states: Sequence, weights: Sequence[float] | None = None, names: Sequence[str] | None = None
+) -> dict:
     "Σ wᵢ·θᵢ of compatible state dicts (uniform by default); identical entries copied; integer entries from the heaviest model (the later one on a tie)."
     states = [_state(s) for s in states]
-    if not states: raise InputError("no models to average")
+    if not states:
+        raise InputError("no models to average")
     check_compatible(states, names)
     w = np.full(len(states), 1 / len(states)) if weights is None else np.asarray(weights, float)
     if w.shape != (len(states),) or (w < 0).any() or not np.isclose(w.sum(), 1):
@@ -60,16 +82,23 @@ def average_states(states: Sequence, weights: Sequence[float] | None = None, nam
     heaviest = len(w) - 1 - int(np.argmax(w[::-1]))
     out = {}
     for k, a in states[0].items():
-        if not a.is_floating_point(): out[k] = states[heaviest][k].clone()
-        elif all(torch.equal(a, s[k]) for s in states[1:]): out[k] = a.clone()
-        else: out[k] = sum(float(wi) * s[k].float() for wi, s in zip(w, states)).to(a.dtype)
+        if not a.is_floating_point():
+            out[k] = states[heaviest][k].clone()
+        elif all(torch.equal(a, s[k]) for s in states[1:]):
+            out[k] = a.clone()
+        else:
+            out[k] = sum(float(wi) * s[k].float() for wi, s in zip(w, states)).to(a.dtype)
     return out
 
+# %% ../../nbs/42_bench.merge.ipynb #b87f128f
 def _with_state(template: ContrastiveModel, state: dict, name: str) -> ContrastiveModel:
     model = copy.deepcopy(template.model)
     model.load_state_dict(state, strict=True)
-    return ContrastiveModel(model, template.preprocess, template.tokenizer, name=name, device=template.device, config=template.config)
+    return ContrastiveModel(
+        model, template.preprocess, template.tokenizer, name=name, device=template.device, config=template.config
+    )
 
+# %% ../../nbs/42_bench.merge.ipynb #5c1e01b6
 def wise_ft(base, finetuned, alpha: float = 0.5, name: str | None = None, **load_kw) -> ContrastiveModel:
     "The WiSE-FT merged model at `alpha` (0 = base, 1 = fine-tuned) of two models `load_contrastive` accepts, as a new ContrastiveModel."
     b, f = load_contrastive(base, **load_kw), load_contrastive(finetuned, **load_kw)
@@ -81,17 +110,29 @@ def save_merged(model: ContrastiveModel, folder: str | Path, recipe: dict | None
     return save_contrastive(model, folder, extra={'merge': recipe or {'name': model.name}})
 
 # %% ../../nbs/42_bench.merge.ipynb #1c3dc3e0
-def finetune_contrastive(model, ds, tasks: str | Sequence[str] | None = None, steps: int = 100, lr: float = 1e-4,
-                         batch_size: int = 32, seed: int = 0, weight_decay: float = 0.1, name: str | None = None,
-                         show_progress: bool = True) -> ContrastiveModel:
+def finetune_contrastive(
+    model,
+    ds,
+    tasks: str | Sequence[str] | None = None,
+    steps: int = 100,
+    lr: float = 1e-4,
+    batch_size: int = 32,
+    seed: int = 0,
+    weight_decay: float = 0.1,
+    name: str | None = None,
+    show_progress: bool = True,
+) -> ContrastiveModel:
     "Fine-tune a copy of `model` with the CLIP loss on (image, correct caption) pairs of `tasks` in `ds`; returns the new model."
     cm = load_contrastive(model)
     tasks = _resolve_tasks(tasks, None) or TASKS
-    pairs = [(it['row'], it['texts'][it['answer_idx']], it['texts']) for t in tasks for it in task_items(ds, t, images=False)]
-    if len(pairs) < 2: raise InputError(f"need at least two image-caption pairs of task(s) {tasks} to fine-tune, found {len(pairs)}")
+    pairs = [
+        (it['row'], it['texts'][it['answer_idx']], it['texts']) for t in tasks for it in task_items(ds, t, images=False)
+    ]
+    if len(pairs) < 2:
+        raise InputError(f"need at least two image-caption pairs of task(s) {tasks} to fine-tune, found {len(pairs)}")
     rng = as_rng(seed)
     rows = sorted({r for r, _, _ in pairs})
-    pixels = dict(zip(rows, cm._pixels(ds.select(rows)['image'])))       # preprocess each image once
+    pixels = dict(zip(rows, cm._pixels(ds.select(rows)['image'])))  # preprocess each image once
     tuned = _with_state(cm, {k: v.clone() for k, v in cm.model.state_dict().items()}, name or f'{cm.name}-ft')
     net = tuned.model.train()
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
@@ -104,44 +145,83 @@ def finetune_contrastive(model, ds, tasks: str | Sequence[str] | None = None, st
         tix = {t: i for i, t in enumerate(texts)}
         img = F.normalize(net.encode_image(torch.stack([pixels[r] for r, _, _ in batch]).to(tuned.device)), dim=-1)
         txt = F.normalize(net.encode_text(tuned.tokenizer(texts).to(tuned.device)), dim=-1)
-        logits = net.logit_scale.exp() * img @ txt.T                                   # (B, n_texts)
+        logits = net.logit_scale.exp() * img @ txt.T  # (B, n_texts)
         correct = torch.tensor([tix[c] for _, c, _ in batch], device=logits.device)
         # image -> text: each item chooses among its own options (the closed question), so one image can answer
         # several tasks in the same batch without their captions competing
         own = torch.zeros_like(logits, dtype=torch.bool)
-        for i, (_, _, opts) in enumerate(batch): own[i, [tix[o] for o in opts]] = True
+        for i, (_, _, opts) in enumerate(batch):
+            own[i, [tix[o] for o in opts]] = True
         captions = correct.unique()
         # text -> image: each correct caption against the batch's images; images sharing the caption are all positives
         pos = (correct[None, :] == captions[:, None]).float()
-        loss = (F.cross_entropy(logits.masked_fill(~own, -1e4), correct)
-                + F.cross_entropy(logits[:, captions].T, pos / pos.sum(1, keepdim=True))) / 2
-        opt.zero_grad(); loss.backward(); opt.step()
-    net.eval(); tuned.clear_cache()
+        loss = (
+            F.cross_entropy(logits.masked_fill(~own, -1e4), correct)
+            + F.cross_entropy(logits[:, captions].T, pos / pos.sum(1, keepdim=True))
+        ) / 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    tuned.clear_cache()
     return tuned
 
 # %% ../../nbs/42_bench.merge.ipynb #87901788
-def alpha_sweep(base, finetuned, ds, alphas: Sequence[float] = tuple(np.round(np.linspace(0, 1, 11), 2)),
-                tasks=None, group: str | None = None, batch_size: int = 64, n_resamples: int = 9999, seed: int = 0,
-                show_progress: bool = True) -> tuple[pd.DataFrame, dict[float, BenchResult]]:
+def alpha_sweep(
+    base,
+    finetuned,
+    ds,
+    alphas: Sequence[float] = tuple(np.round(np.linspace(0, 1, 11), 2)),
+    tasks=None,
+    group: str | None = None,
+    batch_size: int = 64,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> tuple[pd.DataFrame, dict[float, BenchResult]]:
     "Evaluate WiSE-FT(base, finetuned, α) for every α; returns a tidy table (alpha, group, pooled/macro accuracy, CI) and the results."
     b, f = load_contrastive(base), load_contrastive(finetuned)
     alphas = [float(a) for a in alphas]
-    if not alphas: raise InputError("alphas is empty")
+    if not alphas:
+        raise InputError("alphas is empty")
     check_compatible([_state(b), _state(f)], [b.name, f.name])
     rows, results = [], {}
     for a in progress(alphas, desc='alpha sweep', disable=None if show_progress else True):
         m = _with_state(b, interpolate_state(b, f, a), f"α={a:g}")
-        r = evaluate(m, ds, tasks=tasks, group=group, batch_size=batch_size, n_resamples=n_resamples, seed=seed, show_progress=False)
+        r = evaluate(
+            m,
+            ds,
+            tasks=tasks,
+            group=group,
+            batch_size=batch_size,
+            n_resamples=n_resamples,
+            seed=seed,
+            show_progress=False,
+        )
         results[a] = r
         for grp, g in r.per_group().iterrows():
-            rows.append(dict(alpha=a, group=grp, n=g.n, pooled=g.pooled, pooled_ci=g.pooled_ci, macro=g.macro, macro_ci=g.macro_ci, chance=g.chance))
+            rows.append(
+                dict(
+                    alpha=a,
+                    group=grp,
+                    n=g.n,
+                    pooled=g.pooled,
+                    pooled_ci=g.pooled_ci,
+                    macro=g.macro,
+                    macro_ci=g.macro_ci,
+                    chance=g.chance,
+                )
+            )
     return pd.DataFrame(rows), results
 
+# %% ../../nbs/42_bench.merge.ipynb #88141349
 def plot_alpha_sweep(table: pd.DataFrame, kind: str = 'macro', axes=None, title: str | None = None):
     "Accuracy (%) against α, one panel per group, CI band, base (α=0) and fine-tuned (α=1) marked."
     import matplotlib.pyplot as plt
+
     groups = [g for g in ('coarse', 'fine', 'cognition') if g in set(table.group)]
-    if axes is None: _, axes = plt.subplots(1, len(groups), figsize=(3.3 * len(groups), 3), squeeze=False)
+    if axes is None:
+        _, axes = plt.subplots(1, len(groups), figsize=(3.3 * len(groups), 3), squeeze=False)
     axes = np.ravel(axes)
     for ax, g in zip(axes, groups):
         t = table[table.group == g].sort_values('alpha')
@@ -151,26 +231,40 @@ def plot_alpha_sweep(table: pd.DataFrame, kind: str = 'macro', axes=None, title:
         ends = t[t.alpha.isin([0.0, 1.0])]
         for a, c, lab in [(0.0, 'tab:blue', 'base'), (1.0, 'tab:pink', 'fine-tuned')]:
             e = ends[ends.alpha == a]
-            if len(e): ax.plot(a, 100 * e[kind].iloc[0], 's', ms=9, color=c, label=lab)
+            if len(e):
+                ax.plot(a, 100 * e[kind].iloc[0], 's', ms=9, color=c, label=lab)
         ax.axhline(100 * t.chance.mean(), ls='--', c='k', lw=1, label='chance')
-        ax.set_title(GROUP_LABELS[g], fontsize=9); ax.set_xlabel('α (weight of the fine-tuned model)'); ax.set_ylabel(f'{kind} accuracy (%)')
+        ax.set_title(GROUP_LABELS[g], fontsize=9)
+        ax.set_xlabel('α (weight of the fine-tuned model)')
+        ax.set_ylabel(f'{kind} accuracy (%)')
     axes[0].legend(fontsize=7)
-    if title: axes[0].figure.suptitle(title, fontsize=10)
+    if title:
+        axes[0].figure.suptitle(title, fontsize=10)
     axes[0].figure.tight_layout()
     return axes
 
 # %% ../../nbs/42_bench.merge.ipynb #cb37a843
-def greedy_soup(models: Sequence, held_out=None, tasks=None, group: str | None = None,
-                score: Callable[[ContrastiveModel], float] | None = None, show_progress: bool = True) -> tuple[ContrastiveModel, pd.DataFrame]:
+def greedy_soup(
+    models: Sequence,
+    held_out=None,
+    tasks=None,
+    group: str | None = None,
+    score: Callable[[ContrastiveModel], float] | None = None,
+    show_progress: bool = True,
+) -> tuple[ContrastiveModel, pd.DataFrame]:
     "Greedy soup of compatible models ranked by held-out score; returns the soup and a log (model, score alone, soup score, kept)."
     cms = [load_contrastive(m) for m in models]
-    if len(cms) < 1: raise InputError("no models for the soup")
+    if len(cms) < 1:
+        raise InputError("no models for the soup")
     check_compatible([_state(m) for m in cms], [m.name for m in cms])
     if score is None:
-        if held_out is None: raise InputError("give held_out data (a uBench split) or a score function")
-        score = lambda m: float(evaluate(m, held_out, tasks=tasks, group=group, show_progress=False).items.correct.mean())
+        if held_out is None:
+            raise InputError("give held_out data (a uBench split) or a score function")
+        score = lambda m: float(
+            evaluate(m, held_out, tasks=tasks, group=group, show_progress=False).items.correct.mean()
+        )
     alone = [score(m) for m in progress(cms, desc='scoring ingredients', disable=None if show_progress else True)]
-    order = sorted(range(len(cms)), key=lambda i: -alone[i])        # best first; ties keep the given order
+    order = sorted(range(len(cms)), key=lambda i: -alone[i])  # best first; ties keep the given order
     soup_ids, best = [int(order[0])], alone[order[0]]
     log = [dict(model=cms[order[0]].name, alone=alone[order[0]], soup=best, kept=True)]
     soup = cms[order[0]]
@@ -179,6 +273,9 @@ def greedy_soup(models: Sequence, held_out=None, tasks=None, group: str | None =
         s = score(cand)
         kept = s > best
         log.append(dict(model=cms[i].name, alone=alone[i], soup=s, kept=kept))
-        if kept: soup_ids.append(int(i)); best = s; soup = cand
+        if kept:
+            soup_ids.append(int(i))
+            best = s
+            soup = cand
     soup.name = 'soup(' + ', '.join(cms[j].name for j in soup_ids) + ')'
     return soup, pd.DataFrame(log)

@@ -14,8 +14,17 @@ import pandas as pd
 
 from ..core import InputError, atomic_write, progress
 from ..io import read_zstack, list_images, read_image
-from .sharpness import (FOCUS_MEASURES, focus_measure, score_images, best_focus, per_rank_summary, per_stain_srcc,
-                                                srcc_table, plot_rank_curve, plot_stain_boxplots)
+from microscopy_toolkit.focus.sharpness import (
+    FOCUS_MEASURES,
+    focus_measure,
+    score_images,
+    best_focus,
+    per_rank_summary,
+    per_stain_srcc,
+    srcc_table,
+    plot_rank_curve,
+    plot_stain_boxplots,
+)
 
 # %% auto #0
 __all__ = ['REQUIRED_COLUMNS', 'score_stack', 'score_stacks', 'load_labelled_collection', 'FocusAnalysis', 'analyze_collection',
@@ -24,41 +33,58 @@ __all__ = ['REQUIRED_COLUMNS', 'score_stack', 'score_stacks', 'load_labelled_col
 # %% ../../nbs/16_focus.analysis.ipynb #331bcb46
 def _check_measures(measures: str | Sequence[str]) -> list[str]:
     measures = [measures] if isinstance(measures, str) else list(measures)
-    if not measures: raise InputError("no focus measure given: pass at least one of " + ', '.join(FOCUS_MEASURES))
+    if not measures:
+        raise InputError("no focus measure given: pass at least one of " + ', '.join(FOCUS_MEASURES))
     for m in measures:
-        if m not in FOCUS_MEASURES: focus_measure(np.zeros((2, 2)), m)   # raises the registry's error with a suggestion
+        if m not in FOCUS_MEASURES:
+            focus_measure(np.zeros((2, 2)), m)  # raises the registry's error with a suggestion
     return measures
 
+# %% ../../nbs/16_focus.analysis.ipynb #a31a6abe
 def score_stack(stack: np.ndarray, measures: str | Sequence[str] = ('sf',), smooth: float = 0) -> pd.DataFrame:
     "Per-slice focus scores of one (Z, Y, X) stack: columns z, one per measure, `best` (by the first measure), `relative_rank`, `distance_to_best`."
     measures = _check_measures(measures)
     stack = np.asarray(stack)
-    if stack.ndim == 2: stack = stack[None]
-    if stack.ndim != 3: raise InputError(f"a z-stack must be (Z, Y, X), got shape {stack.shape}")
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3:
+        raise InputError(f"a z-stack must be (Z, Y, X), got shape {stack.shape}")
     bf = best_focus(stack, measure=measures[0], smooth=smooth)
     df = pd.DataFrame({'z': np.arange(len(stack))})
     df[measures[0]] = np.asarray(bf.scores, dtype=float)
-    for m in measures[1:]: df[m] = np.asarray(focus_measure(stack, m), dtype=float)
+    for m in measures[1:]:
+        df[m] = np.asarray(focus_measure(stack, m), dtype=float)
     df['best'] = df['z'] == bf.best
     df['relative_rank'] = np.asarray(bf.relative_rank)
     df['distance_to_best'] = np.abs(df['z'] - bf.best)
     return df
 
-def score_stacks(paths: str | Path | Sequence[str | Path], measures: str | Sequence[str] = ('sf',), channel: int | None = None,
-                 smooth: float = 0, on_error: str = 'raise') -> pd.DataFrame:
+# %% ../../nbs/16_focus.analysis.ipynb #7d78bb2c
+def score_stacks(
+    paths: str | Path | Sequence[str | Path],
+    measures: str | Sequence[str] = ('sf',),
+    channel: int | None = None,
+    smooth: float = 0,
+    on_error: str = 'raise',
+) -> pd.DataFrame:
     "Score every TIFF z-stack in `paths` (files, folders or globs): one row per slice with `file` and the columns of `score_stack`."
-    if on_error not in ('raise', 'skip'): raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if on_error not in ('raise', 'skip'):
+        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     measures = _check_measures(measures)
     files = list_images(paths)
     rows, failed = [], []
     for f in progress(files, desc='scoring stacks', unit='file'):
-        try: df = score_stack(read_zstack(f, channel=channel), measures, smooth=smooth)
+        try:
+            df = score_stack(read_zstack(f, channel=channel), measures, smooth=smooth)
         except InputError as e:
-            if on_error == 'raise': raise
-            failed.append((str(f), str(e))); continue
+            if on_error == 'raise':
+                raise
+            failed.append((str(f), str(e)))
+            continue
         df.insert(0, 'file', str(f))
         rows.append(df)
-    if not rows: raise InputError(f"none of the {len(files)} file(s) could be scored: " + '; '.join(m for _, m in failed))
+    if not rows:
+        raise InputError(f"none of the {len(files)} file(s) could be scored: " + '; '.join(m for _, m in failed))
     out = pd.concat(rows, ignore_index=True)
     out.attrs['failed'] = failed
     return out
@@ -66,23 +92,32 @@ def score_stacks(paths: str | Path | Sequence[str | Path], measures: str | Seque
 # %% ../../nbs/16_focus.analysis.ipynb #5d731e49
 REQUIRED_COLUMNS = ('path', 'stain', 'rank')
 
+
 def load_labelled_collection(csv: str | Path) -> pd.DataFrame:
     "Read a CSV of `path, stain, rank[, dataset, ...]`, resolve relative paths against the CSV's folder and validate every row."
     csv = Path(csv)
-    if not csv.exists(): raise InputError(f"collection file {csv} does not exist")
-    try: df = pd.read_csv(csv)
-    except Exception as e: raise InputError(f"{csv} could not be read as CSV: {e}") from e
+    if not csv.exists():
+        raise InputError(f"collection file {csv} does not exist")
+    try:
+        df = pd.read_csv(csv)
+    except Exception as e:
+        raise InputError(f"{csv} could not be read as CSV: {e}") from e
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing: raise InputError(f"{csv} lacks column(s) {missing}; a labelled collection needs columns {list(REQUIRED_COLUMNS)}")
-    if df.empty: raise InputError(f"{csv} has no rows")
+    if missing:
+        raise InputError(
+            f"{csv} lacks column(s) {missing}; a labelled collection needs columns {list(REQUIRED_COLUMNS)}"
+        )
+    if df.empty:
+        raise InputError(f"{csv} has no rows")
     bad_rank = pd.to_numeric(df['rank'], errors='coerce')
     if bad_rank.isna().any() or (bad_rank < 0).any() or (bad_rank != bad_rank.round()).any():
         rows = df.index[bad_rank.isna() | (bad_rank < 0) | (bad_rank != bad_rank.round())].tolist()[:5]
         raise InputError(f"{csv}: 'rank' must be a non-negative integer (0 = in focus); bad rows (0-based): {rows}")
     df['rank'] = bad_rank.astype(int)
-    df['path'] = [str(p if Path(p).is_absolute() else (csv.parent/p)) for p in df['path'].astype(str)]
+    df['path'] = [str(p if Path(p).is_absolute() else (csv.parent / p)) for p in df['path'].astype(str)]
     gone = [p for p in df['path'] if not Path(p).exists()]
-    if gone: raise InputError(f"{csv}: {len(gone)} image file(s) do not exist, first: {gone[0]}")
+    if gone:
+        raise InputError(f"{csv}: {len(gone)} image file(s) do not exist, first: {gone[0]}")
     df['stain'] = df['stain'].astype(str)
     return df
 
@@ -90,6 +125,7 @@ def load_labelled_collection(csv: str | Path) -> pd.DataFrame:
 @dataclass
 class FocusAnalysis:
     "Result of `analyze_collection`: per-image scores, per-rank summary, per-stain SRCC, the Table-1 row and written files."
+
     scores: pd.DataFrame
     per_rank: pd.DataFrame
     per_stain: pd.DataFrame
@@ -99,22 +135,36 @@ class FocusAnalysis:
 
     def metrics(self) -> dict:
         "JSON-ready summary: per-stain SRCC and the mean ± std across stains."
-        return {'measure': self.measure, 'n_images': int(len(self.scores)),
-                'srcc_per_stain': {str(r.stain): float(r.srcc) for r in self.per_stain.itertuples()},
-                'srcc_mean': float(self.per_stain.srcc.mean()), 'srcc_std': float(self.per_stain.srcc.std(ddof=0))}
+        return {
+            'measure': self.measure,
+            'n_images': int(len(self.scores)),
+            'srcc_per_stain': {str(r.stain): float(r.srcc) for r in self.per_stain.itertuples()},
+            'srcc_mean': float(self.per_stain.srcc.mean()),
+            'srcc_std': float(self.per_stain.srcc.std(ddof=0)),
+        }
 
+# %% ../../nbs/16_focus.analysis.ipynb #f2af8532
 def _images_for(table: pd.DataFrame, images) -> list:
     if images is not None:
-        if len(images) != len(table): raise InputError(f"{len(images)} images but {len(table)} table rows: they must match one to one")
+        if len(images) != len(table):
+            raise InputError(f"{len(images)} images but {len(table)} table rows: they must match one to one")
         return images
-    if 'path' not in table.columns: raise InputError("pass `images`, or a table with a 'path' column")
+    if 'path' not in table.columns:
+        raise InputError("pass `images`, or a table with a 'path' column")
     return [read_image(p).data.squeeze() for p in progress(table['path'], desc='reading images', unit='img')]
 
-def analyze_collection(table: pd.DataFrame, images=None, measure: str = 'sf', out_dir: str | Path | None = None,
-                       dataset: str = 'collection') -> FocusAnalysis:
+# %% ../../nbs/16_focus.analysis.ipynb #fd3ec794
+def analyze_collection(
+    table: pd.DataFrame,
+    images=None,
+    measure: str = 'sf',
+    out_dir: str | Path | None = None,
+    dataset: str = 'collection',
+) -> FocusAnalysis:
     "Section 5 of the FluoCLIP paper on a labelled collection (`table` with stain and rank; images given or read from `path`)."
     for c in ('stain', 'rank'):
-        if c not in table.columns: raise InputError(f"the collection table needs a {c!r} column; it has {list(table.columns)}")
+        if c not in table.columns:
+            raise InputError(f"the collection table needs a {c!r} column; it has {list(table.columns)}")
     measure = _check_measures(measure)[0]
     imgs = _images_for(table, images)
     values = score_images(imgs, measure)[measure].to_numpy()
@@ -124,25 +174,43 @@ def analyze_collection(table: pd.DataFrame, images=None, measure: str = 'sf', ou
     per_stain = per_stain_srcc(scores, measure)
     t1 = srcc_table({dataset: scores}, measure)
     res = FocusAnalysis(scores, per_rank, per_stain, t1, measure)
-    if out_dir is not None: res.files = write_analysis(res, out_dir)
+    if out_dir is not None:
+        res.files = write_analysis(res, out_dir)
     return res
 
+# %% ../../nbs/16_focus.analysis.ipynb #13e4820e
 def write_analysis(res: FocusAnalysis, out_dir: str | Path) -> dict:
     "Write scores / per-rank / per-stain / Table-1 CSVs, the two figures and metrics.json into `out_dir`; return the paths."
-    import matplotlib; import matplotlib.pyplot as plt
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name, df in [('scores', res.scores), ('per_rank', res.per_rank), ('per_stain_srcc', res.per_stain), ('table1', res.table1)]:
-        p = out/f'{name}.csv'
-        with atomic_write(p, 'w') as f: df.to_csv(f, index=name == 'table1')
+    for name, df in [
+        ('scores', res.scores),
+        ('per_rank', res.per_rank),
+        ('per_stain_srcc', res.per_stain),
+        ('table1', res.table1),
+    ]:
+        p = out / f'{name}.csv'
+        with atomic_write(p, 'w') as f:
+            df.to_csv(f, index=name == 'table1')
         files[name] = p
-    for name, plot in [('rank_curve', lambda ax: plot_rank_curve(res.scores, res.measure, by='stain', ax=ax)),
-                       ('stain_boxplots', lambda ax: plot_stain_boxplots(res.scores, res.measure, ax=ax))]:
-        fig, ax = plt.subplots(figsize=(6, 4)); plot(ax); fig.tight_layout()
-        p = out/f'{name}.png'
-        with atomic_write(p, 'wb') as f: fig.savefig(f, format='png', dpi=110)
-        plt.close(fig); files[name] = p
-    p = out/'metrics.json'
-    with atomic_write(p, 'w') as f: json.dump(res.metrics(), f, indent=2)
+    for name, plot in [
+        ('rank_curve', lambda ax: plot_rank_curve(res.scores, res.measure, by='stain', ax=ax)),
+        ('stain_boxplots', lambda ax: plot_stain_boxplots(res.scores, res.measure, ax=ax)),
+    ]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot(ax)
+        fig.tight_layout()
+        p = out / f'{name}.png'
+        with atomic_write(p, 'wb') as f:
+            fig.savefig(f, format='png', dpi=110)
+        plt.close(fig)
+        files[name] = p
+    p = out / 'metrics.json'
+    with atomic_write(p, 'w') as f:
+        json.dump(res.metrics(), f, indent=2)
     files['metrics'] = p
     return files

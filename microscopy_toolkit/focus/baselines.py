@@ -20,10 +20,12 @@ def ordinal_encoding_targets(ranks: torch.Tensor, n_ranks: int) -> torch.Tensor:
     "(B, K−1) float targets 1[y > k] for k = 0..K−2."
     return (torch.as_tensor(ranks)[:, None] > torch.arange(n_ranks - 1, device=torch.as_tensor(ranks).device)).float()
 
+# %% ../../nbs/13b_focus.baselines.ipynb #0554f4b1
 def ordinal_encoding_loss(logits: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
     "Binary cross-entropy of the K−1 'level above k' logits against 1[y > k] (mean over batch and thresholds)."
     return F.binary_cross_entropy_with_logits(logits, ordinal_encoding_targets(ranks, logits.shape[1] + 1).to(logits))
 
+# %% ../../nbs/13b_focus.baselines.ipynb #33292818
 def ordinal_encoding_probabilities(logits: torch.Tensor) -> torch.Tensor:
     "(B, K) level probabilities from (B, K−1) OE logits: differences of the exceedance probabilities, clamped and renormalised."
     s = torch.sigmoid(logits)
@@ -37,14 +39,16 @@ def co2_loss(logits: torch.Tensor, ranks: torch.Tensor, margin: float = 0.05, we
     ranks = torch.as_tensor(ranks, device=logits.device).long()
     p = torch.softmax(logits, 1)
     k = torch.arange(logits.shape[1] - 1, device=logits.device)[None]
-    before = (k < ranks[:, None]).to(p)                 # rising part: p_k < p_{k+1}
+    before = (k < ranks[:, None]).to(p)  # rising part: p_k < p_{k+1}
     pen = before * F.relu(margin + p[:, :-1] - p[:, 1:]) + (1 - before) * F.relu(margin + p[:, 1:] - p[:, :-1])
     return F.cross_entropy(logits, ranks) + weight * pen.sum(1).mean()
 
+# %% ../../nbs/13b_focus.baselines.ipynb #eac54a03
 def qulce_loss(logits: torch.Tensor, ranks: torch.Tensor, margin: float = 0.05, lam: float = 1.0) -> torch.Tensor:
     "CE + quasi-unimodal penalty (QULCE); terms indexing outside the scale are dropped."
     ranks = torch.as_tensor(ranks, device=logits.device).long()
-    p = torch.softmax(logits, 1); B, K = p.shape
+    p = torch.softmax(logits, 1)
+    B, K = p.shape
     rows = torch.arange(B, device=p.device)
     py = p[rows, ranks]
     lo, hi = ranks - 1, ranks + 1
@@ -59,34 +63,60 @@ def qulce_loss(logits: torch.Tensor, ranks: torch.Tensor, margin: float = 0.05, 
 # %% ../../nbs/13b_focus.baselines.ipynb #696122a0
 RANK_LOSSES = ('ce', 'oe', 'co2', 'qulce')
 
+
 class RankClassifier(nn.Module):
     "Image encoder + head for the CE / OE / CO2 / QULCE baselines, following the focus-model protocol."
-    def __init__(self, image_encoder: nn.Module, feature_dim: int, n_ranks: int, method: str = 'ce', logit_scale: float = 100.0,
-                 **loss_kwargs):
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        feature_dim: int,
+        n_ranks: int,
+        method: str = 'ce',
+        logit_scale: float = 100.0,
+        **loss_kwargs,
+    ):
         super().__init__()
-        if method not in RANK_LOSSES: raise InputError(f"method must be one of {RANK_LOSSES}, got {method!r}")
-        if n_ranks < 2: raise InputError(f"need at least 2 focus levels, got {n_ranks}")
-        self.image_encoder, self.method, self.n_ranks, self.logit_scale = image_encoder, method, int(n_ranks), float(logit_scale)
+        if method not in RANK_LOSSES:
+            raise InputError(f"method must be one of {RANK_LOSSES}, got {method!r}")
+        if n_ranks < 2:
+            raise InputError(f"need at least 2 focus levels, got {n_ranks}")
+        self.image_encoder, self.method, self.n_ranks, self.logit_scale = (
+            image_encoder,
+            method,
+            int(n_ranks),
+            float(logit_scale),
+        )
         self.loss_kwargs = loss_kwargs
-        if method == 'oe': self.head = nn.Linear(feature_dim, n_ranks - 1)
-        else: self.head = nn.Linear(feature_dim, n_ranks, bias=False)
+        if method == 'oe':
+            self.head = nn.Linear(feature_dim, n_ranks - 1)
+        else:
+            self.head = nn.Linear(feature_dim, n_ranks, bias=False)
 
     def forward(self, images: torch.Tensor, stain_ids: torch.Tensor | None = None) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3: raise InputError(f"images must be a (B, 3, H, W) batch, got {tuple(images.shape)}")
-        if len(images) == 0: raise InputError("empty batch of images")
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise InputError(f"images must be a (B, 3, H, W) batch, got {tuple(images.shape)}")
+        if len(images) == 0:
+            raise InputError("empty batch of images")
         f = self.image_encoder(images)
-        if self.method == 'oe': return self.head(f)
+        if self.method == 'oe':
+            return self.head(f)
         return self.logit_scale * F.normalize(f, dim=-1) @ F.normalize(self.head.weight, dim=-1).T
 
     def loss(self, output, ranks, stain_ids=None):
         ranks = torch.as_tensor(ranks, device=output.device).long()
-        if self.method == 'oe': return ordinal_encoding_loss(output, ranks)
-        if self.method == 'co2': return co2_loss(output, ranks, **self.loss_kwargs)
-        if self.method == 'qulce': return qulce_loss(output, ranks, **self.loss_kwargs)
+        if self.method == 'oe':
+            return ordinal_encoding_loss(output, ranks)
+        if self.method == 'co2':
+            return co2_loss(output, ranks, **self.loss_kwargs)
+        if self.method == 'qulce':
+            return qulce_loss(output, ranks, **self.loss_kwargs)
         return F.cross_entropy(output, ranks)
 
     def probabilities(self, output):
-        return ordinal_encoding_probabilities(output.float()) if self.method == 'oe' else torch.softmax(output.float(), 1)
+        return (
+            ordinal_encoding_probabilities(output.float()) if self.method == 'oe' else torch.softmax(output.float(), 1)
+        )
 
     def expected_rank(self, output):
         p = self.probabilities(output)
@@ -96,28 +126,40 @@ class RankClassifier(nn.Module):
 def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     "−Pearson correlation between predictions and targets over the batch."
     x, y = pred.flatten().float(), torch.as_tensor(target, device=pred.device).flatten().float()
-    if len(x) < 2: raise InputError("−PLCC needs at least two images in a batch")
+    if len(x) < 2:
+        raise InputError("−PLCC needs at least two images in a batch")
     x, y = x - x.mean(), y - y.mean()
     return -(x * y).sum() / (x.norm() * y.norm()).clamp(min=1e-12)
 
+# %% ../../nbs/13b_focus.baselines.ipynb #54602751
 class FocusLiteNN(nn.Module):
     "FocusLiteNN: conv(7, stride 5) → min-pool 47 → (1×1 conv) → mean; one score per image, −PLCC loss, calibrated to ranks."
+
     def __init__(self, n_kernels: int = 1, n_ranks: int = 10, image_size: int = 235, pool: int = 47):
         super().__init__()
-        self.n_kernels, self.n_ranks, self.image_size, self.pool = int(n_kernels), int(n_ranks), int(image_size), int(pool)
+        self.n_kernels, self.n_ranks, self.image_size, self.pool = (
+            int(n_kernels),
+            int(n_ranks),
+            int(image_size),
+            int(pool),
+        )
         self.conv = nn.Conv2d(3, self.n_kernels, kernel_size=7, stride=5, padding=1)
         self.mix = nn.Conv2d(self.n_kernels, 1, kernel_size=1) if self.n_kernels > 1 else None
-        self.register_buffer('scale', torch.tensor(1.0)); self.register_buffer('offset', torch.tensor(0.0))
+        self.register_buffer('scale', torch.tensor(1.0))
+        self.register_buffer('offset', torch.tensor(0.0))
 
     def forward(self, images: torch.Tensor, stain_ids: torch.Tensor | None = None) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3: raise InputError(f"images must be a (B, 3, H, W) batch, got {tuple(images.shape)}")
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise InputError(f"images must be a (B, 3, H, W) batch, got {tuple(images.shape)}")
         x = self.conv(images)
         k = min(self.pool, x.shape[-2], x.shape[-1])
         x = -F.max_pool2d(-x, kernel_size=k)
-        if self.mix is not None: x = self.mix(x)
+        if self.mix is not None:
+            x = self.mix(x)
         return x.flatten(1).mean(1)
 
-    def loss(self, output, ranks, stain_ids=None): return plcc_loss(output, ranks)
+    def loss(self, output, ranks, stain_ids=None):
+        return plcc_loss(output, ranks)
 
     @torch.no_grad()
     def calibrate(self, scores: torch.Tensor, ranks: torch.Tensor):
@@ -125,9 +167,12 @@ class FocusLiteNN(nn.Module):
         s, r = scores.double().flatten().cpu().numpy(), torch.as_tensor(ranks).double().flatten().cpu().numpy()
         A = np.stack([s, np.ones_like(s)], 1)
         (a, b), *_ = np.linalg.lstsq(A, r, rcond=None)
-        self.scale.fill_(float(a)); self.offset.fill_(float(b))
+        self.scale.fill_(float(a))
+        self.offset.fill_(float(b))
         return float(a), float(b)
 
-    def probabilities(self, output): return None
+    def probabilities(self, output):
+        return None
 
-    def expected_rank(self, output): return (self.scale * output + self.offset).clamp(0, self.n_ranks - 1)
+    def expected_rank(self, output):
+        return (self.scale * output + self.offset).clamp(0, self.n_ranks - 1)

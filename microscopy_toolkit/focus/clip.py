@@ -23,6 +23,7 @@ __all__ = ['SOT_ID', 'EOT_ID', 'DOT_ID', 'PAD_ID', 'ClipBackbone', 'build_clip',
 @dataclass
 class ClipBackbone:
     "An open_clip model plus what is needed to rebuild it from a checkpoint (its config) and to feed it (input size, mean, std)."
+
     model: nn.Module
     name: str
     model_cfg: dict
@@ -35,54 +36,72 @@ class ClipBackbone:
         "Dimension of the joint image-text space."
         return int(self.model_cfg.get('embed_dim') or self.model.text_projection.shape[-1])
 
+# %% ../../nbs/12_focus.clip.ipynb #8fdf3883
 def _image_size(cfg: dict) -> int:
     s = cfg.get('vision_cfg', {}).get('image_size', 224)
     return int(s[0] if isinstance(s, (tuple, list)) else s)
 
+# %% ../../nbs/12_focus.clip.ipynb #8977b8c2
 def build_clip(model_cfg: dict) -> nn.Module:
     "An open_clip `CLIP` (or `CustomTextCLIP`) with random weights from an explicit model config (as stored in checkpoints)."
     import open_clip
+
     cfg = copy.deepcopy(model_cfg)
     custom = cfg.pop('custom_text', False) or 'hf_model_name' in cfg.get('text_cfg', {})
     cls = open_clip.CustomTextCLIP if custom else open_clip.CLIP
     return cls(**cfg)
 
+# %% ../../nbs/12_focus.clip.ipynb #192a84a7
 def load_clip_backbone(name: str = 'RN50', pretrained: str | None = None, seed: int = 0, device='cpu') -> ClipBackbone:
     """The CLIP model behind the focus assessors.
 
     `name`: `'tiny'` / `'tiny:SEED'` (test model), an open_clip architecture (`'RN50'`, `'ViT-B-16'`; `pretrained='openai'`
     or a weights file, resolved through `core.resolve_weights`; `pretrained=None` gives random weights), `'BiomedCLIP'`,
-    or an open_clip checkpoint folder. Missing weights offline raise `WeightsUnavailableError` with download instructions."""
+    or an open_clip checkpoint folder. Missing weights offline raise `WeightsUnavailableError` with download instructions.
+    """
     from microscopy_toolkit.bench.evaluate import load_contrastive
+
     if name == 'tiny' or str(name).startswith('tiny:'):
-        if pretrained not in (None, 'none'): raise InputError(f"the tiny model has no pretrained weights; got pretrained={pretrained!r}")
+        if pretrained not in (None, 'none'):
+            raise InputError(f"the tiny model has no pretrained weights; got pretrained={pretrained!r}")
         s = int(str(name).split(':', 1)[1]) if ':' in str(name) else seed
         model = tiny_clip(seed=s)
-        return ClipBackbone(model.to(device), f'tiny:{s}', copy.deepcopy(model.tiny_config), _image_size(model.tiny_config))
+        return ClipBackbone(
+            model.to(device), f'tiny:{s}', copy.deepcopy(model.tiny_config), _image_size(model.tiny_config)
+        )
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*weights are random.*')
         cm = load_contrastive(name, pretrained=None if pretrained in (None, 'none') else pretrained, device=device)
     cfg = (cm.config or {}).get('model_cfg')
-    if not cfg: raise InputError(f"{name}: could not read its open_clip model config, which a focus checkpoint needs to rebuild it")
+    if not cfg:
+        raise InputError(
+            f"{name}: could not read its open_clip model config, which a focus checkpoint needs to rebuild it"
+        )
     pp = (cm.config or {}).get('preprocess_cfg') or {}
-    mean = tuple(pp.get('mean', ClipBackbone.mean)); std = tuple(pp.get('std', ClipBackbone.std))
+    mean = tuple(pp.get('mean', ClipBackbone.mean))
+    std = tuple(pp.get('std', ClipBackbone.std))
     return ClipBackbone(cm.model, cm.name, copy.deepcopy(cfg), _image_size(cfg), mean, std)
 
 # %% ../../nbs/12_focus.clip.ipynb #57168378
 SOT_ID, EOT_ID, DOT_ID, PAD_ID = 49406, 49407, 269, 0
 
 _TOKENIZER = None
+
+
 def _tokenizer():
     global _TOKENIZER
     if _TOKENIZER is None:
         from open_clip.tokenizer import SimpleTokenizer
+
         _TOKENIZER = SimpleTokenizer()
     return _TOKENIZER
 
+# %% ../../nbs/12_focus.clip.ipynb #10c3846c
 def word_token_ids(text: str) -> list[int]:
     "BPE ids of `text` without start/end tokens (open_clip's vocabulary, offline)."
     return _tokenizer().encode(text)
 
+# %% ../../nbs/12_focus.clip.ipynb #b971e1c7
 def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.Tensor:
     "Token ids (N, context_length) with SOT/EOT and zero padding, as open_clip's tokenizer produces them."
     return _tokenizer()([texts] if isinstance(texts, str) else list(texts), context_length=context_length)
@@ -90,15 +109,18 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.Tens
 # %% ../../nbs/12_focus.clip.ipynb #b4cf481d
 class PromptTextEncoder(nn.Module):
     "open_clip's text tower, fed token embeddings instead of token ids; pools at the given end-of-text positions."
+
     def __init__(self, clip_model: nn.Module, freeze: bool = True):
         super().__init__()
         tower = clip_model
         if not hasattr(clip_model, 'token_embedding'):
             tower = getattr(clip_model, 'text', None)
             if tower is None or not hasattr(tower, 'token_embedding'):
-                raise InputError(f"{type(clip_model).__name__} has no CLIP-style text tower (token embedding table + transformer); "
-                                 "prompt learning needs one (RN50, ViT-B-16 and other OpenAI-style CLIP models have it). "
-                                 "BiomedCLIP's Hugging Face text tower can be used with the image-only baselines instead.")
+                raise InputError(
+                    f"{type(clip_model).__name__} has no CLIP-style text tower (token embedding table + transformer); "
+                    "prompt learning needs one (RN50, ViT-B-16 and other OpenAI-style CLIP models have it). "
+                    "BiomedCLIP's Hugging Face text tower can be used with the image-only baselines instead."
+                )
         self.token_embedding = tower.token_embedding
         self.positional_embedding = tower.positional_embedding
         self.transformer = tower.transformer
@@ -113,10 +135,12 @@ class PromptTextEncoder(nn.Module):
         self.context_length = int(self.positional_embedding.shape[0])
         self.width = int(self.token_embedding.weight.shape[1])
         if freeze:
-            for p in self.parameters(): p.requires_grad_(False)
+            for p in self.parameters():
+                p.requires_grad_(False)
 
     @property
-    def dtype(self) -> torch.dtype: return self.token_embedding.weight.dtype
+    def dtype(self) -> torch.dtype:
+        return self.token_embedding.weight.dtype
 
     def embed(self, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
         "Token embeddings of ids (any shape) from the model's table."
@@ -126,17 +150,24 @@ class PromptTextEncoder(nn.Module):
     def forward(self, embeddings: torch.Tensor, eot_positions: torch.Tensor | int) -> torch.Tensor:
         "Text features (P, E) of prompts given as token embeddings (P, T, D), T ≤ context length, pooled at `eot_positions`."
         if embeddings.ndim != 3 or embeddings.shape[-1] != self.width:
-            raise InputError(f"prompt embeddings must be (prompts, tokens, {self.width}), got {tuple(embeddings.shape)}")
+            raise InputError(
+                f"prompt embeddings must be (prompts, tokens, {self.width}), got {tuple(embeddings.shape)}"
+            )
         P, T, _ = embeddings.shape
-        if T > self.context_length: raise InputError(f"prompts of {T} tokens exceed the context length {self.context_length}")
+        if T > self.context_length:
+            raise InputError(f"prompts of {T} tokens exceed the context length {self.context_length}")
         pos = torch.as_tensor(eot_positions, device=embeddings.device).long().expand(P)
-        if (pos < 0).any() or (pos >= T).any(): raise InputError(f"end-of-text positions must lie in 0..{T - 1}")
+        if (pos < 0).any() or (pos >= T).any():
+            raise InputError(f"end-of-text positions must lie in 0..{T - 1}")
         x = embeddings.to(self.dtype) + self.positional_embedding[:T].to(self.dtype)
         x = self.transformer(x, attn_mask=self.attn_mask[:T, :T] if self.attn_mask is not None else None)
         x = self.ln_final(x)
-        if self.pool_type == 'first': x = x[:, 0]
-        elif self.pool_type == 'last': x = x[:, -1]
-        else: x = x[torch.arange(P, device=x.device), pos]
+        if self.pool_type == 'first':
+            x = x[:, 0]
+        elif self.pool_type == 'last':
+            x = x[:, -1]
+        else:
+            x = x[torch.arange(P, device=x.device), pos]
         return self.text_projection(x) if isinstance(self.text_projection, nn.Linear) else x @ self.text_projection
 
     def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
@@ -144,7 +175,9 @@ class PromptTextEncoder(nn.Module):
         return self(self.embed(ids), ids.argmax(-1))
 
 # %% ../../nbs/12_focus.clip.ipynb #000c0917
-def assemble_prompts(encoder: PromptTextEncoder, pieces: Sequence[torch.Tensor], pad_to: int | None = None) -> tuple[torch.Tensor, int]:
+def assemble_prompts(
+    encoder: PromptTextEncoder, pieces: Sequence[torch.Tensor], pad_to: int | None = None
+) -> tuple[torch.Tensor, int]:
     "Embeddings (P, T, D) of `SOT, *pieces, '.', EOT` (+ padding to `pad_to` tokens) and the EOT position."
     pieces = [p for p in pieces if p is not None and p.shape[-2] > 0]
     P = max([p.shape[0] for p in pieces if p.ndim == 3] or [1])
@@ -158,18 +191,29 @@ def assemble_prompts(encoder: PromptTextEncoder, pieces: Sequence[torch.Tensor],
     x = torch.cat([q.to(special.dtype) for q in parts], dim=1)
     eot = x.shape[1] - 1
     if pad_to is not None:
-        if pad_to < x.shape[1]: raise InputError(f"prompt of {x.shape[1]} tokens does not fit in {pad_to}")
+        if pad_to < x.shape[1]:
+            raise InputError(f"prompt of {x.shape[1]} tokens does not fit in {pad_to}")
         x = torch.cat([x, encoder.embed([PAD_ID]).expand(P, pad_to - x.shape[1], -1)], dim=1)
     if x.shape[1] > encoder.context_length:
-        raise InputError(f"prompts of {x.shape[1]} tokens exceed the text encoder's context length {encoder.context_length}; use fewer context tokens")
+        raise InputError(
+            f"prompts of {x.shape[1]} tokens exceed the text encoder's context length {encoder.context_length}; use fewer context tokens"
+        )
     return x, eot
 
-def word_embeddings(encoder: PromptTextEncoder, text: str, n_tokens: int | None = None, std: float = 0.02,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+# %% ../../nbs/12_focus.clip.ipynb #2d1c1f6c
+def word_embeddings(
+    encoder: PromptTextEncoder,
+    text: str,
+    n_tokens: int | None = None,
+    std: float = 0.02,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     "Embeddings (n, D) of a phrase's tokens, truncated or padded with N(0, std) vectors to `n_tokens` (learnable-vector init)."
     with torch.no_grad():
         e = encoder.embed(word_token_ids(text)).detach().clone()
-    if n_tokens is None: return e
-    if n_tokens < len(e): return e[:n_tokens]
+    if n_tokens is None:
+        return e
+    if n_tokens < len(e):
+        return e[:n_tokens]
     extra = torch.randn(n_tokens - len(e), e.shape[1], generator=generator, dtype=e.dtype) * std
     return torch.cat([e, extra.to(e.device)])

@@ -27,125 +27,201 @@ __all__ = ['IMAGE_SUFFIXES', 'FLUOMIX_TISSUES', 'CLIP_MEAN', 'CLIP_STD', 'SCALIN
 # %% ../../nbs/11_focus.data.ipynb #fc4b5040
 IMAGE_SUFFIXES = ('.tif', '.tiff', '.png', '.jpg', '.jpeg', '.bmp')
 
+
 def _files(root: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
-    if not root.is_dir(): raise InputError(f"{root} is not a folder")
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder")
     return sorted(p for p in root.rglob('*') if p.suffix.lower() in suffixes and p.is_file())
+
 
 _BBBC006_DIR = re.compile(r'BBBC006_v1_images_z_(\d+)$')
 _BBBC006_FILE = re.compile(r'_([a-p]\d{2})_s(\d)_(w\d)', re.I)
 
-def read_bbbc006(root: str | Path, n_ranks: int = 10, channels: dict | None = None, z_focus: int = 16, n_planes: int = 32) -> pd.DataFrame:
+# %% ../../nbs/11_focus.data.ipynb #e1efba02
+def read_bbbc006(
+    root: str | Path, n_ranks: int = 10, channels: dict | None = None, z_focus: int = 16, n_planes: int = 32
+) -> pd.DataFrame:
     "BBBC006 z-stacks as a table: z from the folder name, stain from the w1/w2 channel, rank = |z − 16| in `n_ranks` levels."
     channels = channels or {'w1': 'Hoechst', 'w2': 'phalloidin'}
-    root = Path(root); rows = []
+    root = Path(root)
+    rows = []
     for p in _files(root, ('.tif', '.tiff')):
         m = _BBBC006_DIR.search(p.parent.name)
-        if m is None: continue
+        if m is None:
+            continue
         f = _BBBC006_FILE.search(p.name)
-        if f is None: raise InputError(f"{p}: not a BBBC006 file name (expected mcf-z-stacks-03212011_<well>_s<site>_w<channel>...tif)")
+        if f is None:
+            raise InputError(
+                f"{p}: not a BBBC006 file name (expected mcf-z-stacks-03212011_<well>_s<site>_w<channel>...tif)"
+            )
         w = f.group(3).lower()
-        if w not in channels: raise InputError(f"{p}: channel {w} has no stain name; pass channels={{'{w}': 'name', ...}}")
+        if w not in channels:
+            raise InputError(f"{p}: channel {w} has no stain name; pass channels={{'{w}': 'name', ...}}")
         z = int(m.group(1))
-        rows.append(dict(path=str(p), z=z, stain=channels[w], stack=f'{f.group(1).lower()}_s{f.group(2)}_{w}', dataset='BBBC006'))
-    if not rows: raise InputError(f"no BBBC006 images under {root}: expected folders BBBC006_v1_images_z_XX holding the TIFFs")
+        rows.append(
+            dict(
+                path=str(p), z=z, stain=channels[w], stack=f'{f.group(1).lower()}_s{f.group(2)}_{w}', dataset='BBBC006'
+            )
+        )
+    if not rows:
+        raise InputError(f"no BBBC006 images under {root}: expected folders BBBC006_v1_images_z_XX holding the TIFFs")
     t = pd.DataFrame(rows)
     bad = t.z[(t.z < 0) | (t.z >= n_planes)]
-    if len(bad): raise InputError(f"BBBC006 planes must lie in 0..{n_planes - 1}; found z={sorted(set(bad))[:5]}")
+    if len(bad):
+        raise InputError(f"BBBC006 planes must lie in 0..{n_planes - 1}; found z={sorted(set(bad))[:5]}")
     t['rank'] = z_to_rank(t.z.values, z_focus, n_planes, n_ranks)
     return t.sort_values(['stack', 'z']).reset_index(drop=True)[['path', 'rank', 'stain', 'z', 'stack', 'dataset']]
 
-def read_focuspath(root: str | Path, csv: str | Path | None = None, n_ranks: int = 12, slide_stains: dict | None = None) -> pd.DataFrame:
+# %% ../../nbs/11_focus.data.ipynb #ab919c74
+def read_focuspath(
+    root: str | Path, csv: str | Path | None = None, n_ranks: int = 12, slide_stains: dict | None = None
+) -> pd.DataFrame:
     """FocusPath: CSV `Name, Subjective Score` (found under `root` when `csv` is None); rank = min(|score|, n_ranks − 1),
-    i.e. levels 12–14 merged into 11; stain per slide from `slide_stains` ({1: 'H&E', ...}) or 'slide01', ...; stack = slide+strip+position."""
+    i.e. levels 12–14 merged into 11; stain per slide from `slide_stains` ({1: 'H&E', ...}) or 'slide01', ...; stack = slide+strip+position.
+    """
     root = Path(root)
     if csv is None:
         found = sorted(root.rglob('*.csv'))
-        if len(found) != 1: raise InputError(f"pass csv=: found {len(found)} CSV files under {root}")
+        if len(found) != 1:
+            raise InputError(f"pass csv=: found {len(found)} CSV files under {root}")
         csv = found[0]
     t = pd.read_csv(csv)
     t.columns = [c.strip() for c in t.columns]
     for col in ('Name', 'Subjective Score'):
-        if col not in t.columns: raise InputError(f"{csv} has no column {col!r} (columns: {list(t.columns)}); FocusPath's CSV has 'Name' and 'Subjective Score'")
+        if col not in t.columns:
+            raise InputError(
+                f"{csv} has no column {col!r} (columns: {list(t.columns)}); FocusPath's CSV has 'Name' and 'Subjective Score'"
+            )
     files = {p.stem: p for p in _files(root)}
     rows = []
     for i, r in t.iterrows():
         name = str(r['Name']).strip()
         m = re.search(r'Slide(\d+)_Strip(\d+)_Slice(\d+)_Position(\d+)', name, re.I)
-        if m is None: raise InputError(f"{csv} row {i + 2}: name {name!r} is not SlideNN_StripNN_SliceNN_PositionNN")
+        if m is None:
+            raise InputError(f"{csv} row {i + 2}: name {name!r} is not SlideNN_StripNN_SliceNN_PositionNN")
         stem = Path(name).stem
-        if stem not in files: raise InputError(f"{csv} row {i + 2}: image {name!r} not found under {root}")
+        if stem not in files:
+            raise InputError(f"{csv} row {i + 2}: image {name!r} not found under {root}")
         slide = int(m.group(1))
-        rows.append(dict(path=str(files[stem]), rank=int(min(abs(float(r['Subjective Score'])), n_ranks - 1)),
-                         stain=(slide_stains or {}).get(slide, f'slide{slide:02d}'), z=int(m.group(3)),
-                         stack=f'slide{slide:02d}_strip{int(m.group(2)):02d}_pos{int(m.group(4)):02d}', dataset='FocusPath'))
+        rows.append(
+            dict(
+                path=str(files[stem]),
+                rank=int(min(abs(float(r['Subjective Score'])), n_ranks - 1)),
+                stain=(slide_stains or {}).get(slide, f'slide{slide:02d}'),
+                z=int(m.group(3)),
+                stack=f'slide{slide:02d}_strip{int(m.group(2)):02d}_pos{int(m.group(4)):02d}',
+                dataset='FocusPath',
+            )
+        )
     return pd.DataFrame(rows)
 
-_FLUOMIX = re.compile(r'^(D\d+)_?([A-Za-z]*)?.*_Mosaic(\d+)_s(\d+)_z(\d+)_ch(\d+)_SV_(.+)$')
-FLUOMIX_TISSUES = {'D1': 'brain', 'D2': 'brain', 'D3': 'brain', 'D4': 'brain', 'D5': 'lung', 'D6': 'lung', 'D7': 'liver'}
 
+_FLUOMIX = re.compile(r'^(D\d+)_?([A-Za-z]*)?.*_Mosaic(\d+)_s(\d+)_z(\d+)_ch(\d+)_SV_(.+)$')
+FLUOMIX_TISSUES = {
+    'D1': 'brain',
+    'D2': 'brain',
+    'D3': 'brain',
+    'D4': 'brain',
+    'D5': 'lung',
+    'D6': 'lung',
+    'D7': 'liver',
+}
+
+# %% ../../nbs/11_focus.data.ipynb #3b7cea06
 def parse_fluomix_name(name: str) -> dict:
     "Dataset, tissue, mosaic, site, z, channel and stain from a FluoMix file name."
     m = _FLUOMIX.match(Path(name).stem)
-    if m is None: raise InputError(f"{name!r} is not a FluoMix name (D#_..._Mosaic###_s##_z##_ch##_SV_<Stain>)")
+    if m is None:
+        raise InputError(f"{name!r} is not a FluoMix name (D#_..._Mosaic###_s##_z##_ch##_SV_<Stain>)")
     d = m.group(1).upper()
-    return dict(dataset=d, tissue=FLUOMIX_TISSUES.get(d, (m.group(2) or 'unknown').lower()), mosaic=int(m.group(3)),
-                site=int(m.group(4)), z=int(m.group(5)), channel=int(m.group(6)), stain=m.group(7))
+    return dict(
+        dataset=d,
+        tissue=FLUOMIX_TISSUES.get(d, (m.group(2) or 'unknown').lower()),
+        mosaic=int(m.group(3)),
+        site=int(m.group(4)),
+        z=int(m.group(5)),
+        channel=int(m.group(6)),
+        stain=m.group(7),
+    )
 
-def read_fluomix(root: str | Path, list_file: str | Path | None = None, n_ranks: int = 10, z_focus: int = 16,
-                 half_step_sets: Sequence[str] = ('D3', 'D4')) -> pd.DataFrame:
+# %% ../../nbs/11_focus.data.ipynb #a18d3a62
+def read_fluomix(
+    root: str | Path,
+    list_file: str | Path | None = None,
+    n_ranks: int = 10,
+    z_focus: int = 16,
+    half_step_sets: Sequence[str] = ('D3', 'D4'),
+) -> pd.DataFrame:
     """FluoMix from file names (or an `image label stain` list file): rank |z − 16| (|z − 16| / 2 on the even planes of
-    the 1 µm sets), planes beyond level `n_ranks − 1` dropped; tissue from the set (D1–D4 brain, D5–D6 lung, D7 liver)."""
-    root = Path(root); rows = []
+    the 1 µm sets), planes beyond level `n_ranks − 1` dropped; tissue from the set (D1–D4 brain, D5–D6 lung, D7 liver).
+    """
+    root = Path(root)
+    rows = []
     if list_file is not None:
         for i, line in enumerate(Path(list_file).read_text().splitlines()):
-            if not line.strip(): continue
+            if not line.strip():
+                continue
             parts = line.split()
-            if len(parts) < 3: raise InputError(f"{list_file} line {i + 1}: expected 'image label stain', got {line!r}")
+            if len(parts) < 3:
+                raise InputError(f"{list_file} line {i + 1}: expected 'image label stain', got {line!r}")
             info = parse_fluomix_name(parts[0])
-            p = root/parts[0]
-            if not p.exists(): raise InputError(f"{list_file} line {i + 1}: {p} does not exist")
+            p = root / parts[0]
+            if not p.exists():
+                raise InputError(f"{list_file} line {i + 1}: {p} does not exist")
             rows.append(dict(path=str(p), rank=int(parts[1]), **{**info, 'stain': ' '.join(parts[2:])}))
     else:
         for p in _files(root, ('.tif', '.tiff', '.png')):
             info = parse_fluomix_name(p.name)
             dz = abs(info['z'] - z_focus)
             if info['dataset'] in half_step_sets:
-                if info['z'] % 2: continue
+                if info['z'] % 2:
+                    continue
                 dz //= 2
-            if dz > n_ranks - 1: continue
+            if dz > n_ranks - 1:
+                continue
             rows.append(dict(path=str(p), rank=dz, **info))
-    if not rows: raise InputError(f"no FluoMix images under {root}")
+    if not rows:
+        raise InputError(f"no FluoMix images under {root}")
     t = pd.DataFrame(rows)
     t['stack'] = t.dataset + '_m' + t.mosaic.astype(str) + '_s' + t.site.astype(str) + '_' + t.stain
     return t[['path', 'rank', 'stain', 'z', 'stack', 'tissue', 'dataset']].reset_index(drop=True)
 
+# %% ../../nbs/11_focus.data.ipynb #2f1364f0
 def read_focus_table(source: str | Path | pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame:
     "Your own data as a CSV (or DataFrame) with columns path, rank, stain[, tissue, stack]; relative paths are under `root` (default: the CSV's folder)."
-    if isinstance(source, pd.DataFrame): t, base = source.copy(), Path(root) if root else Path('.')
+    if isinstance(source, pd.DataFrame):
+        t, base = source.copy(), Path(root) if root else Path('.')
     else:
         source = Path(source)
-        if not source.exists(): raise InputError(f"{source} does not exist")
+        if not source.exists():
+            raise InputError(f"{source} does not exist")
         t, base = pd.read_csv(source), Path(root) if root else source.parent
     missing = [c for c in ('path', 'rank', 'stain') if c not in t.columns]
-    if missing: raise InputError(f"the focus table needs columns path, rank, stain; missing {missing}")
+    if missing:
+        raise InputError(f"the focus table needs columns path, rank, stain; missing {missing}")
     r = pd.to_numeric(t['rank'], errors='coerce')
     bad = t.index[r.isna() | (r < 0) | (r != r.round())]
-    if len(bad): raise InputError(f"rank must be a non-negative integer; row {int(bad[0]) + 2} has {t['rank'].iloc[bad[0]]!r}")
+    if len(bad):
+        raise InputError(f"rank must be a non-negative integer; row {int(bad[0]) + 2} has {t['rank'].iloc[bad[0]]!r}")
     t['rank'] = r.astype(int)
-    t['path'] = [str(p if Path(p).is_absolute() else base/p) for p in t.path]
+    t['path'] = [str(p if Path(p).is_absolute() else base / p) for p in t.path]
     gone = [p for p in t.path if not Path(p).exists()]
-    if gone: raise InputError(f"{len(gone)} image(s) in the table do not exist, e.g. {gone[0]}")
+    if gone:
+        raise InputError(f"{len(gone)} image(s) in the table do not exist, e.g. {gone[0]}")
     return t.reset_index(drop=True)
 
+# %% ../../nbs/11_focus.data.ipynb #a2ede26d
 def read_focus_folder(root: str | Path) -> pd.DataFrame:
     "Images arranged as `root/<stain>/<rank>/*`; every file is one image of that stain and focus level."
-    root = Path(root); rows = []
+    root = Path(root)
+    rows = []
     for p in _files(root):
         rel = p.relative_to(root).parts
         if len(rel) != 3 or not rel[1].isdigit():
             raise InputError(f"{p}: expected root/<stain>/<rank>/<image>, e.g. root/Hoechst/0/img.tif")
         rows.append(dict(path=str(p), rank=int(rel[1]), stain=rel[0]))
-    if not rows: raise InputError(f"no images under {root} (expected root/<stain>/<rank>/<image>)")
+    if not rows:
+        raise InputError(f"no images under {root} (expected root/<stain>/<rank>/<image>)")
     return pd.DataFrame(rows)
 
 # %% ../../nbs/11_focus.data.ipynb #d98fbf1f
@@ -153,56 +229,91 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SCALINGS = ('percentile', 'dtype', 'reference')
 
-def scale_intensities(image: np.ndarray, scaling: str = 'percentile', low: float = 0.1, high: float = 99.9) -> np.ndarray:
+
+def scale_intensities(
+    image: np.ndarray, scaling: str = 'percentile', low: float = 0.1, high: float = 99.9
+) -> np.ndarray:
     "A float32 copy of a 2-D image scaled to about [0, 1] (see the decision above)."
-    if scaling not in SCALINGS: raise InputError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    if scaling not in SCALINGS:
+        raise InputError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     a = np.asarray(image)
     if scaling == 'dtype':
         return a.astype(np.float32) / (np.iinfo(a.dtype).max if a.dtype.kind in 'ui' else 1.0)
     if scaling == 'reference':
         return a.astype(np.float32) / 255.0
     x = a.astype(np.float32)
-    lo, hi = (float(v) for v in np.percentile(x, [low, high]))      # Python floats: a NumPy float64 would promote x
+    lo, hi = (float(v) for v in np.percentile(x, [low, high]))  # Python floats: a NumPy float64 would promote x
     return np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32) if hi > lo else np.zeros_like(x)
 
+# %% ../../nbs/11_focus.data.ipynb #c45dee0b
 def to_single_channel(image: np.ndarray) -> np.ndarray:
     "A 2-D image: as is, or the channel with the largest mean of a (Y, X, C) or (C, Y, X) image (C ≤ 4)."
     a = np.asarray(image)
-    if a.ndim == 2: return a
+    if a.ndim == 2:
+        return a
     if a.ndim == 3:
-        if a.shape[-1] <= 4 and a.shape[0] > 4: return a[..., a.reshape(-1, a.shape[-1]).mean(0).argmax()]
-        if a.shape[0] <= 4: return a[a.reshape(a.shape[0], -1).mean(1).argmax()]
+        if a.shape[-1] <= 4 and a.shape[0] > 4:
+            return a[..., a.reshape(-1, a.shape[-1]).mean(0).argmax()]
+        if a.shape[0] <= 4:
+            return a[a.reshape(a.shape[0], -1).mean(1).argmax()]
     raise InputError(f"expected a 2-D image or a multi-channel image with at most 4 channels, got shape {a.shape}")
 
+# %% ../../nbs/11_focus.data.ipynb #5386361b
 class FocusTransform:
     "The paper's transform on numpy images: scale, single channel, resize shorter side, crop (random in training), flip, 3 channels, normalise."
-    def __init__(self, train: bool, size: int = 224, resize: int | None = 256, mean=CLIP_MEAN, std=CLIP_STD, scaling: str = 'percentile',
-                 flip: bool = True):
+
+    def __init__(
+        self,
+        train: bool,
+        size: int = 224,
+        resize: int | None = 256,
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        scaling: str = 'percentile',
+        flip: bool = True,
+    ):
         self.train, self.size, self.resize, self.scaling, self.flip = train, int(size), resize, scaling, flip
-        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]; self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
-        if self.resize is not None and self.resize < self.size: raise InputError(f"resize ({resize}) must be at least the crop size ({size})")
+        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        if self.resize is not None and self.resize < self.size:
+            raise InputError(f"resize ({resize}) must be at least the crop size ({size})")
 
     def __call__(self, image) -> torch.Tensor:
         a = to_single_channel(image)
-        if a.size == 0: raise InputError("empty image")
+        if a.size == 0:
+            raise InputError("empty image")
         x = torch.from_numpy(scale_intensities(a, self.scaling))[None, None]
         h, w = x.shape[-2:]
         r = self.resize or min(h, w)
         if min(h, w) != r:
             s = r / min(h, w)
-            x = F.interpolate(x, size=(max(r, round(h * s)), max(r, round(w * s))), mode='bilinear', align_corners=False, antialias=True)
+            x = F.interpolate(
+                x,
+                size=(max(r, round(h * s)), max(r, round(w * s))),
+                mode='bilinear',
+                align_corners=False,
+                antialias=True,
+            )
         h, w = x.shape[-2:]
-        if min(h, w) < self.size: raise InputError(f"image of {h}x{w} pixels is smaller than the crop size {self.size}")
+        if min(h, w) < self.size:
+            raise InputError(f"image of {h}x{w} pixels is smaller than the crop size {self.size}")
         if self.train:
-            i = int(torch.randint(0, h - self.size + 1, ()).item()); j = int(torch.randint(0, w - self.size + 1, ()).item())
-        else: i, j = (h - self.size) // 2, (w - self.size) // 2
-        x = x[0, :, i:i + self.size, j:j + self.size]
-        if self.train and self.flip and torch.rand(()) < 0.5: x = x.flip(-1)
+            i = int(torch.randint(0, h - self.size + 1, ()).item())
+            j = int(torch.randint(0, w - self.size + 1, ()).item())
+        else:
+            i, j = (h - self.size) // 2, (w - self.size) // 2
+        x = x[0, :, i : i + self.size, j : j + self.size]
+        if self.train and self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
         return (x.expand(3, -1, -1) - self.mean) / self.std
 
-    def __repr__(self): return f"FocusTransform(train={self.train}, size={self.size}, resize={self.resize}, scaling={self.scaling!r})"
+    def __repr__(self):
+        return f"FocusTransform(train={self.train}, size={self.size}, resize={self.resize}, scaling={self.scaling!r})"
 
-def focus_transform(train: bool, size: int = 224, resize: int | None = 256, mean=CLIP_MEAN, std=CLIP_STD, scaling: str = 'percentile') -> FocusTransform:
+# %% ../../nbs/11_focus.data.ipynb #a9425175
+def focus_transform(
+    train: bool, size: int = 224, resize: int | None = 256, mean=CLIP_MEAN, std=CLIP_STD, scaling: str = 'percentile'
+) -> FocusTransform:
     "The paper's training (random crop + flip) or evaluation (centre crop) transform for `size`-pixel models."
     return FocusTransform(train, size, resize, mean, std, scaling)
 
@@ -213,42 +324,61 @@ def read_image_2d(path: str | Path) -> np.ndarray:
     try:
         if p.suffix.lower() in ('.tif', '.tiff'):
             import tifffile
+
             a = tifffile.imread(p)
         else:
             from skimage.io import imread
+
             a = imread(p)
-    except Exception as e: raise InputError(f"{p} could not be read as an image ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        raise InputError(f"{p} could not be read as an image ({type(e).__name__}: {e})") from e
     a = np.squeeze(a)
-    if a.ndim not in (2, 3): raise InputError(f"{p} has shape {a.shape}; expected one 2-D plane (pick the plane before training)")
+    if a.ndim not in (2, 3):
+        raise InputError(f"{p} has shape {a.shape}; expected one 2-D plane (pick the plane before training)")
     return a
 
+# %% ../../nbs/11_focus.data.ipynb #0dd2079a
 class FocusDataset(torch.utils.data.Dataset):
     "Focus-labelled images from a table (files or an in-memory array) → items {'image', 'rank', 'stain', 'index'}."
-    def __init__(self, table: pd.DataFrame, images: np.ndarray | None = None, root: str | Path | None = None,
-                 stains: Sequence[str] | None = None, transform: Callable | None = None, n_ranks: int | None = None):
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        images: np.ndarray | None = None,
+        root: str | Path | None = None,
+        stains: Sequence[str] | None = None,
+        transform: Callable | None = None,
+        n_ranks: int | None = None,
+    ):
         missing = [c for c in ('rank', 'stain') if c not in table.columns]
-        if missing: raise InputError(f"the table needs columns rank and stain; missing {missing}")
-        if images is None and 'path' not in table.columns: raise InputError("give images= or a table with a path column")
-        if images is not None and len(images) != len(table): raise InputError(f"{len(images)} images for {len(table)} table rows")
+        if missing:
+            raise InputError(f"the table needs columns rank and stain; missing {missing}")
+        if images is None and 'path' not in table.columns:
+            raise InputError("give images= or a table with a path column")
+        if images is not None and len(images) != len(table):
+            raise InputError(f"{len(images)} images for {len(table)} table rows")
         self.table = table.reset_index(drop=True)
         self.images, self.root, self.transform = images, Path(root) if root else None, transform
         self.stains = list(stains) if stains is not None else sorted(self.table.stain.astype(str).unique())
         self.stain_to_id = {s: i for i, s in enumerate(self.stains)}
         unknown = sorted(set(self.table.stain.astype(str)) - set(self.stains))
-        if unknown: raise InputError(f"stain(s) {unknown} are not among the model's stains {self.stains}")
+        if unknown:
+            raise InputError(f"stain(s) {unknown} are not among the model's stains {self.stains}")
         self.stain_ids = self.table.stain.astype(str).map(self.stain_to_id).to_numpy()
         self.ranks = self.table['rank'].to_numpy().astype(int)
         self.n_ranks = int(n_ranks) if n_ranks is not None else int(self.ranks.max()) + 1 if len(self.ranks) else 0
         if len(self.ranks) and (self.ranks.min() < 0 or self.ranks.max() >= self.n_ranks):
             raise InputError(f"ranks must lie in 0..{self.n_ranks - 1}; found {self.ranks.min()}..{self.ranks.max()}")
 
-    def __len__(self) -> int: return len(self.table)
+    def __len__(self) -> int:
+        return len(self.table)
 
     def image(self, i: int) -> np.ndarray:
         "The raw image of row i."
-        if self.images is not None: return np.asarray(self.images[i])
+        if self.images is not None:
+            return np.asarray(self.images[i])
         p = Path(self.table.path.iloc[i])
-        return read_image_2d(self.root/p if self.root is not None and not p.is_absolute() else p)
+        return read_image_2d(self.root / p if self.root is not None and not p.is_absolute() else p)
 
     def __getitem__(self, i: int) -> dict:
         img = self.image(int(i))
@@ -258,78 +388,133 @@ class FocusDataset(torch.utils.data.Dataset):
     def subset(self, rows) -> 'FocusDataset':
         "A data set of some rows (boolean mask or positions), keeping the stain ids and number of ranks."
         rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, dtype=int)
-        return FocusDataset(self.table.iloc[rows], self.images[rows] if self.images is not None else None, self.root,
-                            self.stains, self.transform, self.n_ranks)
+        return FocusDataset(
+            self.table.iloc[rows],
+            self.images[rows] if self.images is not None else None,
+            self.root,
+            self.stains,
+            self.transform,
+            self.n_ranks,
+        )
 
     def __repr__(self):
-        return f"FocusDataset({len(self)} images, {self.n_ranks} ranks, stains {self.stains}, transform={self.transform})"
+        return (
+            f"FocusDataset({len(self)} images, {self.n_ranks} ranks, stains {self.stains}, transform={self.transform})"
+        )
 
-def synthetic_focus_dataset(stains: Sequence[str] | None = None, n_stacks: int = 3, size: int = 64, seed=0,
-                            n_planes: int = 32, n_ranks: int = 10, transform: Callable | None = None) -> FocusDataset:
+# %% ../../nbs/11_focus.data.ipynb #c9d2c848
+def synthetic_focus_dataset(
+    stains: Sequence[str] | None = None,
+    n_stacks: int = 3,
+    size: int = 64,
+    seed=0,
+    n_planes: int = 32,
+    n_ranks: int = 10,
+    transform: Callable | None = None,
+) -> FocusDataset:
     "The synthetic stain-dependent z-stacks of `synthetic.stains` as an in-memory focus data set (stack ids per stain)."
-    images, table = stain_focus_dataset(stains, n_stacks=n_stacks, n_planes=n_planes, size=size, seed=seed, n_ranks=n_ranks)
+    images, table = stain_focus_dataset(
+        stains, n_stacks=n_stacks, n_planes=n_planes, size=size, seed=seed, n_ranks=n_ranks
+    )
     table = table.assign(stack=table.stain + '_' + table['stack'].astype(str), tissue='synthetic')
     return FocusDataset(table, images, n_ranks=n_ranks, transform=transform)
 
 # %% ../../nbs/11_focus.data.ipynb #92a99061
-def train_test_split_by_group(table: pd.DataFrame, test_fraction: float = 0.25, seed=0, group: str = 'stack') -> tuple[pd.DataFrame, pd.DataFrame]:
+def train_test_split_by_group(
+    table: pd.DataFrame, test_fraction: float = 0.25, seed=0, group: str = 'stack'
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Split rows so that every group (stack) falls wholly on one side; about `test_fraction` of the groups of each stain go to test."
-    if not 0 < test_fraction < 1: raise InputError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    if group not in table.columns: raise InputError(f"no {group!r} column to split by; columns are {list(table.columns)}")
-    rng = as_rng(seed); test_groups = []
+    if not 0 < test_fraction < 1:
+        raise InputError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    if group not in table.columns:
+        raise InputError(f"no {group!r} column to split by; columns are {list(table.columns)}")
+    rng = as_rng(seed)
+    test_groups = []
     for _, g in table.groupby('stain', sort=True):
         u = np.array(sorted(g[group].astype(str).unique()))
-        if len(u) < 2: raise InputError(f"stain {g.stain.iloc[0]!r} has a single {group}; a held-out split needs at least two")
+        if len(u) < 2:
+            raise InputError(f"stain {g.stain.iloc[0]!r} has a single {group}; a held-out split needs at least two")
         n = min(len(u) - 1, max(1, int(round(len(u) * test_fraction))))
         test_groups += list(rng.choice(u, n, replace=False))
     m = table[group].astype(str).isin(set(test_groups)).to_numpy()
     return table[~m], table[m]
 
+# %% ../../nbs/11_focus.data.ipynb #9b35cbf1
 def few_shot_sample(table: pd.DataFrame, k: int, seed=0, by: Sequence[str] = ('stain', 'rank')) -> pd.DataFrame:
     "k rows per (stain, rank) group, drawn without replacement, seeded; groups with fewer rows give all they have (with a warning)."
-    if k < 1: raise InputError(f"k must be at least 1, got {k}")
-    rng = as_rng(seed); picks, short = [], []
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    rng = as_rng(seed)
+    picks, short = [], []
     for key, g in table.groupby(list(by), sort=True):
-        if len(g) < k: short.append(key)
+        if len(g) < k:
+            short.append(key)
         picks.append(g.index.to_numpy() if len(g) <= k else rng.choice(g.index.to_numpy(), k, replace=False))
-    if short: warnings.warn(f"{len(short)} group(s) have fewer than k={k} images, e.g. {short[0]}; all of theirs are used")
+    if short:
+        warnings.warn(f"{len(short)} group(s) have fewer than k={k} images, e.g. {short[0]}; all of theirs are used")
     return table.loc[np.sort(np.concatenate(picks))]
 
+# %% ../../nbs/11_focus.data.ipynb #f06cced5
 @dataclass(frozen=True)
 class GeneralizationSetting:
     "A few-shot setting of Table 9: rows to pre-train on, rows to adapt on (k per rank per stain), rows to test on."
+
     name: str
-    init: str                               # 'clip' (start from CLIP) or 'pretrained' (start from the pre-trained FluoCLIP)
-    pretrain: dict = field(default_factory=dict)     # column -> allowed values
+    init: str  # 'clip' (start from CLIP) or 'pretrained' (start from the pre-trained FluoCLIP)
+    pretrain: dict = field(default_factory=dict)  # column -> allowed values
     adapt: dict = field(default_factory=dict)
     description: str = ''
 
+
 GENERALIZATION_SETTINGS = {
-    'few_shot': GeneralizationSetting('few_shot', 'clip', {}, {'tissue': ['brain'], 'stain': ['Alexa 488', 'Cy3', 'Alexa 647', 'Hoechst 34580']},
-                                      'learn stain-aware FQA from k shots, starting from CLIP'),
-    'cross_tissue': GeneralizationSetting('cross_tissue', 'pretrained', {'tissue': ['brain']},
-                                          {'tissue': ['lung'], 'stain': ['Alexa 488', 'Cy3', 'Alexa 647']},
-                                          'pre-trained on brain (D1-D4), adapted to lung with the seen stains'),
-    'cross_stain': GeneralizationSetting('cross_stain', 'pretrained', {'tissue': ['brain']},
-                                         {'tissue': ['lung', 'liver'], 'stain': ['Hoechst 33342', 'DAPI']},
-                                         'pre-trained on brain, adapted to unseen nuclear stains on unseen tissues'),
+    'few_shot': GeneralizationSetting(
+        'few_shot',
+        'clip',
+        {},
+        {'tissue': ['brain'], 'stain': ['Alexa 488', 'Cy3', 'Alexa 647', 'Hoechst 34580']},
+        'learn stain-aware FQA from k shots, starting from CLIP',
+    ),
+    'cross_tissue': GeneralizationSetting(
+        'cross_tissue',
+        'pretrained',
+        {'tissue': ['brain']},
+        {'tissue': ['lung'], 'stain': ['Alexa 488', 'Cy3', 'Alexa 647']},
+        'pre-trained on brain (D1-D4), adapted to lung with the seen stains',
+    ),
+    'cross_stain': GeneralizationSetting(
+        'cross_stain',
+        'pretrained',
+        {'tissue': ['brain']},
+        {'tissue': ['lung', 'liver'], 'stain': ['Hoechst 33342', 'DAPI']},
+        'pre-trained on brain, adapted to unseen nuclear stains on unseen tissues',
+    ),
 }
 
+# %% ../../nbs/11_focus.data.ipynb #0fb26f33
 def _select(table: pd.DataFrame, cond: dict) -> pd.DataFrame:
     m = np.ones(len(table), bool)
     for col, vals in cond.items():
-        if col not in table.columns: raise InputError(f"the setting filters on {col!r}, which the table lacks")
+        if col not in table.columns:
+            raise InputError(f"the setting filters on {col!r}, which the table lacks")
         m &= table[col].isin(vals).to_numpy()
     return table[m]
 
-def apply_setting(table: pd.DataFrame, setting: str | GeneralizationSetting, k: int, seed=0, test_fraction: float = 0.5,
-                  group: str = 'stack') -> dict:
+# %% ../../nbs/11_focus.data.ipynb #82d0dec0
+def apply_setting(
+    table: pd.DataFrame,
+    setting: str | GeneralizationSetting,
+    k: int,
+    seed=0,
+    test_fraction: float = 0.5,
+    group: str = 'stack',
+) -> dict:
     "Tables `pretrain` (empty when starting from CLIP), `adapt` (k per rank per stain) and `test` (held-out stacks of the adaptation domain)."
     if isinstance(setting, str) and setting not in GENERALIZATION_SETTINGS:
         raise InputError(f"unknown setting {setting!r}; known: {', '.join(GENERALIZATION_SETTINGS)}")
     s = GENERALIZATION_SETTINGS[setting] if isinstance(setting, str) else setting
     domain = _select(table, s.adapt)
-    if domain.empty: raise InputError(f"no rows match the {s.name} adaptation domain {s.adapt}")
+    if domain.empty:
+        raise InputError(f"no rows match the {s.name} adaptation domain {s.adapt}")
     pool, test = train_test_split_by_group(domain, test_fraction, seed, group)
     pre = _select(table, s.pretrain) if s.init == 'pretrained' else table.iloc[:0]
     return {'pretrain': pre, 'adapt': few_shot_sample(pool, k, seed), 'test': test}

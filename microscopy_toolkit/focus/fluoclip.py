@@ -23,19 +23,24 @@ __all__ = ['STAIN_TOKEN_MODES', 'FLUOCLIP_VARIANTS', 'DEFAULT_LEARNING_RATES', '
 def _heads(dim: int, wanted: int = 8) -> int:
     return max(h for h in range(1, wanted + 1) if dim % h == 0)
 
+# %% ../../nbs/14_focus.fluoclip.ipynb #44fc5f1d
 class TextAdapter(nn.Module):
     "FluoCLIP's text-side adapter: self-attention across a set of text features + a two-layer MLP, each with residual + LayerNorm."
+
     def __init__(self, dim: int, heads: int = 8, reduction: int = 4):
         super().__init__()
         self.attention = nn.MultiheadAttention(dim, _heads(dim, heads), batch_first=True)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, max(dim // reduction, 1)), nn.GELU(), nn.Linear(max(dim // reduction, 1), dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, max(dim // reduction, 1)), nn.GELU(), nn.Linear(max(dim // reduction, 1), dim)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         "(N, E) text features of one set of prompts, or (S, N, E) for S sets → adapted features of the same shape."
         x = F.normalize(features, dim=-1)
         single = x.ndim == 2
-        if single: x = x[None]
+        if single:
+            x = x[None]
         x = self.norm1(x + self.attention(x, x, x, need_weights=False)[0])
         x = self.norm2(x + self.mlp(x))
         return x[0] if single else x
@@ -43,6 +48,7 @@ class TextAdapter(nn.Module):
 # %% ../../nbs/14_focus.fluoclip.ipynb #ed877b54
 class StainConditioner(nn.Module):
     "f_θ(R_base, S_l): stain-conditioned base rank embeddings (L, K', T, D) from bases (K', T, D) and stain tokens (L, C, D)."
+
     def __init__(self, dim: int, n_queries: int = 2, reduction: int = 16, alpha: float = 0.1, seed: int = 0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
@@ -66,8 +72,8 @@ class StainConditioner(nn.Module):
 STAIN_TOKEN_MODES = ('none', 'plain', 'trainable', 'grounded')
 
 FLUOCLIP_VARIANTS = {
-    'ordinalclip':  dict(stain_tokens='none', adapter=False, stain_guided_ranks=False),
-    'fluoclip':     dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=True),
+    'ordinalclip': dict(stain_tokens='none', adapter=False, stain_guided_ranks=False),
+    'fluoclip': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=True),
     # Table 6: components added to OrdinalCLIP
     'table6_A': dict(stain_tokens='none', adapter=False, stain_guided_ranks=False),
     'table6_B': dict(stain_tokens='plain', adapter=False, stain_guided_ranks=False),
@@ -83,29 +89,63 @@ FLUOCLIP_VARIANTS = {
     'table13_F': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=False),
 }
 
-DEFAULT_LEARNING_RATES = {'stain': {'stain_tokens': 1e-4, 'adapter': 1e-5},
-                          'rank': {'context': 1e-4, 'ranks': 1e-4, 'image_encoder': 1e-4, 'stain_tokens': 1e-4,
-                                   'adapter': 1e-5, 'conditioner': 1e-5}}
+DEFAULT_LEARNING_RATES = {
+    'stain': {'stain_tokens': 1e-4, 'adapter': 1e-5},
+    'rank': {
+        'context': 1e-4,
+        'ranks': 1e-4,
+        'image_encoder': 1e-4,
+        'stain_tokens': 1e-4,
+        'adapter': 1e-5,
+        'conditioner': 1e-5,
+    },
+}
+
 
 class FluoCLIP(RankPromptCLIP):
     "FluoCLIP (stain grounding + stain-guided ranking) and its ablations; `variant=` picks a row of Tables 6/13."
-    def __init__(self, backbone: ClipBackbone, stains: Sequence[str], n_ranks: int = 10, variant: str | None = None,
-                 stain_tokens: str = 'grounded', adapter: bool = True, stain_guided_ranks: bool = True,
-                 n_base_ranks: int = 3, interpolation: str | None = 'linear',
-                 context_init: str = 'This is a fluorescence microscopy image stained with', rank_context_tokens: int = 10,
-                 tokens_per_rank: int = 1, stain_descriptions: dict | None = None, ce_weight: float = 1.0,
-                 kl_weight: float = 1.0, seed: int = 0):
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        stains: Sequence[str],
+        n_ranks: int = 10,
+        variant: str | None = None,
+        stain_tokens: str = 'grounded',
+        adapter: bool = True,
+        stain_guided_ranks: bool = True,
+        n_base_ranks: int = 3,
+        interpolation: str | None = 'linear',
+        context_init: str = 'This is a fluorescence microscopy image stained with',
+        rank_context_tokens: int = 10,
+        tokens_per_rank: int = 1,
+        stain_descriptions: dict | None = None,
+        ce_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        seed: int = 0,
+    ):
         if variant is not None:
-            if variant not in FLUOCLIP_VARIANTS: raise InputError(f"unknown variant {variant!r}; known: {', '.join(FLUOCLIP_VARIANTS)}")
+            if variant not in FLUOCLIP_VARIANTS:
+                raise InputError(f"unknown variant {variant!r}; known: {', '.join(FLUOCLIP_VARIANTS)}")
             stain_tokens, adapter, stain_guided_ranks = FLUOCLIP_VARIANTS[variant].values()
-        if stain_tokens not in STAIN_TOKEN_MODES: raise InputError(f"stain_tokens must be one of {STAIN_TOKEN_MODES}, got {stain_tokens!r}")
+        if stain_tokens not in STAIN_TOKEN_MODES:
+            raise InputError(f"stain_tokens must be one of {STAIN_TOKEN_MODES}, got {stain_tokens!r}")
         stains = list(stains or [])
-        if not stains: raise InputError("FluoCLIP needs the list of stain names (the data set's stains)")
-        if len(set(stains)) != len(stains): raise InputError(f"stain names must be unique, got {stains}")
-        if stain_tokens == 'none' and stain_guided_ranks: raise InputError("stain-guided ranks need stain tokens: set stain_tokens to 'plain', 'trainable' or 'grounded'")
+        if not stains:
+            raise InputError("FluoCLIP needs the list of stain names (the data set's stains)")
+        if len(set(stains)) != len(stains):
+            raise InputError(f"stain names must be unique, got {stains}")
+        if stain_tokens == 'none' and stain_guided_ranks:
+            raise InputError(
+                "stain-guided ranks need stain tokens: set stain_tokens to 'plain', 'trainable' or 'grounded'"
+            )
         super().__init__(backbone, n_ranks, stains, ce_weight, kl_weight, train_image_encoder=True)
         self.variant = variant
-        self.stain_token_mode, self.use_adapter, self.stain_guided_ranks = stain_tokens, bool(adapter), bool(stain_guided_ranks)
+        self.stain_token_mode, self.use_adapter, self.stain_guided_ranks = (
+            stain_tokens,
+            bool(adapter),
+            bool(stain_guided_ranks),
+        )
         self.stages = ('stain', 'rank') if stain_tokens == 'grounded' else ('rank',)
         self.stage = self.stages[-1]
         g = torch.Generator().manual_seed(seed)
@@ -116,7 +156,7 @@ class FluoCLIP(RankPromptCLIP):
         names = [(stain_descriptions or {}).get(s, s) for s in stains]
         n_tok = max(len(word_token_ids(n)) for n in names)
         self.stain_tokens = nn.Parameter(torch.stack([word_embeddings(enc, n, n_tok, generator=g) for n in names]))
-        with torch.random.fork_rng():            # the adapter's and f_θ's layers draw from the global RNG: seed them
+        with torch.random.fork_rng():  # the adapter's and f_θ's layers draw from the global RNG: seed them
             torch.manual_seed(seed)
             self.adapter = TextAdapter(backbone.embed_dim) if adapter else None
             self.conditioner = StainConditioner(D, seed=seed + 1) if stain_guided_ranks else None
@@ -134,24 +174,26 @@ class FluoCLIP(RankPromptCLIP):
 
     def stain_rank_embeddings(self) -> torch.Tensor:
         "Rank embeddings (L, K, T, D) per stain (conditioned by f_θ), or (1, K, T, D) shared."
-        if self.conditioner is None: return self.ranks()[None]
+        if self.conditioner is None:
+            return self.ranks()[None]
         return self.ranks.interpolate(self.conditioner(self.ranks.base, self.stain_tokens))
 
     def rank_text_features(self) -> torch.Tensor:
         L, K = len(self.stains), self.n_ranks
-        R = self.stain_rank_embeddings()                                         # (L or 1, K, T, D)
+        R = self.stain_rank_embeddings()  # (L or 1, K, T, D)
         if self.stain_token_mode == 'none':
             x, eot = assemble_prompts(self.text_encoder, [self.context, self.rank_context, R[0]])
             return self._adapt(self.text_encoder(x, eot))[None]
         R = R.expand(L, -1, -1, -1).reshape(L * K, *R.shape[2:])
         S = self.stain_tokens[:, None].expand(-1, K, -1, -1).reshape(L * K, *self.stain_tokens.shape[1:])
         x, eot = assemble_prompts(self.text_encoder, [self.context, S, self.rank_context, R])
-        return self._adapt(self.text_encoder(x, eot).reshape(L, K, -1))     # the adapter runs over each stain's K prompts
+        return self._adapt(self.text_encoder(x, eot).reshape(L, K, -1))  # the adapter runs over each stain's K prompts
 
     # --- stage-dependent behaviour -----------------------------------------------------------------
     def forward(self, images: torch.Tensor, stain_ids: torch.Tensor | None = None) -> torch.Tensor:
         img = self.image_features(images)
-        if self.stage == 'stain': return self.logit_scale * img @ self.stain_text_features().T
+        if self.stage == 'stain':
+            return self.logit_scale * img @ self.stain_text_features().T
         return self.rank_logits(img, stain_ids)
 
     def targets(self, ranks, stain_ids):
@@ -159,7 +201,8 @@ class FluoCLIP(RankPromptCLIP):
 
     def loss(self, output, ranks, stain_ids=None):
         target = self.targets(ranks, stain_ids)
-        if target is None: raise InputError("the stain-grounding stage needs the stain id of every image")
+        if target is None:
+            raise InputError("the stain-grounding stage needs the stain id of every image")
         return ce_kl_loss(output, torch.as_tensor(target, device=output.device), self.ce_weight, self.kl_weight)
 
     def param_groups(self, stage=None):
@@ -167,12 +210,21 @@ class FluoCLIP(RankPromptCLIP):
         adapter = list(self.adapter.parameters()) if self.adapter is not None else []
         if stage == 'stain':
             return {'stain_tokens': [self.stain_tokens], **({'adapter': adapter} if adapter else {})}
-        g = {'context': [self.context, self.rank_context], 'ranks': list(self.ranks.parameters()),
-             'image_encoder': list(self.image_encoder.parameters())}
-        if self.conditioner is not None: g['conditioner'] = list(self.conditioner.parameters())
-        if self.stain_token_mode == 'trainable': g['stain_tokens'] = [self.stain_tokens]
-        if adapter and self.stain_token_mode != 'grounded': g['adapter'] = adapter
+        g = {
+            'context': [self.context, self.rank_context],
+            'ranks': list(self.ranks.parameters()),
+            'image_encoder': list(self.image_encoder.parameters()),
+        }
+        if self.conditioner is not None:
+            g['conditioner'] = list(self.conditioner.parameters())
+        if self.stain_token_mode == 'trainable':
+            g['stain_tokens'] = [self.stain_tokens]
+        if adapter and self.stain_token_mode != 'grounded':
+            g['adapter'] = adapter
         return g
 
     def extra_repr(self):
-        return super().extra_repr() + f", stain_tokens={self.stain_token_mode!r}, adapter={self.use_adapter}, stain_guided_ranks={self.stain_guided_ranks}"
+        return (
+            super().extra_repr()
+            + f", stain_tokens={self.stain_token_mode!r}, adapter={self.use_adapter}, stain_guided_ranks={self.stain_guided_ranks}"
+        )

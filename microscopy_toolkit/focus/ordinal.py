@@ -22,25 +22,35 @@ __all__ = ['INTERPOLATIONS', 'interpolation_weights', 'batch_kl_loss', 'ce_kl_lo
 # %% ../../nbs/13_focus.ordinal.ipynb #c64d7e92
 INTERPOLATIONS = ('linear', 'inverse', 'normal')
 
+
 def interpolation_weights(n_ranks: int, n_base: int, kind: str = 'linear') -> torch.Tensor:
     "Row-normalised weights (n_ranks, n_base) that build each rank embedding from the base rank embeddings."
-    if kind not in INTERPOLATIONS: raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got {kind!r}")
-    if not 2 <= n_base <= n_ranks: raise InputError(f"need 2 <= n_base_ranks <= n_ranks, got {n_base} base for {n_ranks} ranks")
+    if kind not in INTERPOLATIONS:
+        raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got {kind!r}")
+    if not 2 <= n_base <= n_ranks:
+        raise InputError(f"need 2 <= n_base_ranks <= n_ranks, got {n_base} base for {n_ranks} ranks")
     base = torch.linspace(0, n_ranks - 1, n_base, dtype=torch.float64)
     d = (torch.arange(n_ranks, dtype=torch.float64)[:, None] - base[None]).abs()
-    w = {'linear': lambda: 1 - d / (n_ranks - 1), 'inverse': lambda: 1 / (d + 1e-5), 'normal': lambda: torch.exp(-d ** 2)}[kind]()
+    w = {
+        'linear': lambda: 1 - d / (n_ranks - 1),
+        'inverse': lambda: 1 / (d + 1e-5),
+        'normal': lambda: torch.exp(-(d**2)),
+    }[kind]()
     return (w / w.sum(1, keepdim=True)).float()
 
 # %% ../../nbs/13_focus.ordinal.ipynb #d9150a02
 def batch_kl_loss(logits: torch.Tensor, targets: torch.Tensor, sharpness: float = 10.0) -> torch.Tensor:
     "OrdinalCLIP's KL term over the batch axis: per present class, KL(softmax(sharpness·1[y=c]) ‖ softmax_batch(logits[:, c]))."
-    onehot = F.one_hot(targets.long(), logits.shape[1]).T.to(logits.dtype)          # (C, B)
+    onehot = F.one_hot(targets.long(), logits.shape[1]).T.to(logits.dtype)  # (C, B)
     present = onehot.sum(1) > 0
     target = torch.softmax(sharpness * onehot[present], dim=1)
     logp = torch.log_softmax(logits.T[present], dim=1)
     return (target * (target.log() - logp)).sum() / present.sum().clamp(min=1)
 
-def ce_kl_loss(logits: torch.Tensor, targets: torch.Tensor, ce_weight: float = 1.0, kl_weight: float = 1.0) -> torch.Tensor:
+# %% ../../nbs/13_focus.ordinal.ipynb #5f472eea
+def ce_kl_loss(
+    logits: torch.Tensor, targets: torch.Tensor, ce_weight: float = 1.0, kl_weight: float = 1.0
+) -> torch.Tensor:
     "α·CE + β·KL (FluoCLIP Eq. 10; α = β = 1 in the paper)."
     loss = ce_weight * F.cross_entropy(logits, targets.long()) if ce_weight else logits.sum() * 0
     return loss + kl_weight * batch_kl_loss(logits, targets) if kl_weight else loss
@@ -48,36 +58,59 @@ def ce_kl_loss(logits: torch.Tensor, targets: torch.Tensor, ce_weight: float = 1
 # %% ../../nbs/13_focus.ordinal.ipynb #51d0d437
 class RankEmbeddings(nn.Module):
     "Rank token embeddings (K, T, D): `n_base` learnable bases interpolated to `n_ranks` (OrdinalCLIP), or one per rank (`interpolation=None`)."
-    def __init__(self, n_ranks: int, width: int, n_base: int | None = 3, tokens_per_rank: int = 1,
-                 interpolation: str | None = 'linear', std: float = 0.02, generator: torch.Generator | None = None):
+
+    def __init__(
+        self,
+        n_ranks: int,
+        width: int,
+        n_base: int | None = 3,
+        tokens_per_rank: int = 1,
+        interpolation: str | None = 'linear',
+        std: float = 0.02,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.n_ranks, self.interpolation = n_ranks, interpolation
         n = n_ranks if interpolation is None else n_base
-        if interpolation is not None: self.register_buffer('weights', interpolation_weights(n_ranks, n_base, interpolation))
+        if interpolation is not None:
+            self.register_buffer('weights', interpolation_weights(n_ranks, n_base, interpolation))
         self.base = nn.Parameter(torch.randn(n, tokens_per_rank, width, generator=generator) * std)
 
     def interpolate(self, base: torch.Tensor) -> torch.Tensor:
         "(..., K', T, D) bases → (..., K, T, D) rank embeddings."
-        if self.interpolation is None: return base
+        if self.interpolation is None:
+            return base
         return torch.einsum('kb,...btd->...ktd', self.weights.to(base.dtype), base)
 
-    def forward(self) -> torch.Tensor: return self.interpolate(self.base)
+    def forward(self) -> torch.Tensor:
+        return self.interpolate(self.base)
 
 # %% ../../nbs/13_focus.ordinal.ipynb #789ad087
 class RankPromptCLIP(nn.Module):
     "Shared machinery of the prompt-learning focus assessors: image/text encoders, logits, loss, text-feature cache, stages."
+
     stages: tuple = ('rank',)
 
-    def __init__(self, backbone: ClipBackbone, n_ranks: int = 10, stains: Sequence[str] | None = None,
-                 ce_weight: float = 1.0, kl_weight: float = 1.0, train_image_encoder: bool = True):
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        n_ranks: int = 10,
+        stains: Sequence[str] | None = None,
+        ce_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        train_image_encoder: bool = True,
+    ):
         super().__init__()
-        if n_ranks < 2: raise InputError(f"need at least 2 focus levels, got n_ranks={n_ranks}")
+        if n_ranks < 2:
+            raise InputError(f"need at least 2 focus levels, got n_ranks={n_ranks}")
         self.n_ranks, self.stains = int(n_ranks), list(stains or [])
         self.backbone_name, self.model_cfg, self.image_size = backbone.name, backbone.model_cfg, backbone.image_size
         self.mean, self.std = tuple(backbone.mean), tuple(backbone.std)
         self.image_encoder = backbone.model.visual
         self.text_encoder = PromptTextEncoder(backbone.model)
-        self.register_buffer('logit_scale', backbone.model.logit_scale.detach().exp().clone())   # frozen, as the reference
+        self.register_buffer(
+            'logit_scale', backbone.model.logit_scale.detach().exp().clone()
+        )  # frozen, as the reference
         self.ce_weight, self.kl_weight = ce_weight, kl_weight
         self.train_image_encoder = train_image_encoder
         self._text_cache, self.stage = None, self.stages[-1]
@@ -90,12 +123,14 @@ class RankPromptCLIP(nn.Module):
     def text_features(self) -> torch.Tensor:
         "Rank text features, cached while evaluating without gradients."
         if not self.training and not torch.is_grad_enabled():
-            if self._text_cache is None: self._text_cache = self.rank_text_features()
+            if self._text_cache is None:
+                self._text_cache = self.rank_text_features()
             return self._text_cache
         self._text_cache = None
         return self.rank_text_features()
 
-    def clear_cache(self): self._text_cache = None
+    def clear_cache(self):
+        self._text_cache = None
 
     def load_state_dict(self, *args, **kwargs):
         self.clear_cache()
@@ -104,24 +139,30 @@ class RankPromptCLIP(nn.Module):
     # --- image side and logits --------------------------------------------------------------------
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
-            raise InputError(f"images must be a (B, 3, H, W) batch, got {tuple(images.shape)}; single-channel images go through focus.data's transform first")
-        if len(images) == 0: raise InputError("empty batch of images")
+            raise InputError(
+                f"images must be a (B, 3, H, W) batch, got {tuple(images.shape)}; single-channel images go through focus.data's transform first"
+            )
+        if len(images) == 0:
+            raise InputError("empty batch of images")
         return F.normalize(self.image_encoder(images), dim=-1)
 
     def _check_stains(self, stain_ids: torch.Tensor | None, n: int, needed: bool) -> torch.Tensor | None:
         if stain_ids is None:
-            if needed: raise InputError("this model is stain-aware: pass the stain id of every image")
+            if needed:
+                raise InputError("this model is stain-aware: pass the stain id of every image")
             return None
         stain_ids = torch.as_tensor(stain_ids).long()
-        if stain_ids.shape != (n,): raise InputError(f"need one stain id per image: {n} images, stain ids of shape {tuple(stain_ids.shape)}")
+        if stain_ids.shape != (n,):
+            raise InputError(f"need one stain id per image: {n} images, stain ids of shape {tuple(stain_ids.shape)}")
         if self.stains and ((stain_ids < 0) | (stain_ids >= len(self.stains))).any():
             raise InputError(f"stain ids must lie in 0..{len(self.stains) - 1} ({', '.join(self.stains)})")
         return stain_ids
 
     def rank_logits(self, image_features: torch.Tensor, stain_ids: torch.Tensor | None) -> torch.Tensor:
         "(B, K) logits: scaled cosine similarity with the rank prompts of each image's stain."
-        text = self.text_features()                                    # (S, K, E)
-        if text.shape[0] == 1: return self.logit_scale * image_features @ text[0].T
+        text = self.text_features()  # (S, K, E)
+        if text.shape[0] == 1:
+            return self.logit_scale * image_features @ text[0].T
         stain_ids = self._check_stains(stain_ids, len(image_features), True)
         return self.logit_scale * torch.einsum('be,bke->bk', image_features, text[stain_ids.to(text.device)])
 
@@ -136,7 +177,8 @@ class RankPromptCLIP(nn.Module):
         "What the current stage predicts (ranks here; FluoCLIP's grounding stage predicts stains)."
         return ranks
 
-    def probabilities(self, output: torch.Tensor) -> torch.Tensor: return torch.softmax(output.float(), dim=-1)
+    def probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(output.float(), dim=-1)
 
     def expected_rank(self, output: torch.Tensor) -> torch.Tensor:
         p = self.probabilities(output)
@@ -149,13 +191,17 @@ class RankPromptCLIP(nn.Module):
 
     def set_stage(self, stage: str) -> dict[str, list[nn.Parameter]]:
         "Make exactly the stage's parameters trainable; frozen modules stay in eval mode (fixed BatchNorm statistics)."
-        if stage not in self.stages: raise InputError(f"{type(self).__name__} has stages {self.stages}, not {stage!r}")
+        if stage not in self.stages:
+            raise InputError(f"{type(self).__name__} has stages {self.stages}, not {stage!r}")
         self.stage = stage
-        for p in self.parameters(): p.requires_grad_(False)
+        for p in self.parameters():
+            p.requires_grad_(False)
         groups = self.param_groups(stage)
         for ps in groups.values():
-            for p in ps: p.requires_grad_(True)
-        self.clear_cache(); self.train(self.training)
+            for p in ps:
+                p.requires_grad_(True)
+        self.clear_cache()
+        self.train(self.training)
         return groups
 
     def _image_encoder_trains(self) -> bool:
@@ -163,7 +209,8 @@ class RankPromptCLIP(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and not self._image_encoder_trains(): self.image_encoder.eval()
+        if mode and not self._image_encoder_trains():
+            self.image_encoder.eval()
         return self
 
     def extra_repr(self) -> str:
@@ -172,14 +219,31 @@ class RankPromptCLIP(nn.Module):
 # %% ../../nbs/13_focus.ordinal.ipynb #5756e2bb
 class OrdinalCLIP(RankPromptCLIP):
     "OrdinalCLIP for focus levels: learnable context + rank context + interpolated rank embeddings, frozen text encoder, CE + KL."
-    def __init__(self, backbone: ClipBackbone, n_ranks: int = 10, n_base_ranks: int = 3, interpolation: str | None = 'linear',
-                 context_init: str = 'This is a fluorescence microscopy image with focus level', n_context: int | None = None,
-                 rank_context_tokens: int = 10, tokens_per_rank: int = 1, stains: Sequence[str] | None = None,
-                 ce_weight: float = 1.0, kl_weight: float = 1.0, train_image_encoder: bool = True, seed: int = 0):
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        n_ranks: int = 10,
+        n_base_ranks: int = 3,
+        interpolation: str | None = 'linear',
+        context_init: str = 'This is a fluorescence microscopy image with focus level',
+        n_context: int | None = None,
+        rank_context_tokens: int = 10,
+        tokens_per_rank: int = 1,
+        stains: Sequence[str] | None = None,
+        ce_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        train_image_encoder: bool = True,
+        seed: int = 0,
+    ):
         super().__init__(backbone, n_ranks, stains, ce_weight, kl_weight, train_image_encoder)
         g = torch.Generator().manual_seed(seed)
         D = self.text_encoder.width
-        ctx = word_embeddings(self.text_encoder, context_init, n_context, generator=g) if context_init else torch.randn(n_context or 16, D, generator=g) * 0.02
+        ctx = (
+            word_embeddings(self.text_encoder, context_init, n_context, generator=g)
+            if context_init
+            else torch.randn(n_context or 16, D, generator=g) * 0.02
+        )
         self.context = nn.Parameter(ctx)
         self.rank_context = nn.Parameter(torch.randn(rank_context_tokens, D, generator=g) * 0.02)
         self.ranks = RankEmbeddings(n_ranks, D, n_base_ranks, tokens_per_rank, interpolation, generator=g)
@@ -190,13 +254,31 @@ class OrdinalCLIP(RankPromptCLIP):
 
     def param_groups(self, stage=None):
         g = {'context': [self.context, self.rank_context], 'ranks': list(self.ranks.parameters())}
-        if self.train_image_encoder: g['image_encoder'] = list(self.image_encoder.parameters())
+        if self.train_image_encoder:
+            g['image_encoder'] = list(self.image_encoder.parameters())
         return g
 
-def CoOp(backbone: ClipBackbone, n_ranks: int = 10, n_context: int = 16, train_image_encoder: bool = False,
-         stains: Sequence[str] | None = None, seed: int = 0) -> OrdinalCLIP:
+# %% ../../nbs/13_focus.ordinal.ipynb #24dea649
+def CoOp(
+    backbone: ClipBackbone,
+    n_ranks: int = 10,
+    n_context: int = 16,
+    train_image_encoder: bool = False,
+    stains: Sequence[str] | None = None,
+    seed: int = 0,
+) -> OrdinalCLIP:
     """CoOp prompt learning for focus levels: 16 learnable context vectors (N(0, 0.02)) and one free embedding per level, CE loss.
 
     `train_image_encoder=False` is CoOp's protocol (prompts only); `True` is the paper's CoOp+E_img."""
-    return OrdinalCLIP(backbone, n_ranks, interpolation=None, context_init='', n_context=n_context, rank_context_tokens=0,
-                       stains=stains, kl_weight=0.0, train_image_encoder=train_image_encoder, seed=seed)
+    return OrdinalCLIP(
+        backbone,
+        n_ranks,
+        interpolation=None,
+        context_init='',
+        n_context=n_context,
+        rank_context_tokens=0,
+        stains=stains,
+        kl_weight=0.0,
+        train_image_encoder=train_image_encoder,
+        seed=seed,
+    )

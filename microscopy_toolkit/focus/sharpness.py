@@ -22,30 +22,44 @@ __all__ = ['FOCUS_MEASURES', 'spatial_frequency', 'brenner', 'tenengrad', 'varia
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith('torch')
 
+# %% ../../nbs/10_focus.sharpness.ipynb #26315c27
 def _prepare(x, min_size: int = 2, name: str = 'measure', check_nan: bool = True):
     "Validate and convert to a floating array (NumPy float32/64 or a floating torch tensor)."
     if _is_torch(x):
         import torch
-        if x.ndim < 2: raise InputError(f"{name} needs an image (..., M, N), got a tensor of shape {tuple(x.shape)}")
-        if not torch.is_floating_point(x) or x.dtype in (torch.float16, torch.bfloat16): x = x.float()
-        if check_nan and x.numel() and torch.isnan(x).any(): raise InputError(f"{name}: the image holds NaN values; fix or mask them first")
+
+        if x.ndim < 2:
+            raise InputError(f"{name} needs an image (..., M, N), got a tensor of shape {tuple(x.shape)}")
+        if not torch.is_floating_point(x) or x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        if check_nan and x.numel() and torch.isnan(x).any():
+            raise InputError(f"{name}: the image holds NaN values; fix or mask them first")
     else:
         x = np.asarray(x)
-        if x.dtype == object: raise InputError(f"{name} needs a numeric array; for images of different sizes, call it per image or use score_images")
-        if x.ndim < 2: raise InputError(f"{name} needs an image (..., M, N), got an array of shape {x.shape}")
-        if x.dtype not in (np.float32, np.float64): x = x.astype(np.float32)
-        if check_nan and np.isnan(x).any(): raise InputError(f"{name}: the image holds {int(np.isnan(x).sum())} NaN value(s); fix or mask them first")
+        if x.dtype == object:
+            raise InputError(
+                f"{name} needs a numeric array; for images of different sizes, call it per image or use score_images"
+            )
+        if x.ndim < 2:
+            raise InputError(f"{name} needs an image (..., M, N), got an array of shape {x.shape}")
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float32)
+        if check_nan and np.isnan(x).any():
+            raise InputError(f"{name}: the image holds {int(np.isnan(x).sum())} NaN value(s); fix or mask them first")
     if x.shape[-1] < min_size or x.shape[-2] < min_size:
         raise InputError(f"{name} needs images of at least {min_size}x{min_size} pixels, got {tuple(x.shape[-2:])}")
     return x
 
+# %% ../../nbs/10_focus.sharpness.ipynb #7d46fd3b
 def _mean2(a):
     "Mean over the last two axes, accumulated in float64 for NumPy."
-    if _is_torch(a): return a.mean(dim=(-2, -1))
+    if _is_torch(a):
+        return a.mean(dim=(-2, -1))
     return a.mean(axis=(-2, -1), dtype=np.float64)
 
 # %% ../../nbs/10_focus.sharpness.ipynb #695d347b
-_BLOCK_ELEMS = 1 << 17   # 512 KB of float32 per block: stays in L2 cache (measured fastest in benchmarks/sharpness.py)
+_BLOCK_ELEMS = 1 << 17  # 512 KB of float32 per block: stays in L2 cache (measured fastest in benchmarks/sharpness.py)
+
 
 def _sum_sq_diffs_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Sums of squared row-to-row and column-to-column differences over the last two axes (float64), in cache-sized row blocks."
@@ -58,38 +72,45 @@ def _sum_sq_diffs_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r = c = 0.0
         for r0 in range(0, m, step):
             r1 = min(m, r0 + step)
-            flat = img[r0:r1].ravel()                       # a contiguous run of whole rows
-            d = buf[:flat.size - 1]
-            np.subtract(flat[1:], flat[:-1], out=d)         # neighbours along the run: columns, plus one wrap per row end
-            wrap = d[n - 1::n]                              # (last pixel of row i, first of row i+1): not a column pair
+            flat = img[r0:r1].ravel()  # a contiguous run of whole rows
+            d = buf[: flat.size - 1]
+            np.subtract(flat[1:], flat[:-1], out=d)  # neighbours along the run: columns, plus one wrap per row end
+            wrap = d[n - 1 :: n]  # (last pixel of row i, first of row i+1): not a column pair
             c += float(np.dot(d, d)) - float(np.dot(wrap, wrap))
-            flat2 = img[r0:min(m, r1 + 1)].ravel()          # one more row, to pair row r1-1 with row r1
+            flat2 = img[r0 : min(m, r1 + 1)].ravel()  # one more row, to pair row r1-1 with row r1
             k = flat2.size - n
             if k > 0:
                 d = buf[:k]
-                np.subtract(flat2[n:], flat2[:-n], out=d)   # pixel minus the pixel one row above
+                np.subtract(flat2[n:], flat2[:-n], out=d)  # pixel minus the pixel one row above
                 r += float(np.dot(d, d))
         rows[b], cols[b] = r, c
     return rows.reshape(lead), cols.reshape(lead)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #edced978
 def spatial_frequency(x, return_components: bool = False):
     "Spatial frequency SF = sqrt(RF² + CF²) of each image in `x` (..., M, N) (FluoCLIP Eq. 11); `(sf, rf, cf)` with `return_components`."
-    x = _prepare(x, 2, 'spatial_frequency', check_nan=False)     # NaN propagates into the sums: checked after, for free
+    x = _prepare(x, 2, 'spatial_frequency', check_nan=False)  # NaN propagates into the sums: checked after, for free
     m, n = x.shape[-2:]
-    if _is_torch(x) and x.device.type == 'cpu' and not x.requires_grad:     # the blocked NumPy path is faster on the CPU
+    if _is_torch(x) and x.device.type == 'cpu' and not x.requires_grad:  # the blocked NumPy path is faster on the CPU
         import torch
+
         res = spatial_frequency(x.numpy(), return_components)
-        return tuple(torch.from_numpy(np.asarray(r)).to(x.dtype) for r in res) if return_components else torch.from_numpy(np.asarray(res)).to(x.dtype)
+        return (
+            tuple(torch.from_numpy(np.asarray(r)).to(x.dtype) for r in res)
+            if return_components
+            else torch.from_numpy(np.asarray(res)).to(x.dtype)
+        )
     if _is_torch(x):
         rs = (x[..., 1:, :] - x[..., :-1, :]).pow(2).sum(dim=(-2, -1))
         cs = (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum(dim=(-2, -1))
         rf, cf = (rs / ((m - 1) * n)).sqrt(), (cs / (m * (n - 1))).sqrt()
-        sf = (rf ** 2 + cf ** 2).sqrt()
+        sf = (rf**2 + cf**2).sqrt()
     else:
         rs, cs = _sum_sq_diffs_numpy(np.ascontiguousarray(x))
         rf, cf = np.sqrt(rs / ((m - 1) * n)), np.sqrt(cs / (m * (n - 1)))
-        sf = np.sqrt(rf ** 2 + cf ** 2)
-    if not bool((sf == sf).all()): _prepare(x, 2, 'spatial_frequency')          # raises the NaN error with a count
+        sf = np.sqrt(rf**2 + cf**2)
+    if not bool((sf == sf).all()):
+        _prepare(x, 2, 'spatial_frequency')  # raises the NaN error with a count
     return (sf, rf, cf) if return_components else sf
 
 # %% ../../nbs/10_focus.sharpness.ipynb #7fd491db
@@ -98,75 +119,108 @@ def brenner(x):
     x = _prepare(x, 3, 'brenner')
     return _mean2((x[..., 2:, :] - x[..., :-2, :]) ** 2) + _mean2((x[..., :, 2:] - x[..., :, :-2]) ** 2)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #c74645c5
 def _sobel(x):
     "Sobel derivatives (valid interior): gradient along columns (x) and along rows (y)."
-    gx = (x[..., :-2, 2:] + 2 * x[..., 1:-1, 2:] + x[..., 2:, 2:]) - (x[..., :-2, :-2] + 2 * x[..., 1:-1, :-2] + x[..., 2:, :-2])
-    gy = (x[..., 2:, :-2] + 2 * x[..., 2:, 1:-1] + x[..., 2:, 2:]) - (x[..., :-2, :-2] + 2 * x[..., :-2, 1:-1] + x[..., :-2, 2:])
+    gx = (x[..., :-2, 2:] + 2 * x[..., 1:-1, 2:] + x[..., 2:, 2:]) - (
+        x[..., :-2, :-2] + 2 * x[..., 1:-1, :-2] + x[..., 2:, :-2]
+    )
+    gy = (x[..., 2:, :-2] + 2 * x[..., 2:, 1:-1] + x[..., 2:, 2:]) - (
+        x[..., :-2, :-2] + 2 * x[..., :-2, 1:-1] + x[..., :-2, 2:]
+    )
     return gx, gy
 
+# %% ../../nbs/10_focus.sharpness.ipynb #44ffb800
 def tenengrad(x):
     "Tenengrad: mean of the squared Sobel gradient magnitude over the image interior."
     x = _prepare(x, 3, 'tenengrad')
     gx, gy = _sobel(x)
     return _mean2(gx * gx + gy * gy)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #eb2992ba
 def _var2(a):
     mu = _mean2(a)
     return _mean2((a - mu[..., None, None]) ** 2)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #8931bb44
 def variance_of_laplacian(x):
     "Variance of the 4-neighbour Laplacian over the image interior."
     x = _prepare(x, 3, 'variance_of_laplacian')
     lap = x[..., :-2, 1:-1] + x[..., 2:, 1:-1] + x[..., 1:-1, :-2] + x[..., 1:-1, 2:] - 4 * x[..., 1:-1, 1:-1]
     return _var2(lap)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #a8d8f6b3
 def normalized_variance(x, eps: float = 1e-12):
     "Intensity variance divided by the mean intensity (Groen et al.): insensitive to overall brightness scaling up to the mean."
     x = _prepare(x, 2, 'normalized_variance')
     mu = _mean2(x)
     if _is_torch(x):
-        if (mu.abs() < eps).any(): raise InputError("normalized_variance: an image has zero mean intensity; use another measure for zero-mean data")
-    elif (np.abs(mu) < eps).any(): raise InputError("normalized_variance: an image has zero mean intensity; use another measure for zero-mean data")
+        if (mu.abs() < eps).any():
+            raise InputError(
+                "normalized_variance: an image has zero mean intensity; use another measure for zero-mean data"
+            )
+    elif (np.abs(mu) < eps).any():
+        raise InputError(
+            "normalized_variance: an image has zero mean intensity; use another measure for zero-mean data"
+        )
     return _var2(x) / mu
 
+# %% ../../nbs/10_focus.sharpness.ipynb #513f4b29
 def plls(x, fmin: float = 0.0, fmax: float = 0.5):
     "Power log-log slope (Bray et al. 2012): least-squares slope of log radially averaged power vs log frequency over (fmin, fmax] cycles/pixel."
     xt = _prepare(x, 4, 'plls')
     was_torch = _is_torch(xt)
-    if was_torch: dev, xt = xt.device, xt.detach().cpu().double().numpy()
+    if was_torch:
+        dev, xt = xt.device, xt.detach().cpu().double().numpy()
     m, n = xt.shape[-2:]
     lead = xt.shape[:-2]
     a = xt.reshape(-1, m, n).astype(np.float64)
     a = a - a.mean(axis=(-2, -1), keepdims=True)
-    power = np.abs(np.fft.rfft2(a)) ** 2                                        # (B, m, n//2+1)
-    fy = np.fft.fftfreq(m)[:, None]; fx = np.fft.rfftfreq(n)[None, :]
-    radius = np.sqrt(fy ** 2 + fx ** 2)
+    power = np.abs(np.fft.rfft2(a)) ** 2  # (B, m, n//2+1)
+    fy = np.fft.fftfreq(m)[:, None]
+    fx = np.fft.rfftfreq(n)[None, :]
+    radius = np.sqrt(fy**2 + fx**2)
     nbins = int(min(m, n) // 2)
-    bins = np.minimum(np.round(radius * min(m, n)).astype(int), nbins + 1)    # radius in units of 1/min(m, n)
+    bins = np.minimum(np.round(radius * min(m, n)).astype(int), nbins + 1)  # radius in units of 1/min(m, n)
     counts = np.bincount(bins.ravel(), minlength=nbins + 2)
     sums = np.stack([np.bincount(bins.ravel(), weights=p.ravel(), minlength=nbins + 2) for p in power])
     freqs = np.arange(nbins + 2) / min(m, n)
     keep = (freqs > fmin) & (freqs <= fmax) & (counts > 0)
-    if keep.sum() < 2: raise InputError(f"plls: the band ({fmin}, {fmax}] cycles/pixel holds fewer than two frequencies for {m}x{n} images")
-    lf = np.log(freqs[keep]); lp = np.log(sums[:, keep] / counts[keep] + 1e-30)
+    if keep.sum() < 2:
+        raise InputError(
+            f"plls: the band ({fmin}, {fmax}] cycles/pixel holds fewer than two frequencies for {m}x{n} images"
+        )
+    lf = np.log(freqs[keep])
+    lp = np.log(sums[:, keep] / counts[keep] + 1e-30)
     lf_c = lf - lf.mean()
-    slope = ((lp - lp.mean(axis=1, keepdims=True)) * lf_c).sum(axis=1) / (lf_c ** 2).sum()
+    slope = ((lp - lp.mean(axis=1, keepdims=True)) * lf_c).sum(axis=1) / (lf_c**2).sum()
     slope = slope.reshape(lead)
     if was_torch:
         import torch
+
         return torch.as_tensor(slope, device=dev)
     return slope
 
 # %% ../../nbs/10_focus.sharpness.ipynb #1b72ae3a
-FOCUS_MEASURES: dict[str, Callable] = {'sf': spatial_frequency, 'brenner': brenner, 'tenengrad': tenengrad,
-                                       'laplacian_var': variance_of_laplacian, 'normalized_variance': normalized_variance, 'plls': plls}
+FOCUS_MEASURES: dict[str, Callable] = {
+    'sf': spatial_frequency,
+    'brenner': brenner,
+    'tenengrad': tenengrad,
+    'laplacian_var': variance_of_laplacian,
+    'normalized_variance': normalized_variance,
+    'plls': plls,
+}
+
 
 def focus_measure(x, name: str = 'sf'):
     "Compute the registered focus measure `name` on `x` (..., M, N)."
     if name not in FOCUS_MEASURES:
         close = difflib.get_close_matches(str(name), list(FOCUS_MEASURES), n=1, cutoff=0.4)
-        raise InputError(f"unknown focus measure {name!r}" + (f" (did you mean {close[0]!r}?)" if close else '') +
-                         f"; available: {', '.join(FOCUS_MEASURES)}")
+        raise InputError(
+            f"unknown focus measure {name!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else '')
+            + f"; available: {', '.join(FOCUS_MEASURES)}"
+        )
     return FOCUS_MEASURES[name](x)
 
 # %% ../../nbs/10_focus.sharpness.ipynb #8711e755
@@ -174,17 +228,25 @@ def score_images(images, measures: str | Sequence[str] = ('sf',)) -> pd.DataFram
     "One row per image, one column per measure; `images` is an (N, M, N') array or a list of 2-D images (stacked and scored at once when they share a size)."
     measures = [measures] if isinstance(measures, str) else list(measures)
     if not (isinstance(images, np.ndarray) or _is_torch(images)):
-        if len(images) == 0: raise InputError("score_images got no images")
-        if len({np.shape(im) for im in images}) == 1 and np.ndim(images[0]) == 2: images = np.stack([np.asarray(im) for im in images])
+        if len(images) == 0:
+            raise InputError("score_images got no images")
+        if len({np.shape(im) for im in images}) == 1 and np.ndim(images[0]) == 2:
+            images = np.stack([np.asarray(im) for im in images])
     if isinstance(images, np.ndarray) and images.ndim == 3 or _is_torch(images):
         return pd.DataFrame({m: np.asarray(focus_measure(images, m), dtype=float) for m in measures})
-    rows = [{m: float(focus_measure(np.asarray(im), m)) for m in measures} for im in progress(images, desc='focus measures', unit='img')]
+    rows = [
+        {m: float(focus_measure(np.asarray(im), m)) for m in measures}
+        for im in progress(images, desc='focus measures', unit='img')
+    ]
     return pd.DataFrame(rows)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #3ae942ab
 def _need(df: pd.DataFrame, cols):
     missing = [c for c in cols if c not in df.columns]
-    if missing: raise InputError(f"the table lacks column(s) {missing}; it has {list(df.columns)}")
+    if missing:
+        raise InputError(f"the table lacks column(s) {missing}; it has {list(df.columns)}")
 
+# %% ../../nbs/10_focus.sharpness.ipynb #2475c764
 def per_rank_summary(df: pd.DataFrame, measure: str = 'sf', by: str | None = None) -> pd.DataFrame:
     "Mean, std (ddof=0) and count of `measure` per focus rank (and per `by` group, e.g. 'stain')."
     _need(df, [measure, 'rank'] + ([by] if by else []))
@@ -192,20 +254,26 @@ def per_rank_summary(df: pd.DataFrame, measure: str = 'sf', by: str | None = Non
     out = df.groupby(keys)[measure].agg(mean='mean', std=lambda v: float(np.std(v)), n='count').reset_index()
     return out
 
+# %% ../../nbs/10_focus.sharpness.ipynb #dd8869ac
 def per_stain_srcc(df: pd.DataFrame, measure: str = 'sf', by: str = 'stain') -> pd.DataFrame:
     "Spearman rank correlation between `measure` and `rank` within each stain: columns stain, srcc, p_value, n."
     from scipy.stats import spearmanr
+
     _need(df, [measure, 'rank', by])
     rows = []
     for stain, g in df.groupby(by, sort=True):
-        if g['rank'].nunique() < 2 or g[measure].nunique() < 2: rho, p = np.nan, np.nan
-        else: rho, p = spearmanr(g[measure], g['rank'])
+        if g['rank'].nunique() < 2 or g[measure].nunique() < 2:
+            rho, p = np.nan, np.nan
+        else:
+            rho, p = spearmanr(g[measure], g['rank'])
         rows.append({by: stain, 'srcc': float(rho), 'p_value': float(p), 'n': int(len(g))})
     return pd.DataFrame(rows)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #8ce27abc
 def srcc_table(collections: pd.DataFrame | dict, measure: str = 'sf', by: str = 'stain') -> pd.DataFrame:
     "Table 1 of the paper: mean ± std (across stains, ddof=0) of the per-stain SRCC, one column per dataset."
-    if isinstance(collections, pd.DataFrame): collections = {'collection': collections}
+    if isinstance(collections, pd.DataFrame):
+        collections = {'collection': collections}
     cols = {}
     for name, df in collections.items():
         s = per_stain_srcc(df, measure, by)['srcc'].dropna()
@@ -213,34 +281,43 @@ def srcc_table(collections: pd.DataFrame | dict, measure: str = 'sf', by: str = 
         cols[name] = {'SRCC ρ': f'{mean:.3f} ± {std:.3f}', 'mean': mean, 'std': std, 'n_stains': int(len(s))}
     return pd.DataFrame(cols)
 
+# %% ../../nbs/10_focus.sharpness.ipynb #eed78a46
 def plot_rank_curve(df: pd.DataFrame, measure: str = 'sf', by: str | None = None, ax=None, band: bool = True):
     "Fig. 3a: mean `measure` against focus rank with a ±1 std band, one line per `by` group."
     import matplotlib.pyplot as plt
+
     ax = ax or plt.gca()
     summary = per_rank_summary(df, measure, by)
     groups = summary.groupby(by) if by else [(None, summary)]
     for name, g in groups:
-        line, = ax.plot(g['rank'], g['mean'], marker='o', ms=3, label=name)
-        if band: ax.fill_between(g['rank'], g['mean'] - g['std'], g['mean'] + g['std'], color=line.get_color(), alpha=0.2)
-    ax.set_xlabel('focus rank (0 = in focus)'); ax.set_ylabel(measure.upper() if measure == 'sf' else measure)
-    if by: ax.legend(fontsize=8)
+        (line,) = ax.plot(g['rank'], g['mean'], marker='o', ms=3, label=name)
+        if band:
+            ax.fill_between(g['rank'], g['mean'] - g['std'], g['mean'] + g['std'], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel('focus rank (0 = in focus)')
+    ax.set_ylabel(measure.upper() if measure == 'sf' else measure)
+    if by:
+        ax.legend(fontsize=8)
     return ax
 
+# %% ../../nbs/10_focus.sharpness.ipynb #64200f2b
 def plot_stain_boxplots(df: pd.DataFrame, measure: str = 'sf', by: str = 'stain', ax=None):
     "Fig. 3b–d: distribution of `measure` per stain."
     import matplotlib.pyplot as plt
+
     ax = ax or plt.gca()
     _need(df, [measure, by])
     names = sorted(df[by].unique())
     ax.boxplot([df.loc[df[by] == s, measure].values for s in names], showfliers=False)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
-    ax.set_xlabel(by); ax.set_ylabel(measure.upper() if measure == 'sf' else measure)
+    ax.set_xlabel(by)
+    ax.set_ylabel(measure.upper() if measure == 'sf' else measure)
     return ax
 
 # %% ../../nbs/10_focus.sharpness.ipynb #6b601a34
 @dataclass
 class BestFocus:
     "Per-plane focus scores of a z-stack, the best plane, and each plane's rank (0 = best) and distance from it."
+
     scores: np.ndarray
     best: int
     relative_rank: np.ndarray
@@ -250,23 +327,32 @@ class BestFocus:
     def plot(self, ax=None):
         "The focus curve with the best plane marked."
         import matplotlib.pyplot as plt
+
         ax = ax or plt.subplots(figsize=(5, 3))[1]
         ax.plot(np.arange(len(self.scores)), self.scores, marker='.', color='C0')
-        ax.axvline(self.best, color='k', ls='--', lw=1); ax.plot([self.best], [self.scores[self.best]], 'r*', ms=12, label=f'best z = {self.best}')
-        ax.set_xlabel('plane z'); ax.set_ylabel(self.measure); ax.legend()
+        ax.axvline(self.best, color='k', ls='--', lw=1)
+        ax.plot([self.best], [self.scores[self.best]], 'r*', ms=12, label=f'best z = {self.best}')
+        ax.set_xlabel('plane z')
+        ax.set_ylabel(self.measure)
+        ax.legend()
         return ax
 
+# %% ../../nbs/10_focus.sharpness.ipynb #ae11e0dc
 def best_focus(stack, measure: str = 'sf', smooth: float = 0) -> BestFocus:
     "Score each plane of a (Z, Y, X) stack with `measure`, pick the best (optionally after Gaussian smoothing of the curve by `smooth` planes)."
     stack = stack.detach().cpu().numpy() if _is_torch(stack) else np.asarray(stack)
-    if stack.ndim != 3: raise InputError(f"best_focus needs a (Z, Y, X) stack, got shape {stack.shape}")
-    if stack.shape[0] == 0: raise InputError("best_focus got an empty stack (0 planes)")
+    if stack.ndim != 3:
+        raise InputError(f"best_focus needs a (Z, Y, X) stack, got shape {stack.shape}")
+    if stack.shape[0] == 0:
+        raise InputError("best_focus got an empty stack (0 planes)")
     scores = np.asarray(focus_measure(stack, measure), dtype=float)
     curve = scores
     if smooth > 0:
         from scipy.ndimage import gaussian_filter1d
+
         curve = gaussian_filter1d(scores, smooth, mode='nearest')
     best = int(np.argmax(curve))
     order = np.argsort(-curve, kind='stable')
-    rel = np.empty(len(curve), dtype=int); rel[order] = np.arange(len(curve))
+    rel = np.empty(len(curve), dtype=int)
+    rel[order] = np.arange(len(curve))
     return BestFocus(scores, best, rel, np.abs(np.arange(len(curve)) - best), measure)

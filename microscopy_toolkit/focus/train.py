@@ -31,21 +31,41 @@ CLIP_METHODS = tuple(FLUOCLIP_VARIANTS) + ('coop', 'coop+image')
 BASELINE_METHODS = ('ce', 'oe', 'co2', 'qulce')
 METHODS = CLIP_METHODS + BASELINE_METHODS + ('focuslitenn', 'focuslitenn-10')
 
-def _backbone_from_spec(spec: dict) -> ClipBackbone:
-    return ClipBackbone(build_clip(spec['model_cfg']), spec['backbone'], spec['model_cfg'], spec['image_size'],
-                        tuple(spec['mean']), tuple(spec['std']))
 
-def build_model(method: str, stains: Sequence[str], n_ranks: int = 10, backbone: str | ClipBackbone = 'RN50',
-                pretrained: str | None = None, seed: int = 0, **kwargs) -> nn.Module:
+def _backbone_from_spec(spec: dict) -> ClipBackbone:
+    return ClipBackbone(
+        build_clip(spec['model_cfg']),
+        spec['backbone'],
+        spec['model_cfg'],
+        spec['image_size'],
+        tuple(spec['mean']),
+        tuple(spec['std']),
+    )
+
+# %% ../../nbs/15_focus.train.ipynb #315bb882
+def build_model(
+    method: str,
+    stains: Sequence[str],
+    n_ranks: int = 10,
+    backbone: str | ClipBackbone = 'RN50',
+    pretrained: str | None = None,
+    seed: int = 0,
+    **kwargs,
+) -> nn.Module:
     "A focus assessor by method name (see the table), built on `backbone` (name or `ClipBackbone`); extra kwargs go to the model."
     if method not in METHODS:
         import difflib
+
         close = difflib.get_close_matches(method, METHODS, 3)
-        raise InputError(f"unknown method {method!r}" + (f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(METHODS)}"))
+        raise InputError(
+            f"unknown method {method!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(METHODS)}")
+        )
     stains = list(stains)
     spec = {'method': method, 'stains': stains, 'n_ranks': int(n_ranks), 'seed': seed, 'kwargs': kwargs}
     if method.startswith('focuslitenn'):
         from microscopy_toolkit.focus.baselines import FocusLiteNN
+
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = FocusLiteNN(n_kernels=10 if method.endswith('-10') else 1, n_ranks=n_ranks, **kwargs)
@@ -55,13 +75,16 @@ def build_model(method: str, stains: Sequence[str], n_ranks: int = 10, backbone:
         model.build_spec = spec
         return model
     bb = backbone if isinstance(backbone, ClipBackbone) else load_clip_backbone(backbone, pretrained, seed=seed)
-    spec.update(backbone=bb.name, model_cfg=bb.model_cfg, image_size=bb.image_size, mean=list(bb.mean), std=list(bb.std))
+    spec.update(
+        backbone=bb.name, model_cfg=bb.model_cfg, image_size=bb.image_size, mean=list(bb.mean), std=list(bb.std)
+    )
     if method in FLUOCLIP_VARIANTS:
         model = FluoCLIP(bb, stains, n_ranks, variant=method, seed=seed, **kwargs)
     elif method.startswith('coop'):
         model = CoOp(bb, n_ranks, train_image_encoder=method == 'coop+image', stains=stains, seed=seed, **kwargs)
     else:
         from microscopy_toolkit.focus.baselines import RankClassifier
+
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             model = RankClassifier(bb.model.visual, bb.embed_dim, n_ranks, method=method, **kwargs)
@@ -69,163 +92,314 @@ def build_model(method: str, stains: Sequence[str], n_ranks: int = 10, backbone:
     model.build_spec = spec
     return model
 
+# %% ../../nbs/15_focus.train.ipynb #a1d6207a
 def rebuild_model(spec: dict) -> nn.Module:
     "The model a `build_spec` describes, with freshly initialised weights of the right shapes (load a state dict next)."
     if spec['method'].startswith('focuslitenn'):
         return build_model(spec['method'], spec['stains'], spec['n_ranks'], seed=spec['seed'], **spec['kwargs'])
-    return build_model(spec['method'], spec['stains'], spec['n_ranks'], backbone=_backbone_from_spec(spec), seed=spec['seed'], **spec['kwargs'])
+    return build_model(
+        spec['method'],
+        spec['stains'],
+        spec['n_ranks'],
+        backbone=_backbone_from_spec(spec),
+        seed=spec['seed'],
+        **spec['kwargs']
+    )
 
 # %% ../../nbs/15_focus.train.ipynb #203c042d
-TRAIN_DEFAULTS = dict(method='fluoclip', backbone='RN50', pretrained=None, n_ranks=None, seeds=[27],
-                      epochs={'stain': 10, 'rank': 100}, batch_size=32, eval_batch_size=80, learning_rates={},
-                      weight_decay=5e-4, max_steps_per_epoch=None, device='auto', image_size=None, model={},
-                      data={'layout': 'synthetic'}, init_checkpoint=None, eval_every=1, out_dir='mtk_output/focus_train')
+TRAIN_DEFAULTS = dict(
+    method='fluoclip',
+    backbone='RN50',
+    pretrained=None,
+    n_ranks=None,
+    seeds=[27],
+    epochs={'stain': 10, 'rank': 100},
+    batch_size=32,
+    eval_batch_size=80,
+    learning_rates={},
+    weight_decay=5e-4,
+    max_steps_per_epoch=None,
+    device='auto',
+    image_size=None,
+    model={},
+    data={'layout': 'synthetic'},
+    init_checkpoint=None,
+    eval_every=1,
+    out_dir='mtk_output/focus_train',
+)
+
 
 def _learning_rates(model, method: str, stage: str, overrides: dict) -> dict:
     if hasattr(model, 'param_groups'):
         base = dict(DEFAULT_LEARNING_RATES.get(stage, {}))
-        if method.startswith('coop'): base.update(context=2e-3, ranks=2e-3)
-    else: base = {'all': 1e-2 if method.startswith('focuslitenn') else 1e-4}
+        if method.startswith('coop'):
+            base.update(context=2e-3, ranks=2e-3)
+    else:
+        base = {'all': 1e-2 if method.startswith('focuslitenn') else 1e-4}
     ov = overrides.get(stage, overrides) if isinstance(overrides, dict) else {}
     return {**base, **{k: float(v) for k, v in ov.items() if not isinstance(v, dict)}}
 
-def _stages(model) -> tuple: return tuple(getattr(model, 'stages', ('rank',)))
+# %% ../../nbs/15_focus.train.ipynb #6a5735fa
+def _stages(model) -> tuple:
+    return tuple(getattr(model, 'stages', ('rank',)))
 
+# %% ../../nbs/15_focus.train.ipynb #7a22d60b
 def _groups(model, stage: str) -> dict:
-    if hasattr(model, 'set_stage'): return model.set_stage(stage)
+    if hasattr(model, 'set_stage'):
+        return model.set_stage(stage)
     return {'all': [p for p in model.parameters() if p.requires_grad]}
 
 # %% ../../nbs/15_focus.train.ipynb #a8bd3243
 def _loader(ds, batch_size: int, shuffle: bool, seed: int | None = None, drop_last: bool = False):
     g = torch.Generator().manual_seed(seed) if seed is not None else None
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=0,
-                                       drop_last=drop_last and len(ds) > batch_size)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=g,
+        num_workers=0,
+        drop_last=drop_last and len(ds) > batch_size,
+    )
 
-def _epoch_seed(seed: int, stage_index: int, epoch: int) -> int: return (seed * 1_000_003 + stage_index * 10_007 + epoch) % 2**63
+# %% ../../nbs/15_focus.train.ipynb #e610df75
+def _epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
+    return (seed * 1_000_003 + stage_index * 10_007 + epoch) % 2**63
 
+# %% ../../nbs/15_focus.train.ipynb #c2cf11ff
 def with_transform(ds: FocusDataset, model: nn.Module, train: bool) -> FocusDataset:
     "A shallow copy of a focus data set with the paper's transform at the model's input size (train: random crop + flip)."
     size = int(getattr(model, 'image_size', 224))
     out = copy.copy(ds)
-    out.transform = focus_transform(train, size=size, resize=int(round(size * 256 / 224)),
-                                    mean=tuple(getattr(model, 'mean', ClipBackbone.mean)), std=tuple(getattr(model, 'std', ClipBackbone.std)))
+    out.transform = focus_transform(
+        train,
+        size=size,
+        resize=int(round(size * 256 / 224)),
+        mean=tuple(getattr(model, 'mean', ClipBackbone.mean)),
+        std=tuple(getattr(model, 'std', ClipBackbone.std)),
+    )
     return out
 
+# %% ../../nbs/15_focus.train.ipynb #a87d32a2
 @torch.no_grad()
 def evaluate(model: nn.Module, ds, batch_size: int = 80, device='auto', show: bool = False) -> pd.DataFrame:
     "Per-image predictions on a data set: index, stain, rank, expected rank, arg-max rank and the K probabilities."
-    device = get_device(device); model.to(device).eval()
-    if hasattr(model, 'stage') and model.stage != _stages(model)[-1]: model.set_stage(_stages(model)[-1])
+    device = get_device(device)
+    model.to(device).eval()
+    if hasattr(model, 'stage') and model.stage != _stages(model)[-1]:
+        model.set_stage(_stages(model)[-1])
     rows, probs = [], []
     for b in progress(_loader(ds, batch_size, False), desc='evaluate', disable=None if show else True):
         out = model(b['image'].to(device), b['stain'].to(device))
         p = model.probabilities(out)
         er = model.expected_rank(out).float().cpu().numpy()
         probs.append(p.float().cpu().numpy() if p is not None else np.full((len(er), model.n_ranks), np.nan))
-        rows.append(pd.DataFrame({'index': b['index'].numpy(), 'stain_id': b['stain'].numpy(), 'rank': b['rank'].numpy(),
-                                  'expected_rank': er,
-                                  'argmax_rank': p.argmax(1).cpu().numpy() if p is not None else np.clip(np.round(er), 0, model.n_ranks - 1).astype(int)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    'index': b['index'].numpy(),
+                    'stain_id': b['stain'].numpy(),
+                    'rank': b['rank'].numpy(),
+                    'expected_rank': er,
+                    'argmax_rank': (
+                        p.argmax(1).cpu().numpy()
+                        if p is not None
+                        else np.clip(np.round(er), 0, model.n_ranks - 1).astype(int)
+                    ),
+                }
+            )
+        )
     df = pd.concat(rows, ignore_index=True)
     stains = list(getattr(ds, 'stains', None) or getattr(model, 'stains', []))
     df.insert(1, 'stain', [stains[i] if i < len(stains) else str(i) for i in df.stain_id])
     P = np.concatenate(probs)
-    for k in range(P.shape[1]): df[f'p{k}'] = P[:, k]
+    for k in range(P.shape[1]):
+        df[f'p{k}'] = P[:, k]
     return df
 
+# %% ../../nbs/15_focus.train.ipynb #a1dc8b19
 def metrics_from_predictions(pred: pd.DataFrame, per_stain: bool = True) -> pd.DataFrame | dict:
     "Accuracy (round of the expected rank), PLCC, SRCC and MAE of the expected rank: overall, or per stain plus 'all'."
     return ordinal_metrics(pred.expected_rank.values, pred['rank'].values, pred.stain.values if per_stain else None)
 
+# %% ../../nbs/15_focus.train.ipynb #30eea937
 @torch.no_grad()
 def _stain_accuracy(model, ds, batch_size, device) -> float:
-    model.eval(); hits = n = 0
+    model.eval()
+    hits = n = 0
     for b in _loader(ds, batch_size, False):
         out = model(b['image'].to(device), b['stain'].to(device))
-        hits += (out.argmax(1).cpu() == b['stain']).sum().item(); n += len(b['stain'])
+        hits += (out.argmax(1).cpu() == b['stain']).sum().item()
+        n += len(b['stain'])
     return hits / max(n, 1)
 
+# %% ../../nbs/15_focus.train.ipynb #dc73d899
 def _save(path: Path, model, opt, sched, state: dict):
-    ck = {'build_spec': getattr(model, 'build_spec', None), 'model': model.state_dict(),
-          'optimizer': opt.state_dict() if opt is not None else None, 'scheduler': sched.state_dict() if sched is not None else None, **state}
-    with atomic_write(path, 'wb') as f: torch.save(ck, f)
+    ck = {
+        'build_spec': getattr(model, 'build_spec', None),
+        'model': model.state_dict(),
+        'optimizer': opt.state_dict() if opt is not None else None,
+        'scheduler': sched.state_dict() if sched is not None else None,
+        **state,
+    }
+    with atomic_write(path, 'wb') as f:
+        torch.save(ck, f)
 
-def fit(model: nn.Module, train_ds, val_ds=None, epochs: dict | int | None = None, batch_size: int = 32,
-        eval_batch_size: int = 80, learning_rates: dict | None = None, weight_decay: float = 5e-4, seed: int = 27,
-        out_dir: str | Path | None = None, resume: bool = True, max_steps_per_epoch: int | None = None, device='auto',
-        stop_after_epochs: int | None = None, show: bool = True, eval_every: int = 1) -> pd.DataFrame:
+# %% ../../nbs/15_focus.train.ipynb #ec51e16e
+def fit(
+    model: nn.Module,
+    train_ds,
+    val_ds=None,
+    epochs: dict | int | None = None,
+    batch_size: int = 32,
+    eval_batch_size: int = 80,
+    learning_rates: dict | None = None,
+    weight_decay: float = 5e-4,
+    seed: int = 27,
+    out_dir: str | Path | None = None,
+    resume: bool = True,
+    max_steps_per_epoch: int | None = None,
+    device='auto',
+    stop_after_epochs: int | None = None,
+    show: bool = True,
+    eval_every: int = 1,
+) -> pd.DataFrame:
     """Train `model` stage by stage (RAdam + cosine), evaluating `val_ds` after each epoch; returns the history.
 
     `epochs`: per stage (`{'stain': 10, 'rank': 100}`) or one number for every stage. With `out_dir`, a checkpoint is written
     after every epoch and `resume=True` continues from it. `stop_after_epochs` stops early (used to test resuming).
     `eval_every`: evaluate `val_ds` every that many epochs (and always after a stage's last epoch)."""
-    device = get_device(device); model.to(device)
+    device = get_device(device)
+    model.to(device)
     method = (getattr(model, 'build_spec', None) or {}).get('method', type(model).__name__.lower())
     stages = _stages(model)
-    if isinstance(epochs, int) or epochs is None: epochs = {s: epochs if epochs is not None else (10 if s == 'stain' else 100) for s in stages}
+    if isinstance(epochs, int) or epochs is None:
+        epochs = {s: epochs if epochs is not None else (10 if s == 'stain' else 100) for s in stages}
     missing = [s for s in stages if s not in epochs]
-    if missing: raise InputError(f"epochs gives no number for stage(s) {missing} of {method} (stages {stages})")
-    if len(train_ds) == 0: raise InputError("the training set is empty")
+    if missing:
+        raise InputError(f"epochs gives no number for stage(s) {missing} of {method} (stages {stages})")
+    if len(train_ds) == 0:
+        raise InputError("the training set is empty")
     lrs_cfg = learning_rates or {}
-    ck_path = Path(out_dir)/'checkpoint.pt' if out_dir is not None else None
+    ck_path = Path(out_dir) / 'checkpoint.pt' if out_dir is not None else None
     history, start_stage, start_epoch = [], 0, 0
     ck = None
     if ck_path is not None and resume and ck_path.exists():
         ck = torch.load(ck_path, map_location=device, weights_only=False)
-        if ck.get('build_spec') and getattr(model, 'build_spec', None) and ck['build_spec']['method'] != model.build_spec['method']:
-            raise InputError(f"{ck_path} holds a {ck['build_spec']['method']} run, not {model.build_spec['method']}; use another out_dir or resume=False")
+        if (
+            ck.get('build_spec')
+            and getattr(model, 'build_spec', None)
+            and ck['build_spec']['method'] != model.build_spec['method']
+        ):
+            raise InputError(
+                f"{ck_path} holds a {ck['build_spec']['method']} run, not {model.build_spec['method']}; use another out_dir or resume=False"
+            )
         model.load_state_dict(ck['model'])
         history, start_stage, start_epoch = ck['history'], ck['stage_index'], ck['epoch']
-        if show: print(f"resuming from {ck_path}: stage {stages[start_stage]!r}, {start_epoch} epoch(s) done")
+        if show:
+            print(f"resuming from {ck_path}: stage {stages[start_stage]!r}, {start_epoch} epoch(s) done")
     done_now = 0
     for si, stage in enumerate(stages):
-        if si < start_stage: continue
+        if si < start_stage:
+            continue
         n_epochs = int(epochs[stage])
         groups = _groups(model, stage)
         lrs = _learning_rates(model, method, stage, lrs_cfg)
         unknown = [g for g in groups if g not in lrs]
-        if unknown: raise InputError(f"no learning rate for parameter group(s) {unknown} in stage {stage!r}")
-        opt = torch.optim.RAdam([{'params': ps, 'lr': lrs[g], 'name': g} for g, ps in groups.items() if ps], weight_decay=weight_decay)
+        if unknown:
+            raise InputError(f"no learning rate for parameter group(s) {unknown} in stage {stage!r}")
+        opt = torch.optim.RAdam(
+            [{'params': ps, 'lr': lrs[g], 'name': g} for g, ps in groups.items() if ps], weight_decay=weight_decay
+        )
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1))
         first = 0
         if ck is not None and si == start_stage:
-            if start_epoch >= n_epochs: continue
-            if ck.get('optimizer') and start_epoch > 0: opt.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
+            if start_epoch >= n_epochs:
+                continue
+            if ck.get('optimizer') and start_epoch > 0:
+                opt.load_state_dict(ck['optimizer'])
+                sched.load_state_dict(ck['scheduler'])
             first = start_epoch
         for epoch in range(first, n_epochs):
-            if stop_after_epochs is not None and done_now >= stop_after_epochs: return pd.DataFrame(history)
+            if stop_after_epochs is not None and done_now >= stop_after_epochs:
+                return pd.DataFrame(history)
             es = _epoch_seed(seed, si, epoch)
             torch.manual_seed(es)
-            model.train(); t0 = time.time(); losses = []
+            model.train()
+            t0 = time.time()
+            losses = []
             loader = _loader(train_ds, batch_size, True, es, drop_last=True)
             steps = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
-            bar = progress(loader, desc=f'{method} {stage} {epoch + 1}/{n_epochs}', total=steps, disable=None if show else True)
+            bar = progress(
+                loader, desc=f'{method} {stage} {epoch + 1}/{n_epochs}', total=steps, disable=None if show else True
+            )
             for step, b in enumerate(bar):
-                if step >= steps: break
+                if step >= steps:
+                    break
                 x, r, s = b['image'].to(device), b['rank'].to(device), b['stain'].to(device)
-                out = model(x, s); loss = model.loss(out, r, s)
-                if not torch.isfinite(loss): raise FloatingPointError(f"non-finite loss at {stage} epoch {epoch + 1} step {step}: lower the learning rate")
-                opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+                out = model(x, s)
+                loss = model.loss(out, r, s)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss at {stage} epoch {epoch + 1} step {step}: lower the learning rate"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
                 losses.append(loss.item())
-                if hasattr(bar, 'set_postfix'): bar.set_postfix(loss=f'{loss.item():.3f}')
+                if hasattr(bar, 'set_postfix'):
+                    bar.set_postfix(loss=f'{loss.item():.3f}')
             sched.step()
-            rec = {'stage': stage, 'epoch': epoch + 1, 'train_loss': float(np.mean(losses)) if losses else float('nan'),
-                   'lr': opt.param_groups[0]['lr'], 'seconds': time.time() - t0}
+            rec = {
+                'stage': stage,
+                'epoch': epoch + 1,
+                'train_loss': float(np.mean(losses)) if losses else float('nan'),
+                'lr': opt.param_groups[0]['lr'],
+                'seconds': time.time() - t0,
+            }
             if val_ds is not None and len(val_ds) and ((epoch + 1) % max(1, eval_every) == 0 or epoch + 1 == n_epochs):
-                if stage == 'stain': rec['val_stain_accuracy'] = _stain_accuracy(model, val_ds, eval_batch_size, device)
-                else: rec.update({f'val_{k}': v for k, v in metrics_from_predictions(evaluate(model, val_ds, eval_batch_size, device), per_stain=False).items() if k != 'n'})
+                if stage == 'stain':
+                    rec['val_stain_accuracy'] = _stain_accuracy(model, val_ds, eval_batch_size, device)
+                else:
+                    rec.update(
+                        {
+                            f'val_{k}': v
+                            for k, v in metrics_from_predictions(
+                                evaluate(model, val_ds, eval_batch_size, device), per_stain=False
+                            ).items()
+                            if k != 'n'
+                        }
+                    )
                 model.set_stage(stage) if hasattr(model, 'set_stage') else None
-            history.append(rec); done_now += 1
-            if ck_path is not None: _save(ck_path, model, opt, sched, {'history': history, 'stage_index': si, 'epoch': epoch + 1, 'stages': stages})
-        if ck is not None and si == start_stage: ck = None
-    if hasattr(model, 'set_stage'): model.set_stage(stages[-1])
+            history.append(rec)
+            done_now += 1
+            if ck_path is not None:
+                _save(
+                    ck_path,
+                    model,
+                    opt,
+                    sched,
+                    {'history': history, 'stage_index': si, 'epoch': epoch + 1, 'stages': stages},
+                )
+        if ck is not None and si == start_stage:
+            ck = None
+    if hasattr(model, 'set_stage'):
+        model.set_stage(stages[-1])
     if hasattr(model, 'calibrate'):
         scores, ranks = [], []
         model.eval()
         with torch.no_grad():
             for b in _loader(train_ds, eval_batch_size, False):
-                scores.append(model(b['image'].to(device), b['stain'].to(device)).cpu()); ranks.append(b['rank'])
+                scores.append(model(b['image'].to(device), b['stain'].to(device)).cpu())
+                ranks.append(b['rank'])
         model.calibrate(torch.cat(scores), torch.cat(ranks))
-        if ck_path is not None: _save(ck_path, model, None, None, {'history': history, 'stage_index': len(stages), 'epoch': 0, 'stages': stages})
+        if ck_path is not None:
+            _save(
+                ck_path,
+                model,
+                None,
+                None,
+                {'history': history, 'stage_index': len(stages), 'epoch': 0, 'stages': stages},
+            )
     model.eval()
     return pd.DataFrame(history)
 
@@ -233,237 +407,404 @@ def fit(model: nn.Module, train_ds, val_ds=None, epochs: dict | int | None = Non
 def save_focus_model(model: nn.Module, path: str | Path, extra: dict | None = None) -> Path:
     "Write a trained focus model (build spec + weights) to one file, atomically."
     spec = getattr(model, 'build_spec', None)
-    if spec is None: raise InputError("this model was not made by build_model, so it cannot be rebuilt from a file; build it with build_model")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, 'wb') as f: torch.save({'build_spec': spec, 'model': model.state_dict(), **(extra or {})}, f)
+    if spec is None:
+        raise InputError(
+            "this model was not made by build_model, so it cannot be rebuilt from a file; build it with build_model"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, 'wb') as f:
+        torch.save({'build_spec': spec, 'model': model.state_dict(), **(extra or {})}, f)
     return path
 
+# %% ../../nbs/15_focus.train.ipynb #02be2483
 def load_focus_model(path: str | Path, device='auto') -> nn.Module:
     "Rebuild a focus model saved by `save_focus_model` or `fit` (its `checkpoint.pt`), in evaluation mode."
     path = Path(path)
-    if path.is_dir(): path = path/'model.pt' if (path/'model.pt').exists() else path/'checkpoint.pt'
-    if not path.exists(): raise InputError(f"no focus model at {path}")
-    try: ck = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e: raise InputError(f"{path} is not a readable focus checkpoint ({type(e).__name__}: {e})") from e
+    if path.is_dir():
+        path = path / 'model.pt' if (path / 'model.pt').exists() else path / 'checkpoint.pt'
+    if not path.exists():
+        raise InputError(f"no focus model at {path}")
+    try:
+        ck = torch.load(path, map_location='cpu', weights_only=False)
+    except Exception as e:
+        raise InputError(f"{path} is not a readable focus checkpoint ({type(e).__name__}: {e})") from e
     if not isinstance(ck, dict) or 'build_spec' not in ck or 'model' not in ck:
         raise InputError(f"{path} is not a focus-model checkpoint (no build_spec / model entries)")
     model = rebuild_model(ck['build_spec'])
     model.load_state_dict(ck['model'])
-    if hasattr(model, 'set_stage'): model.set_stage(_stages(model)[-1])
+    if hasattr(model, 'set_stage'):
+        model.set_stage(_stages(model)[-1])
     return model.to(get_device(device)).eval()
 
+# %% ../../nbs/15_focus.train.ipynb #3a54f59e
 def load_matching_weights(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
     """Start `model` from a trained focus model's weights wherever names and shapes agree (few-shot adaptation: a
-    FluoCLIP pre-trained on brain adapted to lung, or to new stains whose tokens then start fresh). Returns (loaded, skipped)."""
+    FluoCLIP pre-trained on brain adapted to lung, or to new stains whose tokens then start fresh). Returns (loaded, skipped).
+    """
     path = Path(path)
-    if path.is_dir(): path = path/'model.pt'
-    if not path.exists(): raise InputError(f"init checkpoint {path} does not exist")
+    if path.is_dir():
+        path = path / 'model.pt'
+    if not path.exists():
+        raise InputError(f"init checkpoint {path} does not exist")
     src = torch.load(path, map_location='cpu', weights_only=False)
     src = src.get('model', src) if isinstance(src, dict) else src
     own = model.state_dict()
     take = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
-    if not take: raise InputError(f"{path} shares no weights with this {type(model).__name__}; is it a model of the same method and backbone?")
-    own.update(take); model.load_state_dict(own)
+    if not take:
+        raise InputError(
+            f"{path} shares no weights with this {type(model).__name__}; is it a model of the same method and backbone?"
+        )
+    own.update(take)
+    model.load_state_dict(own)
     return sorted(take), sorted(k for k in src if k not in take)
 
+# %% ../../nbs/15_focus.train.ipynb #43a6832a
 def _as_image_list(images) -> list[np.ndarray]:
-    if isinstance(images, torch.Tensor): images = images.detach().cpu().numpy()
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
     if isinstance(images, np.ndarray):
-        if images.ndim == 2: images = [images]
-        elif images.ndim in (3, 4): images = list(images)
-        else: raise InputError(f"images must be a 2-D image, an (N, Y, X) stack or a list of images, got an array of shape {images.shape}")
+        if images.ndim == 2:
+            images = [images]
+        elif images.ndim in (3, 4):
+            images = list(images)
+        else:
+            raise InputError(
+                f"images must be a 2-D image, an (N, Y, X) stack or a list of images, got an array of shape {images.shape}"
+            )
     images = list(images)
-    if not images: raise InputError("no images to predict (empty batch)")
+    if not images:
+        raise InputError("no images to predict (empty batch)")
     out = []
     for i, im in enumerate(images):
         a = np.asarray(im)
-        if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3): a = np.moveaxis(a, 0, -1)
-        if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
+        if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+            a = np.moveaxis(a, 0, -1)
+        if a.ndim == 3 and a.shape[-1] == 1:
+            a = a[..., 0]
         if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
-            raise InputError(f"image {i} has shape {a.shape}: expected a single-channel (Y, X) image or a 3-channel RGB image; "
-                             "pick the fluorescence channel first (e.g. io.read_zstack(path, channel=...))")
-        if a.size == 0: raise InputError(f"image {i} is empty")
-        if not np.isfinite(a).all(): raise InputError(f"image {i} contains NaN or infinite values")
+            raise InputError(
+                f"image {i} has shape {a.shape}: expected a single-channel (Y, X) image or a 3-channel RGB image; "
+                "pick the fluorescence channel first (e.g. io.read_zstack(path, channel=...))"
+            )
+        if a.size == 0:
+            raise InputError(f"image {i} is empty")
+        if not np.isfinite(a).all():
+            raise InputError(f"image {i} contains NaN or infinite values")
         out.append(a)
     return out
 
+# %% ../../nbs/15_focus.train.ipynb #a49e0631
 def _stain_ids(model, stains, n: int) -> torch.Tensor:
     known = list(getattr(model, 'stains', []) or [])
     if stains is None:
-        if isinstance(model, FluoCLIP): raise InputError(f"this model is stain-aware: pass stains= (one of {', '.join(known)})")
+        if isinstance(model, FluoCLIP):
+            raise InputError(f"this model is stain-aware: pass stains= (one of {', '.join(known)})")
         return torch.zeros(n, dtype=torch.long)
     names = [stains] * n if isinstance(stains, str) else list(stains)
-    if len(names) != n: raise InputError(f"{len(names)} stain names for {n} images; pass one stain, or one per image")
-    if not known: return torch.zeros(n, dtype=torch.long)
+    if len(names) != n:
+        raise InputError(f"{len(names)} stain names for {n} images; pass one stain, or one per image")
+    if not known:
+        return torch.zeros(n, dtype=torch.long)
     bad = sorted(set(names) - set(known))
-    if bad: raise InputError(f"unknown stain(s) {bad}: this model knows {', '.join(known)}")
+    if bad:
+        raise InputError(f"unknown stain(s) {bad}: this model knows {', '.join(known)}")
     return torch.tensor([known.index(s) for s in names])
 
+# %% ../../nbs/15_focus.train.ipynb #9a9368b8
 @torch.no_grad()
-def predict(model: nn.Module | str | Path, images, stains: str | Sequence[str] | None = None, batch_size: int = 80,
-            device='auto') -> pd.DataFrame:
+def predict(
+    model: nn.Module | str | Path,
+    images,
+    stains: str | Sequence[str] | None = None,
+    batch_size: int = 80,
+    device='auto',
+) -> pd.DataFrame:
     "Focus level of raw images: a table with stain, expected rank, arg-max rank and the probability of each rank."
-    if isinstance(model, (str, Path)): model = load_focus_model(model, device)
+    if isinstance(model, (str, Path)):
+        model = load_focus_model(model, device)
     imgs = _as_image_list(images)
     sid = _stain_ids(model, stains, len(imgs))
-    device = get_device(device); model.to(device).eval()
-    if hasattr(model, 'set_stage') and model.stage != _stages(model)[-1]: model.set_stage(_stages(model)[-1])
+    device = get_device(device)
+    model.to(device).eval()
+    if hasattr(model, 'set_stage') and model.stage != _stages(model)[-1]:
+        model.set_stage(_stages(model)[-1])
     size = int(getattr(model, 'image_size', 224))
-    tf = focus_transform(False, size=size, resize=int(round(size * 256 / 224)), mean=tuple(getattr(model, 'mean', ClipBackbone.mean)),
-                         std=tuple(getattr(model, 'std', ClipBackbone.std)))
+    tf = focus_transform(
+        False,
+        size=size,
+        resize=int(round(size * 256 / 224)),
+        mean=tuple(getattr(model, 'mean', ClipBackbone.mean)),
+        std=tuple(getattr(model, 'std', ClipBackbone.std)),
+    )
     er, am, ps = [], [], []
     for a in range(0, len(imgs), batch_size):
-        x = torch.stack([torch.as_tensor(tf(im)) for im in imgs[a:a + batch_size]]).float().to(device)
-        out = model(x, sid[a:a + batch_size].to(device))
+        x = torch.stack([torch.as_tensor(tf(im)) for im in imgs[a : a + batch_size]]).float().to(device)
+        out = model(x, sid[a : a + batch_size].to(device))
         p = model.probabilities(out)
         e = model.expected_rank(out).float().cpu().numpy()
         er.append(e)
-        am.append(p.argmax(1).cpu().numpy() if p is not None else np.clip(np.round(e), 0, model.n_ranks - 1).astype(int))
+        am.append(
+            p.argmax(1).cpu().numpy() if p is not None else np.clip(np.round(e), 0, model.n_ranks - 1).astype(int)
+        )
         ps.append(p.float().cpu().numpy() if p is not None else np.full((len(e), model.n_ranks), np.nan))
     known = list(getattr(model, 'stains', []) or [])
-    df = pd.DataFrame({'stain': [known[i] if known and stains is not None else (stains if isinstance(stains, str) else '') for i in sid.tolist()],
-                       'expected_rank': np.concatenate(er), 'argmax_rank': np.concatenate(am)})
+    df = pd.DataFrame(
+        {
+            'stain': [
+                known[i] if known and stains is not None else (stains if isinstance(stains, str) else '')
+                for i in sid.tolist()
+            ],
+            'expected_rank': np.concatenate(er),
+            'argmax_rank': np.concatenate(am),
+        }
+    )
     P = np.concatenate(ps)
-    for k in range(P.shape[1]): df[f'p{k}'] = P[:, k]
+    for k in range(P.shape[1]):
+        df[f'p{k}'] = P[:, k]
     return df
 
 # %% ../../nbs/15_focus.train.ipynb #ee999c57
 def results_table(per_seed: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
     "Mean ± std over seeds of accuracy (%), PLCC, SRCC and MAE per method (rows in the order first seen)."
-    if per_seed.empty: raise InputError("no results to tabulate")
+    if per_seed.empty:
+        raise InputError("no results to tabulate")
     order = list(dict.fromkeys(per_seed['method']))
     g = per_seed.groupby('method', sort=False)
-    mean, std = g[['accuracy', 'plcc', 'srcc', 'mae']].mean(), g[['accuracy', 'plcc', 'srcc', 'mae']].std(ddof=0).fillna(0.0)
-    mean['accuracy'] *= 100; std['accuracy'] *= 100
-    if not as_text: return pd.concat({'mean': mean, 'std': std}, axis=1).loc[order]
+    mean, std = g[['accuracy', 'plcc', 'srcc', 'mae']].mean(), g[['accuracy', 'plcc', 'srcc', 'mae']].std(
+        ddof=0
+    ).fillna(0.0)
+    mean['accuracy'] *= 100
+    std['accuracy'] *= 100
+    if not as_text:
+        return pd.concat({'mean': mean, 'std': std}, axis=1).loc[order]
     fmt = {'accuracy': '{:.2f}', 'plcc': '{:.3f}', 'srcc': '{:.3f}', 'mae': '{:.3f}'}
-    out = pd.DataFrame({c: [f"{fmt[c].format(mean.loc[m, c])}±{fmt[c].format(std.loc[m, c])}" for m in order] for c in fmt}, index=order)
-    out.columns = ['Accuracy (%)', 'PLCC', 'SRCC', 'MAE']; out.index.name = 'Method'
+    out = pd.DataFrame(
+        {c: [f"{fmt[c].format(mean.loc[m, c])}±{fmt[c].format(std.loc[m, c])}" for m in order] for c in fmt},
+        index=order,
+    )
+    out.columns = ['Accuracy (%)', 'PLCC', 'SRCC', 'MAE']
+    out.index.name = 'Method'
     out['seeds'] = g.size().loc[order].values
     return out
 
+# %% ../../nbs/15_focus.train.ipynb #c482c700
 def ablation_table(per_seed: pd.DataFrame, rows: Sequence[str]) -> pd.DataFrame:
     "Table 6 form: mean accuracy (%) of the given methods in order, step gain over the previous row, total gain over the first."
     acc = per_seed.groupby('method')['accuracy'].mean() * 100
     rows = [r for r in rows if r in acc.index]
-    if not rows: raise InputError("none of the ablation rows were run")
+    if not rows:
+        raise InputError("none of the ablation rows were run")
     a = acc.loc[rows]
-    return pd.DataFrame({'Acc. (%)': a.round(2), 'Step gain': a.diff().round(2).fillna(0.0), 'Total gain': (a - a.iloc[0]).round(2)})
+    return pd.DataFrame(
+        {'Acc. (%)': a.round(2), 'Step gain': a.diff().round(2).fillna(0.0), 'Total gain': (a - a.iloc[0]).round(2)}
+    )
 
+# %% ../../nbs/15_focus.train.ipynb #24dcac03
 def plot_history(history: pd.DataFrame, ax=None, title: str = ''):
     "Training loss and validation accuracy per epoch (stages one after another)."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(6, 3))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
     x = np.arange(1, len(history) + 1)
-    ax.plot(x, history.train_loss, 'k-', label='train loss'); ax.set_xlabel('epoch'); ax.set_ylabel('loss')
+    ax.plot(x, history.train_loss, 'k-', label='train loss')
+    ax.set_xlabel('epoch')
+    ax.set_ylabel('loss')
     ax2 = ax.twinx()
     for col, st in [('val_accuracy', 'C0-'), ('val_stain_accuracy', 'C1--')]:
         if col in history and history[col].notna().any():
             m = history[col].notna().to_numpy()
             ax2.plot(x[m], history[col][m], st, marker='o', ms=3, label=col.replace('val_', 'val ').replace('_', ' '))
-    ax2.set_ylabel('accuracy'); ax2.set_ylim(0, 1)
-    for i in np.flatnonzero(history.stage.values[1:] != history.stage.values[:-1]): ax.axvline(i + 1.5, color='0.7', ls=':')
-    h1, l1 = ax.get_legend_handles_labels(); h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc='center right'); ax.set_title(title)
+    ax2.set_ylabel('accuracy')
+    ax2.set_ylim(0, 1)
+    for i in np.flatnonzero(history.stage.values[1:] != history.stage.values[:-1]):
+        ax.axvline(i + 1.5, color='0.7', ls=':')
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc='center right')
+    ax.set_title(title)
     return ax
 
+# %% ../../nbs/15_focus.train.ipynb #9578bd5a
 def plot_confusion(pred: pd.DataFrame, n_ranks: int | None = None, ax=None, title: str = ''):
     "Confusion matrix (row-normalised) of true rank against arg-max predicted rank."
     import matplotlib.pyplot as plt
+
     K = n_ranks or int(max(pred['rank'].max(), pred.argmax_rank.max()) + 1)
-    cm = np.zeros((K, K)); np.add.at(cm, (pred['rank'].values, pred.argmax_rank.values), 1)
+    cm = np.zeros((K, K))
+    np.add.at(cm, (pred['rank'].values, pred.argmax_rank.values), 1)
     cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    if ax is None: _, ax = plt.subplots(figsize=(3.6, 3.2))
-    im = ax.imshow(cm, cmap='Blues', vmin=0, vmax=1); ax.set_xlabel('predicted rank'); ax.set_ylabel('true rank'); ax.set_title(title)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.2))
+    im = ax.imshow(cm, cmap='Blues', vmin=0, vmax=1)
+    ax.set_xlabel('predicted rank')
+    ax.set_ylabel('true rank')
+    ax.set_title(title)
     plt.colorbar(im, ax=ax, fraction=0.046)
     return ax
 
+# %% ../../nbs/15_focus.train.ipynb #7ebfa0cc
 def plot_rank_agreement(pred: pd.DataFrame, ax=None, title: str = ''):
     "Expected rank against true rank, one colour per stain (mean ± std per true rank)."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(4, 3.2))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3.2))
     for st, g in pred.groupby('stain'):
         s = g.groupby('rank').expected_rank.agg(['mean', 'std'])
         ax.errorbar(s.index, s['mean'], yerr=s['std'].fillna(0), marker='o', ms=3, capsize=2, label=st)
     K = int(pred['rank'].max()) + 1
-    ax.plot([0, K - 1], [0, K - 1], 'k:', lw=1); ax.set_xlabel('true rank'); ax.set_ylabel('expected rank'); ax.legend(fontsize=7); ax.set_title(title)
+    ax.plot([0, K - 1], [0, K - 1], 'k:', lw=1)
+    ax.set_xlabel('true rank')
+    ax.set_ylabel('expected rank')
+    ax.legend(fontsize=7)
+    ax.set_title(title)
     return ax
 
 # %% ../../nbs/15_focus.train.ipynb #1c2a56e1
-DATA_DEFAULTS = dict(layout='synthetic', path=None, test_fraction=0.25, stains=None, n_stacks=4, size=64, n_planes=32,
-                     split_seed=0, list_file=None, csv=None, tissue=None, few_shot=None)
+DATA_DEFAULTS = dict(
+    layout='synthetic',
+    path=None,
+    test_fraction=0.25,
+    stains=None,
+    n_stacks=4,
+    size=64,
+    n_planes=32,
+    split_seed=0,
+    list_file=None,
+    csv=None,
+    tissue=None,
+    few_shot=None,
+)
+
 
 def load_focus_data(data: dict | None = None, n_ranks: int | None = None) -> tuple[FocusDataset, FocusDataset]:
     "Train and test focus data sets from a `data` config block (layout synthetic / bbbc006 / focuspath / fluomix / table / folder)."
     from microscopy_toolkit.focus import data as fd
+
     d = load_config(data or {}, DATA_DEFAULTS)
     layout = d['layout']
     if layout == 'synthetic':
-        ds = fd.synthetic_focus_dataset(stains=d['stains'], n_stacks=d['n_stacks'], size=d['size'], seed=d['split_seed'], n_planes=d['n_planes'])
+        ds = fd.synthetic_focus_dataset(
+            stains=d['stains'], n_stacks=d['n_stacks'], size=d['size'], seed=d['split_seed'], n_planes=d['n_planes']
+        )
         table, images = ds.table, ds.images
     else:
-        if d['path'] is None: raise InputError(f"data layout {layout!r} needs data.path (the folder that holds the images)")
-        readers = {'bbbc006': lambda: fd.read_bbbc006(d['path']), 'focuspath': lambda: fd.read_focuspath(d['path'], d['csv']),
-                   'fluomix': lambda: fd.read_fluomix(d['path'], d['list_file']), 'table': lambda: fd.read_focus_table(d['csv'] or d['path'], root=d['path'] if d['csv'] else None),
-                   'folder': lambda: fd.read_focus_folder(d['path'])}
-        if layout not in readers: raise InputError(f"unknown data layout {layout!r}; choose synthetic, {', '.join(readers)}")
+        if d['path'] is None:
+            raise InputError(f"data layout {layout!r} needs data.path (the folder that holds the images)")
+        readers = {
+            'bbbc006': lambda: fd.read_bbbc006(d['path']),
+            'focuspath': lambda: fd.read_focuspath(d['path'], d['csv']),
+            'fluomix': lambda: fd.read_fluomix(d['path'], d['list_file']),
+            'table': lambda: fd.read_focus_table(d['csv'] or d['path'], root=d['path'] if d['csv'] else None),
+            'folder': lambda: fd.read_focus_folder(d['path']),
+        }
+        if layout not in readers:
+            raise InputError(f"unknown data layout {layout!r}; choose synthetic, {', '.join(readers)}")
         table, images = readers[layout](), None
-        if d['tissue'] is not None and 'tissue' in table: table = table[table.tissue.isin([d['tissue']] if isinstance(d['tissue'], str) else d['tissue'])]
-        if d['stains'] is not None: table = table[table.stain.isin(d['stains'])]
-    if table.empty: raise InputError(f"no images left after selecting tissue={d['tissue']} and stains={d['stains']}")
+        if d['tissue'] is not None and 'tissue' in table:
+            table = table[table.tissue.isin([d['tissue']] if isinstance(d['tissue'], str) else d['tissue'])]
+        if d['stains'] is not None:
+            table = table[table.stain.isin(d['stains'])]
+    if table.empty:
+        raise InputError(f"no images left after selecting tissue={d['tissue']} and stains={d['stains']}")
     group = next((c for c in ('stack', 'field', 'group') if c in table.columns), None)
-    if group is None: table, group = table.assign(stack=np.arange(len(table)).astype(str)), 'stack'    # no stacks known: split images
+    if group is None:
+        table, group = table.assign(stack=np.arange(len(table)).astype(str)), 'stack'  # no stacks known: split images
     train_t, test_t = fd.train_test_split_by_group(table, d['test_fraction'], seed=d['split_seed'], group=group)
-    if d['few_shot']: train_t = fd.few_shot_sample(train_t, int(d['few_shot']), seed=d['split_seed'])
+    if d['few_shot']:
+        train_t = fd.few_shot_sample(train_t, int(d['few_shot']), seed=d['split_seed'])
     stains = sorted(table.stain.unique())
+
     def make(t):
         imgs = images[t.index.values] if images is not None else None
         return fd.FocusDataset(t.reset_index(drop=True), images=imgs, stains=stains, n_ranks=n_ranks)
+
     return make(train_t), make(test_t)
 
+# %% ../../nbs/15_focus.train.ipynb #02b86c84
 def run_experiment(config: dict | str | Path, show: bool = True) -> pd.DataFrame:
     "Train and evaluate every method × seed of a config (see `TRAIN_DEFAULTS`); returns per-seed metrics and writes everything to out_dir."
     cfg = load_config(config, TRAIN_DEFAULTS)
     methods = cfg['method'] if isinstance(cfg['method'], (list, tuple)) else [cfg['method']]
     for m in methods:
-        if m not in METHODS: build_model(m, [])               # raises the "did you mean" error before any work
+        if m not in METHODS:
+            build_model(m, [])  # raises the "did you mean" error before any work
     seeds = cfg['seeds'] if isinstance(cfg['seeds'], (list, tuple)) else [cfg['seeds']]
-    out = Path(cfg['out_dir']); out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg['out_dir'])
+    out.mkdir(parents=True, exist_ok=True)
     train_ds, test_ds = load_focus_data(cfg['data'], cfg['n_ranks'])
     n_ranks = cfg['n_ranks'] or train_ds.n_ranks
-    if show: print(f"data: {len(train_ds)} training / {len(test_ds)} test images, {n_ranks} ranks, stains {train_ds.stains}")
+    if show:
+        print(f"data: {len(train_ds)} training / {len(test_ds)} test images, {n_ranks} ranks, stains {train_ds.stains}")
     rows = []
     for method in methods:
         for seed in seeds:
-            run_dir = out/method/f'seed{seed}'
-            done = run_dir/'metrics.json'
+            run_dir = out / method / f'seed{seed}'
+            done = run_dir / 'metrics.json'
             if done.exists():
-                rows.append(json.loads(done.read_text())); continue
-            model = build_model(method, train_ds.stains, n_ranks, cfg['backbone'], cfg['pretrained'], seed=seed, **cfg['model'])
+                rows.append(json.loads(done.read_text()))
+                continue
+            model = build_model(
+                method, train_ds.stains, n_ranks, cfg['backbone'], cfg['pretrained'], seed=seed, **cfg['model']
+            )
             if cfg['init_checkpoint']:
                 _, skipped = load_matching_weights(model, cfg['init_checkpoint'])
-                if show and skipped: print(f"{method}: {len(skipped)} tensor(s) not taken from {cfg['init_checkpoint']} (shapes differ): {skipped[:4]}")
+                if show and skipped:
+                    print(
+                        f"{method}: {len(skipped)} tensor(s) not taken from {cfg['init_checkpoint']} (shapes differ): {skipped[:4]}"
+                    )
             epochs = cfg['epochs'] if isinstance(cfg['epochs'], dict) else int(cfg['epochs'])
-            if isinstance(epochs, dict): epochs = {s: epochs.get(s, epochs.get('rank', 100)) for s in _stages(model)}
+            if isinstance(epochs, dict):
+                epochs = {s: epochs.get(s, epochs.get('rank', 100)) for s in _stages(model)}
             tr, te = with_transform(train_ds, model, True), with_transform(test_ds, model, False)
-            hist = fit(model, tr, te, epochs, cfg['batch_size'], cfg['eval_batch_size'], cfg['learning_rates'], cfg['weight_decay'],
-                       seed, run_dir, True, cfg['max_steps_per_epoch'], cfg['device'], show=show, eval_every=cfg['eval_every'])
+            hist = fit(
+                model,
+                tr,
+                te,
+                epochs,
+                cfg['batch_size'],
+                cfg['eval_batch_size'],
+                cfg['learning_rates'],
+                cfg['weight_decay'],
+                seed,
+                run_dir,
+                True,
+                cfg['max_steps_per_epoch'],
+                cfg['device'],
+                show=show,
+                eval_every=cfg['eval_every'],
+            )
             pred = evaluate(model, te, cfg['eval_batch_size'], cfg['device'])
             per_stain = metrics_from_predictions(pred)
-            save_focus_model(model, run_dir/'model.pt')
-            with atomic_write(run_dir/'predictions.csv', 'w') as f: pred.to_csv(f, index=False)
-            with atomic_write(run_dir/'metrics_per_stain.csv', 'w') as f: per_stain.to_csv(f)
-            with atomic_write(run_dir/'history.csv', 'w') as f: hist.to_csv(f, index=False)
-            import matplotlib; import matplotlib.pyplot as plt
+            save_focus_model(model, run_dir / 'model.pt')
+            with atomic_write(run_dir / 'predictions.csv', 'w') as f:
+                pred.to_csv(f, index=False)
+            with atomic_write(run_dir / 'metrics_per_stain.csv', 'w') as f:
+                per_stain.to_csv(f)
+            with atomic_write(run_dir / 'history.csv', 'w') as f:
+                hist.to_csv(f, index=False)
+            import matplotlib
+            import matplotlib.pyplot as plt
+
             fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-            plot_history(hist, axes[0], f'{method} seed {seed}'); plot_confusion(pred, n_ranks, axes[1], 'confusion'); plot_rank_agreement(pred, axes[2], 'per stain')
-            fig.tight_layout(); fig.savefig(run_dir/'curves.png', dpi=90); plt.close(fig)
+            plot_history(hist, axes[0], f'{method} seed {seed}')
+            plot_confusion(pred, n_ranks, axes[1], 'confusion')
+            plot_rank_agreement(pred, axes[2], 'per stain')
+            fig.tight_layout()
+            fig.savefig(run_dir / 'curves.png', dpi=90)
+            plt.close(fig)
             row = {'method': method, 'seed': seed, **{k: float(v) for k, v in per_stain.loc['all'].items()}}
-            with atomic_write(done, 'w') as f: json.dump(row, f, indent=1)
+            with atomic_write(done, 'w') as f:
+                json.dump(row, f, indent=1)
             rows.append(row)
-            if show: print(f"{method} seed {seed}: accuracy {row['accuracy']:.3f}  MAE {row['mae']:.3f}  -> {run_dir}")
+            if show:
+                print(f"{method} seed {seed}: accuracy {row['accuracy']:.3f}  MAE {row['mae']:.3f}  -> {run_dir}")
     per_seed = pd.DataFrame(rows)
-    with atomic_write(out/'per_seed.csv', 'w') as f: per_seed.to_csv(f, index=False)
+    with atomic_write(out / 'per_seed.csv', 'w') as f:
+        per_seed.to_csv(f, index=False)
     table = results_table(per_seed)
-    with atomic_write(out/'results_table.csv', 'w') as f: table.to_csv(f)
+    with atomic_write(out / 'results_table.csv', 'w') as f:
+        table.to_csv(f)
     return per_seed

@@ -22,11 +22,12 @@ __all__ = ['AttentionSpec', 'AttentionStore', 'CaptureProcessor', 'AttentionMaps
 @dataclass
 class AttentionSpec:
     "Which attention layers, heads and tokens to record, and the grid maps are brought to."
-    self_factors: tuple | None = (1,)        # downsampling factors of the self-attention layers kept (None = all)
-    cross_factors: tuple | None = (2, 4)     # ... of the cross-attention layers kept (None = all)
-    places: tuple = ('down', 'up')           # blocks kept: any of 'down', 'mid', 'up'
-    heads: tuple | None = None               # head indices averaged (None = all; (4, 5, 6, 7) = the reference)
-    head_chunk: int = 2                      # heads whose probabilities exist at once (memory / speed trade-off)
+
+    self_factors: tuple | None = (1,)  # downsampling factors of the self-attention layers kept (None = all)
+    cross_factors: tuple | None = (2, 4)  # ... of the cross-attention layers kept (None = all)
+    places: tuple = ('down', 'up')  # blocks kept: any of 'down', 'mid', 'up'
+    heads: tuple | None = None  # head indices averaged (None = all; (4, 5, 6, 7) = the reference)
+    head_chunk: int = 2  # heads whose probabilities exist at once (memory / speed trade-off)
 
     @classmethod
     def sd14(cls, **kw) -> 'AttentionSpec':
@@ -40,31 +41,39 @@ class AttentionSpec:
 
     def __post_init__(self):
         bad = set(self.places) - {'down', 'mid', 'up'}
-        if bad: raise InputError(f"places must be among 'down', 'mid', 'up'; got {sorted(bad)}")
-        if self.head_chunk < 1: raise InputError(f'head_chunk must be >= 1, got {self.head_chunk}')
+        if bad:
+            raise InputError(f"places must be among 'down', 'mid', 'up'; got {sorted(bad)}")
+        if self.head_chunk < 1:
+            raise InputError(f'head_chunk must be >= 1, got {self.head_chunk}')
 
 # %% ../../nbs/21_matching.attention.ipynb #e5b8f6bb
 def _side(n: int) -> int:
     s = math.isqrt(n)
-    if s * s != n: raise InputError(f'attention over {n} positions is not a square grid; use square images')
+    if s * s != n:
+        raise InputError(f'attention over {n} positions is not a square grid; use square images')
     return s
 
+# %% ../../nbs/21_matching.attention.ipynb #fb61e710
 class AttentionStore:
     "Running means of head-averaged attention maps: cross maps on one grid, self maps per resolution."
+
     def __init__(self, spec: AttentionSpec, latent_size: int, tokens: Sequence[int], grid: int | None = None):
         self.spec, self.latent_size, self.tokens = spec, int(latent_size), list(tokens)
-        if not self.tokens: raise InputError('give at least one token position to record cross-attention for')
+        if not self.tokens:
+            raise InputError('give at least one token position to record cross-attention for')
         self.grid = int(grid or latent_size)
         self.cross_sum, self.cross_n = None, 0
         self.self_sum, self.self_n = {}, {}
-        self.layers = []            # (name, kind, side) of every layer recorded, in call order
+        self.layers = []  # (name, kind, side) of every layer recorded, in call order
 
     def wants(self, kind: str, place: str, n: int) -> int | None:
         "The map side if a `kind` ('self'/'cross') layer in `place` over `n` positions is recorded, else None."
-        if place not in self.spec.places: return None
+        if place not in self.spec.places:
+            return None
         side = _side(n)
         factors = self.spec.self_factors if kind == 'self' else self.spec.cross_factors
-        if factors is not None and self.latent_size // side not in factors: return None
+        if factors is not None and self.latent_size // side not in factors:
+            return None
         return side
 
     def add(self, name: str, kind: str, side: int, m: torch.Tensor):
@@ -73,7 +82,8 @@ class AttentionStore:
         if kind == 'cross':
             b, n, t = m.shape
             m = m.transpose(1, 2).reshape(b, t, side, side)
-            if side != self.grid: m = F.interpolate(m, size=(self.grid, self.grid), mode='bilinear', align_corners=False)
+            if side != self.grid:
+                m = F.interpolate(m, size=(self.grid, self.grid), mode='bilinear', align_corners=False)
             self.cross_sum = m if self.cross_sum is None else self.cross_sum + m
             self.cross_n += 1
         else:
@@ -87,33 +97,50 @@ class AttentionStore:
         return t + sum(v.numel() * v.element_size() for v in self.self_sum.values())
 
     def maps(self) -> 'AttentionMaps':
-        if self.cross_sum is None: raise InputError('no cross-attention layer matched the spec: nothing was recorded '
-                                                    '(check cross_factors / places against the UNet, e.g. AttentionSpec.every_layer() for tiny models)')
-        return AttentionMaps(cross=self.cross_sum / self.cross_n, self_maps={s: v / self.self_n[s] for s, v in self.self_sum.items()},
-                             tokens=list(self.tokens), layers=list(self.layers))
+        if self.cross_sum is None:
+            raise InputError(
+                'no cross-attention layer matched the spec: nothing was recorded '
+                '(check cross_factors / places against the UNet, e.g. AttentionSpec.every_layer() for tiny models)'
+            )
+        return AttentionMaps(
+            cross=self.cross_sum / self.cross_n,
+            self_maps={s: v / self.self_n[s] for s, v in self.self_sum.items()},
+            tokens=list(self.tokens),
+            layers=list(self.layers),
+        )
 
 # %% ../../nbs/21_matching.attention.ipynb #3edcc5d8
 class CaptureProcessor:
     "An attention processor that records head-averaged probabilities into an `AttentionStore` when its layer is selected."
+
     def __init__(self, store: AttentionStore, name: str):
         self.store, self.name = store, name
         self.kind = 'self' if name.endswith('attn1') else 'cross'
         self.place = 'down' if name.startswith('down') else 'mid' if name.startswith('mid') else 'up'
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         residual = hidden_states
-        if attn.spatial_norm is not None: hidden_states = attn.spatial_norm(hidden_states, temb)
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
         ndim = hidden_states.ndim
         if ndim == 4:
             b0, ch, hh, ww = hidden_states.shape
             hidden_states = hidden_states.view(b0, ch, hh * ww).transpose(1, 2)
         B, N, _ = hidden_states.shape
-        if attn.group_norm is not None: hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
         q = attn.to_q(hidden_states)
-        ctx = hidden_states if encoder_hidden_states is None else (
-            attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states)
+        ctx = (
+            hidden_states
+            if encoder_hidden_states is None
+            else (attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states)
+        )
         k, v = attn.to_k(ctx), attn.to_v(ctx)
-        H = attn.heads; d = q.shape[-1] // H; Nk = k.shape[1]
+        H = attn.heads
+        d = q.shape[-1] // H
+        Nk = k.shape[1]
         q, k, v = (x.view(B, -1, H, d).transpose(1, 2) for x in (q, k, v))
         mask = None
         if attention_mask is not None:
@@ -125,24 +152,30 @@ class CaptureProcessor:
             out = self._explicit(attn, q, k, v, mask, side)
         out = out.transpose(1, 2).reshape(B, -1, H * d).to(q.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
-        if ndim == 4: out = out.transpose(-1, -2).reshape(b0, ch, hh, ww)
-        if attn.residual_connection: out = out + residual
+        if ndim == 4:
+            out = out.transpose(-1, -2).reshape(b0, ch, hh, ww)
+        if attn.residual_connection:
+            out = out + residual
         return out / attn.rescale_output_factor
 
     def _explicit(self, attn, q, k, v, mask, side):
         B, H, N, d = q.shape
         heads = list(range(H)) if self.store.spec.heads is None else [h for h in self.store.spec.heads if h < H]
-        if not heads: raise InputError(f'none of heads {self.store.spec.heads} exists in {self.name} ({H} heads)')
+        if not heads:
+            raise InputError(f'none of heads {self.store.spec.heads} exists in {self.name} ({H} heads)')
         tok = self.store.tokens if self.kind == 'cross' else None
-        if tok is not None and max(tok) >= k.shape[2]: raise InputError(f'token position {max(tok)} beyond the {k.shape[2]} conditioning tokens')
+        if tok is not None and max(tok) >= k.shape[2]:
+            raise InputError(f'token position {max(tok)} beyond the {k.shape[2]} conditioning tokens')
         out = torch.empty_like(q)
         acc = torch.zeros(B, N, len(tok) if tok is not None else N, dtype=torch.float32, device=q.device)
         for h0 in range(0, H, self.store.spec.head_chunk):
             h1 = min(H, h0 + self.store.spec.head_chunk)
             qh, kh = q[:, h0:h1], k[:, h0:h1]
-            if attn.upcast_attention: qh, kh = qh.float(), kh.float()
+            if attn.upcast_attention:
+                qh, kh = qh.float(), kh.float()
             s = torch.matmul(qh, kh.transpose(-1, -2)) * attn.scale
-            if mask is not None: s = s + mask[:, h0:h1] if mask.shape[1] > 1 else s + mask
+            if mask is not None:
+                s = s + mask[:, h0:h1] if mask.shape[1] > 1 else s + mask
             p = s.float().softmax(-1) if attn.upcast_softmax else s.softmax(-1)
             del s
             p = p.to(v.dtype)
@@ -150,7 +183,8 @@ class CaptureProcessor:
             sel = [h - h0 for h in heads if h0 <= h < h1]
             if sel:
                 ps = p[:, sel] if len(sel) < h1 - h0 else p
-                if tok is not None: ps = ps[..., tok]
+                if tok is not None:
+                    ps = ps[..., tok]
                 acc += ps.float().sum(1)
             del p
         self.store.add(self.name, self.kind, side, acc / len(heads))
@@ -160,6 +194,7 @@ class CaptureProcessor:
 @dataclass
 class AttentionMaps:
     "Head- and layer-averaged attention of one UNet pass: cross maps `(B, T, G, G)`, self maps `{side: (B, side², side²)}`."
+
     cross: torch.Tensor
     self_maps: dict
     tokens: list
@@ -168,7 +203,8 @@ class AttentionMaps:
 
     def token(self, position: int) -> torch.Tensor:
         "Cross map `(B, G, G)` of one recorded token position."
-        if position not in self.tokens: raise InputError(f'token position {position} was not recorded (recorded: {self.tokens})')
+        if position not in self.tokens:
+            raise InputError(f'token position {position} was not recorded (recorded: {self.tokens})')
         return self.cross[:, self.tokens.index(position)]
 
     def mean_cross(self, positions: Sequence[int] | None = None) -> torch.Tensor:
@@ -178,55 +214,91 @@ class AttentionMaps:
 
     def self_cross(self, cross: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         "Eq. 2: Σ_p A_c(p) A_s^(p) per self resolution, brought to the grid and averaged; min-max normalised per image."
-        if not self.self_maps: raise InputError('no self-attention maps were recorded; check AttentionSpec.self_factors')
+        if not self.self_maps:
+            raise InputError('no self-attention maps were recorded; check AttentionSpec.self_factors')
         B, G, _ = cross.shape
         out = 0
         for side, S in self.self_maps.items():
-            c = cross if side == G else F.interpolate(cross[:, None], size=(side, side), mode='bilinear', align_corners=False)[:, 0]
-            sc = torch.bmm(c.reshape(B, 1, -1).to(S.dtype), S).reshape(B, 1, side, side)   # row p of S is pixel p's 2D map
+            c = (
+                cross
+                if side == G
+                else F.interpolate(cross[:, None], size=(side, side), mode='bilinear', align_corners=False)[:, 0]
+            )
+            sc = torch.bmm(c.reshape(B, 1, -1).to(S.dtype), S).reshape(
+                B, 1, side, side
+            )  # row p of S is pixel p's 2D map
             out = out + (sc if side == G else F.interpolate(sc, size=(G, G), mode='bilinear', align_corners=False))
         out = (out / len(self.self_maps))[:, 0]
         return minmax(out) if normalize else out
 
     @property
     def nbytes(self) -> int:
-        n = self.cross.numel() * self.cross.element_size() + sum(v.numel() * v.element_size() for v in self.self_maps.values())
+        n = self.cross.numel() * self.cross.element_size() + sum(
+            v.numel() * v.element_size() for v in self.self_maps.values()
+        )
         return n + (0 if self.features is None else self.features.numel() * self.features.element_size())
 
+# %% ../../nbs/21_matching.attention.ipynb #506d2f04
 def minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     "Min-max normalise each map of a `(B, ...)` tensor to [0, 1]."
     flat = x.reshape(x.shape[0], -1)
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
     return ((flat - lo) / (hi - lo).clamp_min(eps)).reshape(x.shape)
 
+# %% ../../nbs/21_matching.attention.ipynb #54bd2b1f
 @contextlib.contextmanager
-def capture_attention(unet, spec: AttentionSpec, tokens: Sequence[int], latent_size: int, grid: int | None = None, features: bool = False):
+def capture_attention(
+    unet, spec: AttentionSpec, tokens: Sequence[int], latent_size: int, grid: int | None = None, features: bool = False
+):
     "Context manager yielding an `AttentionStore` filled by the UNet passes run inside it; the UNet's processors are restored on exit."
     store = AttentionStore(spec, latent_size, tokens, grid)
     original = unet.attn_processors
     hook = None
     store.features = None
     if features:
+
         def _hook(module, inp, out):
             f = out.float()
-            store.features = f if f.shape[-1] == store.grid else F.interpolate(f, size=(store.grid, store.grid), mode='bilinear', align_corners=False)
+            store.features = (
+                f
+                if f.shape[-1] == store.grid
+                else F.interpolate(f, size=(store.grid, store.grid), mode='bilinear', align_corners=False)
+            )
+
         hook = unet.up_blocks[-1].register_forward_hook(_hook)
     unet.set_attn_processor({k: CaptureProcessor(store, k.removesuffix('.processor')) for k in original})
-    try: yield store
+    try:
+        yield store
     finally:
         unet.set_attn_processor(original)
-        if hook is not None: hook.remove()
+        if hook is not None:
+            hook.remove()
 
-def unet_attention(unet, latents: torch.Tensor, cond: torch.Tensor, tokens: Sequence[int], timestep: int = 20,
-                   spec: AttentionSpec | None = None, grid: int | None = None, features: bool = True, grad: bool = False) -> AttentionMaps:
+# %% ../../nbs/21_matching.attention.ipynb #7d95e8c3
+def unet_attention(
+    unet,
+    latents: torch.Tensor,
+    cond: torch.Tensor,
+    tokens: Sequence[int],
+    timestep: int = 20,
+    spec: AttentionSpec | None = None,
+    grid: int | None = None,
+    features: bool = True,
+    grad: bool = False,
+) -> AttentionMaps:
     "One UNet pass on noisy `latents` `(B, 4, h, w)` with conditioning `cond` `(B, 77, d)`; returns the reduced maps (`grad=True` keeps the graph, e.g. to train what made `cond`)."
-    if latents.ndim != 4: raise InputError(f'latents must be (B, 4, h, w), got {tuple(latents.shape)}')
+    if latents.ndim != 4:
+        raise InputError(f'latents must be (B, 4, h, w), got {tuple(latents.shape)}')
     if cond.ndim != 3 or cond.shape[0] not in (1, latents.shape[0]):
         raise InputError(f'cond must be (B, tokens, dim) with B = 1 or {latents.shape[0]}, got {tuple(cond.shape)}')
-    if cond.shape[0] == 1 and latents.shape[0] > 1: cond = cond.expand(latents.shape[0], -1, -1)
+    if cond.shape[0] == 1 and latents.shape[0] > 1:
+        cond = cond.expand(latents.shape[0], -1, -1)
     spec = spec or AttentionSpec.sd14()
-    with torch.set_grad_enabled(grad), capture_attention(unet, spec, tokens, latents.shape[-1], grid, features) as store:
+    with torch.set_grad_enabled(grad), capture_attention(
+        unet, spec, tokens, latents.shape[-1], grid, features
+    ) as store:
         t = torch.full((latents.shape[0],), timestep, device=latents.device, dtype=torch.long)
         unet(latents, t, cond.to(latents.dtype))
-    maps = store.maps(); maps.features = store.features
+    maps = store.maps()
+    maps.features = store.features
     return maps

@@ -22,34 +22,44 @@ __all__ = ['BOX_ERRORS', 'SWAV_URL', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_box
 def check_boxes(boxes, shape: tuple | None = None, what: str = 'box') -> np.ndarray:
     "Boxes as an `(n, 4)` float array `(x0, y0, x1, y1)`; refuses empty, inverted or out-of-image boxes with a message."
     b = np.asarray(boxes, dtype=np.float64)
-    if b.ndim == 1: b = b[None]
+    if b.ndim == 1:
+        b = b[None]
     if b.ndim != 2 or b.shape[1] != 4 or len(b) == 0:
         raise InputError(f'{what}es must be (x0, y0, x1, y1) rows; got shape {np.asarray(boxes).shape}')
-    if not np.isfinite(b).all(): raise InputError(f'{what}es hold NaN or infinite coordinates')
+    if not np.isfinite(b).all():
+        raise InputError(f'{what}es hold NaN or infinite coordinates')
     for i, (x0, y0, x1, y1) in enumerate(b):
-        if x1 <= x0 or y1 <= y0: raise InputError(f'{what} {i} {tuple(b[i])} is empty or inverted: need x0 < x1 and y0 < y1')
+        if x1 <= x0 or y1 <= y0:
+            raise InputError(f'{what} {i} {tuple(b[i])} is empty or inverted: need x0 < x1 and y0 < y1')
         if shape is not None and (x0 < 0 or y0 < 0 or x1 > shape[1] or y1 > shape[0]):
             raise InputError(f'{what} {i} {tuple(b[i])} lies outside the {shape[1]}x{shape[0]} (width x height) image')
     return b
 
+# %% ../../nbs/22_matching.exemplar.ipynb #668d8879
 def boxes_from_labels(labels: np.ndarray, min_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
     "Tight boxes `(n, 4)` of every object in a label image, and their label ids."
     from scipy import ndimage as ndi
+
     labels = np.asarray(labels)
-    if labels.ndim != 2: raise InputError(f'labels must be 2D, got shape {labels.shape}')
+    if labels.ndim != 2:
+        raise InputError(f'labels must be 2D, got shape {labels.shape}')
     ids = np.unique(labels[labels > 0])
     sl = ndi.find_objects(labels)
     out, keep = [], []
     for i in ids:
         s = sl[i - 1]
         b = (s[1].start, s[0].start, s[1].stop, s[0].stop)
-        if b[2] - b[0] >= min_size and b[3] - b[1] >= min_size: out.append(b); keep.append(i)
+        if b[2] - b[0] >= min_size and b[3] - b[1] >= min_size:
+            out.append(b)
+            keep.append(i)
     return np.asarray(out, dtype=np.float64).reshape(-1, 4), np.asarray(keep, dtype=np.int64)
 
+# %% ../../nbs/22_matching.exemplar.ipynb #78972e66
 def box_iou(a, b) -> np.ndarray:
     "IoU matrix between boxes `a` `(n, 4)` and `b` `(m, 4)`."
     a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2]); rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.clip(rb - lt, 0, None).prod(-1)
     area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
     return inter / (area(a)[:, None] + area(b)[None] - inter)
@@ -57,70 +67,101 @@ def box_iou(a, b) -> np.ndarray:
 # %% ../../nbs/22_matching.exemplar.ipynb #ac946ed9
 BOX_ERRORS = ('shift', 'size', 'aspect')
 
+
 def box_error_types(box, true_box) -> set:
     "The paper's error types of `box` against `true_box` (empty set when IoU >= 0.5, i.e. a precise box)."
     b, g = check_boxes(box)[0], check_boxes(true_box)[0]
-    if box_iou(b, g)[0, 0] >= 0.5: return set()
+    if box_iou(b, g)[0, 0] >= 0.5:
+        return set()
     w, h, gw, gh = b[2] - b[0], b[3] - b[1], g[2] - g[0], g[3] - g[1]
     out = set()
-    if abs((b[0] + b[2]) / 2 - (g[0] + g[2]) / 2) > 0.5 * gw or abs((b[1] + b[3]) / 2 - (g[1] + g[3]) / 2) > 0.5 * gh: out.add('shift')
-    if abs(w * h / (gw * gh) - 1) > 0.5: out.add('size')
-    if abs((w / h) / (gw / gh) - 1) > 0.5: out.add('aspect')
+    if abs((b[0] + b[2]) / 2 - (g[0] + g[2]) / 2) > 0.5 * gw or abs((b[1] + b[3]) / 2 - (g[1] + g[3]) / 2) > 0.5 * gh:
+        out.add('shift')
+    if abs(w * h / (gw * gh) - 1) > 0.5:
+        out.add('size')
+    if abs((w / h) / (gw / gh) - 1) > 0.5:
+        out.add('aspect')
     return out
 
-def _centered(cx, cy, w, h): return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+# %% ../../nbs/22_matching.exemplar.ipynb #b38543d8
+def _centered(cx, cy, w, h):
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
+# %% ../../nbs/22_matching.exemplar.ipynb #9ef9a7aa
 def imprecise_box(true_box, kind: str, shape: tuple | None = None, seed=0, max_tries: int = 1000) -> np.ndarray:
     "A box with exactly one error type `kind` ('shift', 'size', 'aspect') against `true_box`, inside `shape` if given."
-    if kind not in BOX_ERRORS: raise InputError(f'kind must be one of {BOX_ERRORS}, got {kind!r}')
+    if kind not in BOX_ERRORS:
+        raise InputError(f'kind must be one of {BOX_ERRORS}, got {kind!r}')
     g = check_boxes(true_box, shape)[0]
     rng = as_rng(seed)
     cx, cy, w, h = (g[0] + g[2]) / 2, (g[1] + g[3]) / 2, g[2] - g[0], g[3] - g[1]
     for _ in range(max_tries):
         if kind == 'shift':
-            ang = rng.uniform(0, 2 * np.pi); d = rng.uniform(0.6, 1.5)
+            ang = rng.uniform(0, 2 * np.pi)
+            d = rng.uniform(0.6, 1.5)
             b = _centered(cx + d * w * np.cos(ang), cy + d * h * np.sin(ang), w, h)
         elif kind == 'size':
             a = rng.uniform(2.2, 5.0) if rng.random() < 0.5 else rng.uniform(0.15, 0.45)
-            b = _centered(cx, cy, w * a ** 0.5, h * a ** 0.5)
+            b = _centered(cx, cy, w * a**0.5, h * a**0.5)
         else:
             r = rng.uniform(2.5, 6.0) ** (1 if rng.random() < 0.5 else -1)
-            b = _centered(cx, cy, w * r ** 0.5, h / r ** 0.5)
-        if shape is not None: b = np.clip(b, 0, [shape[1], shape[0], shape[1], shape[0]])
-        if b[2] - b[0] < 1 or b[3] - b[1] < 1: continue
-        if box_error_types(b, g) == {kind}: return b
-    raise InputError(f'could not draw a pure {kind} error for box {tuple(g)} inside {shape} in {max_tries} tries '
-                     '(the box may be too close to the image border)')
+            b = _centered(cx, cy, w * r**0.5, h / r**0.5)
+        if shape is not None:
+            b = np.clip(b, 0, [shape[1], shape[0], shape[1], shape[0]])
+        if b[2] - b[0] < 1 or b[3] - b[1] < 1:
+            continue
+        if box_error_types(b, g) == {kind}:
+            return b
+    raise InputError(
+        f'could not draw a pure {kind} error for box {tuple(g)} inside {shape} in {max_tries} tries '
+        '(the box may be too close to the image border)'
+    )
 
 # %% ../../nbs/22_matching.exemplar.ipynb #a715ba9e
 SWAV_URL = 'https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar'
 
+
 def swav_weights(path: str | Path | None = None) -> Path:
     "The SwAV ResNet-50 checkpoint: `path`, else `$MTK_WEIGHTS_DIR/swav_800ep_pretrain.pth.tar`; a message with the URL otherwise."
     import os
+
     cands = [Path(path).expanduser()] if path is not None else []
-    if path is None and os.environ.get('MTK_WEIGHTS_DIR'): cands.append(Path(os.environ['MTK_WEIGHTS_DIR']).expanduser()/'swav_800ep_pretrain.pth.tar')
+    if path is None and os.environ.get('MTK_WEIGHTS_DIR'):
+        cands.append(Path(os.environ['MTK_WEIGHTS_DIR']).expanduser() / 'swav_800ep_pretrain.pth.tar')
     for c in cands:
-        if c.exists(): return c
-    raise WeightsUnavailableError(f"SwAV ResNet-50 weights not found (tried: {', '.join(map(str, cands)) or 'no path, MTK_WEIGHTS_DIR unset'}). "
-                                  f"Download {SWAV_URL} and put it in $MTK_WEIGHTS_DIR or pass its path.")
+        if c.exists():
+            return c
+    raise WeightsUnavailableError(
+        f"SwAV ResNet-50 weights not found (tried: {', '.join(map(str, cands)) or 'no path, MTK_WEIGHTS_DIR unset'}). "
+        f"Download {SWAV_URL} and put it in $MTK_WEIGHTS_DIR or pass its path."
+    )
+
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
+# %% ../../nbs/22_matching.exemplar.ipynb #68a6de32
 class _TinyBackbone(nn.Module):
     "Three stride-2 conv blocks: stride-8 features for tests and CPU smoke runs."
+
     def __init__(self, width: int = 32):
         super().__init__()
         c = [3, width // 2, width, width]
-        self.body = nn.Sequential(*[nn.Sequential(nn.Conv2d(c[i], c[i + 1], 3, 2, 1), nn.GroupNorm(4, c[i + 1]), nn.ReLU())
-                                    for i in range(3)])
+        self.body = nn.Sequential(
+            *[nn.Sequential(nn.Conv2d(c[i], c[i + 1], 3, 2, 1), nn.GroupNorm(4, c[i + 1]), nn.ReLU()) for i in range(3)]
+        )
         self.out_channels = width
-    def forward(self, x): return self.body(x)
 
+    def forward(self, x):
+        return self.body(x)
+
+# %% ../../nbs/22_matching.exemplar.ipynb #5c2c7121
 class _ResNet50Stride8(nn.Module):
     "ResNet-50 up to layer3; layer2 (stride 8) and upsampled layer3 (stride 16) concatenated."
+
     def __init__(self, weights: str | Path | None = None):
         super().__init__()
         import torchvision
+
         r = torchvision.models.resnet50(weights=None)
         if weights is not None:
             sd = torch.load(weights, map_location='cpu', weights_only=False)
@@ -132,27 +173,44 @@ class _ResNet50Stride8(nn.Module):
         self.stem = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1)
         self.layer2, self.layer3 = r.layer2, r.layer3
         self.out_channels = 512 + 1024
+
     def forward(self, x):
-        f2 = self.layer2(self.stem(x)); f3 = self.layer3(f2)
+        f2 = self.layer2(self.stem(x))
+        f3 = self.layer3(f2)
         return torch.cat([f2, F.interpolate(f3, size=f2.shape[-2:], mode='bilinear', align_corners=False)], 1)
 
+# %% ../../nbs/22_matching.exemplar.ipynb #27b3ae9a
 class ExemplarProjector(nn.Module):
     "Exemplar box(es) → one conditioning embedding of size `dim`: CNN features, RoI align, conv, linear."
-    def __init__(self, dim: int = 768, backbone: str = 'resnet50', weights: str | Path | None = None, channels: int = 256,
-                 roi: int = 3, image_size: int = 512, freeze_backbone: bool = False, seed: int = 0):
+
+    def __init__(
+        self,
+        dim: int = 768,
+        backbone: str = 'resnet50',
+        weights: str | Path | None = None,
+        channels: int = 256,
+        roi: int = 3,
+        image_size: int = 512,
+        freeze_backbone: bool = False,
+        seed: int = 0,
+    ):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            if backbone == 'tiny': self.backbone = _TinyBackbone()
-            elif backbone == 'resnet50': self.backbone = _ResNet50Stride8(weights)
-            else: raise InputError(f"backbone must be 'resnet50' or 'tiny', got {backbone!r}")
+            if backbone == 'tiny':
+                self.backbone = _TinyBackbone()
+            elif backbone == 'resnet50':
+                self.backbone = _ResNet50Stride8(weights)
+            else:
+                raise InputError(f"backbone must be 'resnet50' or 'tiny', got {backbone!r}")
             self.reduce = nn.Conv2d(self.backbone.out_channels, channels, 1)
             self.conv = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU())
             self.linear = nn.Linear(channels * roi * roi, dim)
         self.roi, self.image_size, self.stride, self.dim = roi, image_size, 8, dim
         self.register_buffer('mean', torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if freeze_backbone: self.backbone.requires_grad_(False)
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
 
     @classmethod
     def swav(cls, dim: int = 768, path: str | Path | None = None, **kw) -> 'ExemplarProjector':
@@ -163,12 +221,17 @@ class ExemplarProjector(nn.Module):
         "`(B, C, S/8, S/8)` features of `(B, 3, S, S)` images in [0, 1]."
         return self.reduce(self.backbone((images - self.mean) / self.std))
 
-    def forward(self, images: torch.Tensor, boxes: Sequence, original_sizes: Sequence[tuple] | None = None) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, boxes: Sequence, original_sizes: Sequence[tuple] | None = None
+    ) -> torch.Tensor:
         """`(B, dim)` embeddings. `images`: `(B, 3, S, S)` in [0, 1] (already resized); `boxes[i]`: `(n_i, 4)` boxes of image i
         in the pixel coordinates of the original image of size `original_sizes[i]` = (H, W) (default: S x S)."""
         from torchvision.ops import roi_align
-        if images.ndim != 4: raise InputError(f'images must be (B, 3, S, S), got {tuple(images.shape)}')
-        if len(boxes) != len(images): raise InputError(f'{len(images)} images but box lists for {len(boxes)}')
+
+        if images.ndim != 4:
+            raise InputError(f'images must be (B, 3, S, S), got {tuple(images.shape)}')
+        if len(boxes) != len(images):
+            raise InputError(f'{len(images)} images but box lists for {len(boxes)}')
         S = images.shape[-1]
         rois = []
         for i, b in enumerate(boxes):
@@ -179,5 +242,5 @@ class ExemplarProjector(nn.Module):
         f = self.features(images)
         pooled = roi_align(f, rois, output_size=self.roi, spatial_scale=1 / self.stride, sampling_ratio=2, aligned=True)
         counts = [len(r) for r in rois]
-        pooled = torch.stack([p.mean(0) for p in pooled.split(counts)])       # several boxes of one image averaged
+        pooled = torch.stack([p.mean(0) for p in pooled.split(counts)])  # several boxes of one image averaged
         return self.linear(self.conv(pooled).flatten(1))

@@ -21,40 +21,56 @@ __all__ = ['instance_targets', 'instances_from_maps', 'SegmentationHead', 'Count
 def instance_targets(labels: np.ndarray) -> np.ndarray:
     "`(2, H, W)` float32 targets of a label image: foreground, and the per-object normalised distance to the border."
     from scipy import ndimage as ndi
+
     labels = np.asarray(labels)
-    if labels.ndim != 2: raise InputError(f'labels must be 2D, got shape {labels.shape}')
+    if labels.ndim != 2:
+        raise InputError(f'labels must be 2D, got shape {labels.shape}')
     fg = labels > 0
     dist = np.zeros(labels.shape, np.float32)
     # distance to the nearest pixel of another label or background, per object (boundaries between touching cells count)
     for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None: continue
+        if sl is None:
+            continue
         sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
         m = labels[sl] == i
         d = ndi.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
         dist[sl][m] = (d[m] / d[m].max()).astype(np.float32)
     return np.stack([fg.astype(np.float32), dist])
 
-def instances_from_maps(foreground: np.ndarray, distance: np.ndarray, fg_threshold: float = 0.5,
-                        marker_threshold: float = 0.5, min_size: int = 15) -> np.ndarray:
+# %% ../../nbs/23_matching.heads.ipynb #dde748ea
+def instances_from_maps(
+    foreground: np.ndarray,
+    distance: np.ndarray,
+    fg_threshold: float = 0.5,
+    marker_threshold: float = 0.5,
+    min_size: int = 15,
+) -> np.ndarray:
     "Marker-controlled watershed: markers = parts of `distance > marker_threshold` in the foreground; labels 1..N, objects < `min_size` px dropped."
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
+
     fg = np.asarray(foreground) > fg_threshold
     dist = np.asarray(distance, dtype=np.float32)
-    if fg.shape != dist.shape: raise InputError(f'foreground {fg.shape} and distance {dist.shape} differ in shape')
+    if fg.shape != dist.shape:
+        raise InputError(f'foreground {fg.shape} and distance {dist.shape} differ in shape')
     markers, n = ndi.label((dist > marker_threshold) & fg)
-    if n == 0: return np.zeros(fg.shape, np.int32)
+    if n == 0:
+        return np.zeros(fg.shape, np.int32)
     lab = watershed(-dist, markers, mask=fg)
     sizes = np.bincount(lab.ravel())
-    small = np.flatnonzero(sizes < min_size); small = small[small > 0]
-    if len(small): lab[np.isin(lab, small)] = 0
+    small = np.flatnonzero(sizes < min_size)
+    small = small[small > 0]
+    if len(small):
+        lab[np.isin(lab, small)] = 0
     ids = np.unique(lab[lab > 0])
-    lut = np.zeros(lab.max() + 1, np.int32); lut[ids] = np.arange(1, len(ids) + 1)
+    lut = np.zeros(lab.max() + 1, np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1)
     return lut[lab]
 
 # %% ../../nbs/23_matching.heads.ipynb #03a081fb
 class _Block(nn.Module):
     "Pre-norm transformer block; `window` > 0 restricts attention to non-overlapping windows of the token grid."
+
     def __init__(self, dim: int, heads: int, window: int = 0, mlp_ratio: float = 4.0):
         super().__init__()
         self.window, self.heads = window, heads
@@ -62,17 +78,18 @@ class _Block(nn.Module):
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
 
-    def _attend(self, x):                                    # x: (N, L, dim)
+    def _attend(self, x):  # x: (N, L, dim)
         N, L, D = x.shape
         q, k, v = self.qkv(x).view(N, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, L, D))
 
-    def forward(self, x):                                    # x: (B, h, w, dim)
+    def forward(self, x):  # x: (B, h, w, dim)
         B, h, w, D = x.shape
         y = self.norm1(x)
         if self.window and (h > self.window or w > self.window):
             s = self.window
-            if h % s or w % s: raise InputError(f'token grid {h}x{w} is not divisible by the window {s}')
+            if h % s or w % s:
+                raise InputError(f'token grid {h}x{w} is not divisible by the window {s}')
             y = y.view(B, h // s, s, w // s, s, D).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, D)
             y = self._attend(y).view(B, h // s, w // s, s, s, D).permute(0, 1, 3, 2, 4, 5).reshape(B, h, w, D)
         else:
@@ -80,35 +97,61 @@ class _Block(nn.Module):
         x = x + y
         return x + self.mlp(self.norm2(x))
 
+# %% ../../nbs/23_matching.heads.ipynb #33fafdf2
 class SegmentationHead(nn.Module):
     "Attention maps + UNet features → foreground and distance logits `(B, 2, out, out)`."
-    def __init__(self, attn_channels: int = 4, feat_channels: int = 320, grid: int = 64, dim: int = 256, depth: int = 8,
-                 heads: int = 8, patch: int = 2, window: int = 8, global_every: int = 2, seed: int = 0):
+
+    def __init__(
+        self,
+        attn_channels: int = 4,
+        feat_channels: int = 320,
+        grid: int = 64,
+        dim: int = 256,
+        depth: int = 8,
+        heads: int = 8,
+        patch: int = 2,
+        window: int = 8,
+        global_every: int = 2,
+        seed: int = 0,
+    ):
         super().__init__()
-        if grid % patch: raise InputError(f'grid {grid} is not divisible by patch {patch}')
+        if grid % patch:
+            raise InputError(f'grid {grid} is not divisible by patch {patch}')
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.feat_norm = nn.GroupNorm(math.gcd(32, feat_channels), feat_channels)
             self.fuse = nn.Sequential(nn.Conv2d(attn_channels + feat_channels, dim, 3, padding=1), nn.GELU())
             self.patchify = nn.Conv2d(dim, dim, patch, stride=patch)
             n = grid // patch
-            self.pos = nn.Parameter(torch.zeros(1, n, n, dim)); nn.init.trunc_normal_(self.pos, std=0.02)
-            self.blocks = nn.ModuleList([_Block(dim, heads, 0 if (i + 1) % global_every == 0 else window) for i in range(depth)])
+            self.pos = nn.Parameter(torch.zeros(1, n, n, dim))
+            nn.init.trunc_normal_(self.pos, std=0.02)
+            self.blocks = nn.ModuleList(
+                [_Block(dim, heads, 0 if (i + 1) % global_every == 0 else window) for i in range(depth)]
+            )
             self.norm = nn.LayerNorm(dim)
-            self.predict = nn.Sequential(nn.Conv2d(2 * dim, dim // 2, 3, padding=1), nn.GELU(), nn.Conv2d(dim // 2, 2, 3, padding=1))
+            self.predict = nn.Sequential(
+                nn.Conv2d(2 * dim, dim // 2, 3, padding=1), nn.GELU(), nn.Conv2d(dim // 2, 2, 3, padding=1)
+            )
         self.grid, self.patch, self.attn_channels, self.feat_channels = grid, patch, attn_channels, feat_channels
 
     def forward(self, attn: torch.Tensor, feats: torch.Tensor, out_size: int | None = None) -> torch.Tensor:
         if attn.shape[1] != self.attn_channels or feats.shape[1] != self.feat_channels:
-            raise InputError(f'expected {self.attn_channels} attention and {self.feat_channels} feature channels, '
-                             f'got {attn.shape[1]} and {feats.shape[1]}')
+            raise InputError(
+                f'expected {self.attn_channels} attention and {self.feat_channels} feature channels, '
+                f'got {attn.shape[1]} and {feats.shape[1]}'
+            )
         x = self.fuse(torch.cat([attn, self.feat_norm(feats)], 1))
         t = self.patchify(x).permute(0, 2, 3, 1) + self.pos
-        for b in self.blocks: t = b(t)
+        for b in self.blocks:
+            t = b(t)
         t = self.norm(t).permute(0, 3, 1, 2)
         t = F.interpolate(t, size=x.shape[-2:], mode='bilinear', align_corners=False)
         y = self.predict(torch.cat([x, t], 1))
-        return y if out_size in (None, y.shape[-1]) else F.interpolate(y, size=(out_size, out_size), mode='bilinear', align_corners=False)
+        return (
+            y
+            if out_size in (None, y.shape[-1])
+            else F.interpolate(y, size=(out_size, out_size), mode='bilinear', align_corners=False)
+        )
 
     @torch.no_grad()
     def instances(self, attn, feats, out_size: int | None = None, **kw) -> list[np.ndarray]:
@@ -119,23 +162,41 @@ class SegmentationHead(nn.Module):
 # %% ../../nbs/23_matching.heads.ipynb #b931a020
 class CountingHead(nn.Module):
     "Attention maps + UNet features → density map at 8× the grid; `count = sum(density)`."
-    def __init__(self, attn_channels: int = 4, feat_channels: int = 320, width: int = 256, density_scale: float = 100.0, seed: int = 0):
+
+    def __init__(
+        self,
+        attn_channels: int = 4,
+        feat_channels: int = 320,
+        width: int = 256,
+        density_scale: float = 100.0,
+        seed: int = 0,
+    ):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.feat_norm = nn.GroupNorm(math.gcd(32, feat_channels), feat_channels)
             self.inp = nn.Sequential(nn.Conv2d(attn_channels + feat_channels, width, 1), nn.LeakyReLU())
             ch = [width, width // 2, width // 4, width // 8]
-            self.up = nn.Sequential(*[nn.Sequential(nn.Conv2d(ch[i], ch[i + 1], 3, padding=1), nn.LeakyReLU(),
-                                                    nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False)) for i in range(3)])
+            self.up = nn.Sequential(
+                *[
+                    nn.Sequential(
+                        nn.Conv2d(ch[i], ch[i + 1], 3, padding=1),
+                        nn.LeakyReLU(),
+                        nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
+                    )
+                    for i in range(3)
+                ]
+            )
             self.out = nn.Sequential(nn.Conv2d(ch[-1], 1, 1), nn.LeakyReLU())
         self.attn_channels, self.feat_channels, self.density_scale = attn_channels, feat_channels, density_scale
 
     def forward(self, attn: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         "Scaled density `(B, 1, 8G, 8G)` (divide by `density_scale` for objects per pixel)."
         if attn.shape[1] != self.attn_channels or feats.shape[1] != self.feat_channels:
-            raise InputError(f'expected {self.attn_channels} attention and {self.feat_channels} feature channels, '
-                             f'got {attn.shape[1]} and {feats.shape[1]}')
+            raise InputError(
+                f'expected {self.attn_channels} attention and {self.feat_channels} feature channels, '
+                f'got {attn.shape[1]} and {feats.shape[1]}'
+            )
         x = torch.cat([attn, self.feat_norm(feats)], 1) * attn.mean(1, keepdim=True)
         return self.out(self.up(self.inp(x)))
 
@@ -149,9 +210,11 @@ class CountingHead(nn.Module):
         "Predicted counts `(B,)`."
         return self.density(attn, feats).sum((-2, -1))
 
+# %% ../../nbs/23_matching.heads.ipynb #84c94b5e
 def resize_density(d: torch.Tensor, size: tuple) -> torch.Tensor:
     "Resize `(B, H, W)` density maps bilinearly, rescaled so each map keeps its sum."
-    if tuple(d.shape[-2:]) == tuple(size): return d
+    if tuple(d.shape[-2:]) == tuple(size):
+        return d
     s0 = d.sum((-2, -1), keepdim=True)
     r = F.interpolate(d[:, None], size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
     s1 = r.sum((-2, -1), keepdim=True)

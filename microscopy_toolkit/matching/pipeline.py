@@ -19,10 +19,24 @@ from ..core import InputError, as_rng, progress, atomic_write, get_device
 from ..io import check_finite
 from ..metrics import average_precision, count_mae, count_rmse
 from ..synthetic.cells import density_map
-from .sd import SDComponents, load_sd, load_tiny_sd, prepare_images, encode_latents, add_noise, encode_prompt
+from microscopy_toolkit.matching.sd import (
+    SDComponents,
+    load_sd,
+    load_tiny_sd,
+    prepare_images,
+    encode_latents,
+    add_noise,
+    encode_prompt,
+)
 from .attention import AttentionSpec, unet_attention, minmax
 from .exemplar import ExemplarProjector, check_boxes, boxes_from_labels
-from .heads import SegmentationHead, CountingHead, instance_targets, instances_from_maps, resize_density
+from microscopy_toolkit.matching.heads import (
+    SegmentationHead,
+    CountingHead,
+    instance_targets,
+    instances_from_maps,
+    resize_density,
+)
 
 # %% auto #0
 __all__ = ['TEMPLATE', 'default_spec', 'Matcher', 'MatchingModel', 'find_instance_pairs', 'read_instance_folder',
@@ -32,14 +46,25 @@ __all__ = ['TEMPLATE', 'default_spec', 'Matcher', 'MatchingModel', 'find_instanc
 # %% ../../nbs/24_matching.pipeline.ipynb #300c2fe3
 TEMPLATE = 'repetitive objects'
 
+
 def default_spec(sd: SDComponents) -> AttentionSpec:
     "SD v1.x (four UNet levels): the public implementation's layers; smaller UNets: every layer."
     return AttentionSpec.sd14() if len(sd.unet.config.block_out_channels) == 4 else AttentionSpec.every_layer()
 
+# %% ../../nbs/24_matching.pipeline.ipynb #e5044d7f
 class Matcher(nn.Module):
     "Frozen SD (+ trainable exemplar projector): images (and boxes) → attention channels `(B, 4, G, G)` and UNet features."
-    def __init__(self, sd: SDComponents, projector: ExemplarProjector | None = None, spec: AttentionSpec | None = None,
-                 timestep: int = 20, seed: int = 0, template: str = TEMPLATE, vae_range: str = 'sd'):
+
+    def __init__(
+        self,
+        sd: SDComponents,
+        projector: ExemplarProjector | None = None,
+        spec: AttentionSpec | None = None,
+        timestep: int = 20,
+        seed: int = 0,
+        template: str = TEMPLATE,
+        vae_range: str = 'sd',
+    ):
         super().__init__()
         self.sd, self.projector = sd, projector
         self.spec = spec or default_spec(sd)
@@ -49,38 +74,69 @@ class Matcher(nn.Module):
         self._template_cond = None
 
     @property
-    def grid(self) -> int: return self.sd.latent_size
+    def grid(self) -> int:
+        return self.sd.latent_size
+
     @property
-    def feat_channels(self) -> int: return int(self.sd.unet.config.block_out_channels[0])
+    def feat_channels(self) -> int:
+        return int(self.sd.unet.config.block_out_channels[0])
 
     def template_cond(self) -> torch.Tensor:
-        if self._template_cond is None: self._template_cond = encode_prompt(self.sd, self.template)
+        if self._template_cond is None:
+            self._template_cond = encode_prompt(self.sd, self.template)
         return self._template_cond
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:
         return add_noise(self.sd, encode_latents(self.sd, x, self.vae_range), self.timestep, self.seed)
 
-    def conditioning(self, x: torch.Tensor, boxes: Sequence | None = None, original_sizes: Sequence | None = None) -> torch.Tensor:
+    def conditioning(
+        self, x: torch.Tensor, boxes: Sequence | None = None, original_sizes: Sequence | None = None
+    ) -> torch.Tensor:
         "`(B, 77, d)`: the template's text embeddings; in mode S the exemplar embedding right after the template's words."
         B = x.shape[0]
         cond = self.template_cond().expand(B, -1, -1)
-        if boxes is None: return cond
-        if self.projector is None: raise InputError('boxes were given but this model has no exemplar projector (mode S); '
-                                                    'leave boxes out for mode A or build the model with a projector')
+        if boxes is None:
+            return cond
+        if self.projector is None:
+            raise InputError(
+                'boxes were given but this model has no exemplar projector (mode S); '
+                'leave boxes out for mode A or build the model with a projector'
+            )
         e = self.projector(x.to(next(self.projector.parameters()).device), boxes, original_sizes)
-        return torch.cat([cond[:, :self.exemplar_position], e[:, None].to(cond.dtype), cond[:, self.exemplar_position + 1:]], 1)
+        return torch.cat(
+            [cond[:, : self.exemplar_position], e[:, None].to(cond.dtype), cond[:, self.exemplar_position + 1 :]], 1
+        )
 
-    def forward(self, x: torch.Tensor, boxes: Sequence | None = None, original_sizes: Sequence | None = None,
-                grad: bool = False, return_maps: bool = False, cond: torch.Tensor | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        boxes: Sequence | None = None,
+        original_sizes: Sequence | None = None,
+        grad: bool = False,
+        return_maps: bool = False,
+        cond: torch.Tensor | None = None,
+    ):
         """`x`: `(B, 3, S, S)` prepared images; `boxes`: None (mode A) or one `(n_i, 4)` array per image (mode S);
-        `cond`: a ready conditioning `(1 or B, 77, d)` with an exemplar at `exemplar_position` (e.g. from another frame)."""
+        `cond`: a ready conditioning `(1 or B, 77, d)` with an exemplar at `exemplar_position` (e.g. from another frame).
+        """
         if cond is not None:
-            if boxes is not None: raise InputError('give boxes or a ready conditioning, not both')
-            cond = cond.expand(x.shape[0], -1, -1); boxes = 'given'
+            if boxes is not None:
+                raise InputError('give boxes or a ready conditioning, not both')
+            cond = cond.expand(x.shape[0], -1, -1)
+            boxes = 'given'
         else:
-            with torch.set_grad_enabled(grad): cond = self.conditioning(x, boxes, original_sizes)
-        maps = unet_attention(self.sd.unet, self.latents(x), cond, self.words + [self.exemplar_position],
-                              self.timestep, self.spec, features=True, grad=grad)
+            with torch.set_grad_enabled(grad):
+                cond = self.conditioning(x, boxes, original_sizes)
+        maps = unet_attention(
+            self.sd.unet,
+            self.latents(x),
+            cond,
+            self.words + [self.exemplar_position],
+            self.timestep,
+            self.spec,
+            features=True,
+            grad=grad,
+        )
         tmpl = maps.mean_cross(self.words)
         ex = maps.token(self.exemplar_position) if boxes is not None else tmpl
         attn = torch.stack([minmax(tmpl), maps.self_cross(tmpl), minmax(ex), maps.self_cross(ex)], 1)
@@ -88,40 +144,62 @@ class Matcher(nn.Module):
 
 # %% ../../nbs/24_matching.pipeline.ipynb #26a272bd
 def _resolve_sd(sd: str | SDComponents, image_size: int | None, device) -> tuple[SDComponents, dict]:
-    if isinstance(sd, SDComponents): return sd, dict(sd=sd.name, image_size=sd.image_size)
+    if isinstance(sd, SDComponents):
+        return sd, dict(sd=sd.name, image_size=sd.image_size)
     if sd == 'tiny':
         s = load_tiny_sd(image_size=image_size or 64).to(device)
         return s, dict(sd='tiny', image_size=s.image_size)
     s = load_sd(path=None if sd == 'stable-diffusion-v1-4' else sd, device=device, image_size=image_size or 512)
     return s, dict(sd=str(sd), image_size=s.image_size)
 
+# %% ../../nbs/24_matching.pipeline.ipynb #3fe0582d
 class MatchingModel(nn.Module):
     "MicroscopyMatching for segmentation and counting: frozen SD matcher, optional exemplar projector, heads."
-    def __init__(self, sd: str | SDComponents = 'tiny', image_size: int | None = None, projector: str | None = 'tiny',
-                 seg_head: dict | None = None, count_head: dict | None = None, device='cpu', seed: int = 0, timestep: int = 20):
+
+    def __init__(
+        self,
+        sd: str | SDComponents = 'tiny',
+        image_size: int | None = None,
+        projector: str | None = 'tiny',
+        seg_head: dict | None = None,
+        count_head: dict | None = None,
+        device='cpu',
+        seed: int = 0,
+        timestep: int = 20,
+    ):
         super().__init__()
         device = get_device(device)
         sdc, sd_cfg = _resolve_sd(sd, image_size, device)
         dim = sdc.context_dim
-        proj = None if projector is None else ExemplarProjector(dim=dim, backbone=projector, image_size=sdc.image_size, seed=seed).to(device)
+        proj = (
+            None
+            if projector is None
+            else ExemplarProjector(dim=dim, backbone=projector, image_size=sdc.image_size, seed=seed).to(device)
+        )
         self.matcher = Matcher(sdc, proj, timestep=timestep, seed=seed)
         G, C = self.matcher.grid, self.matcher.feat_channels
         small = sdc.name.startswith('tiny')
         seg_cfg = dict(dim=64, depth=4, heads=4, patch=2, window=4) if small else {}
-        seg_cfg.update(seg_head or {}); cnt_cfg = dict(width=64) if small else {}; cnt_cfg.update(count_head or {})
+        seg_cfg.update(seg_head or {})
+        cnt_cfg = dict(width=64) if small else {}
+        cnt_cfg.update(count_head or {})
         self.seg_head = SegmentationHead(4, C, G, seed=seed, **seg_cfg).to(device)
         self.count_head = CountingHead(4, C, seed=seed, **cnt_cfg).to(device)
-        self.config = dict(sd_cfg, projector=projector, seg_head=seg_cfg, count_head=cnt_cfg, seed=seed, timestep=timestep)
+        self.config = dict(
+            sd_cfg, projector=projector, seg_head=seg_cfg, count_head=cnt_cfg, seed=seed, timestep=timestep
+        )
         self.device_ = device
 
     @property
-    def image_size(self) -> int: return self.matcher.sd.image_size
+    def image_size(self) -> int:
+        return self.matcher.sd.image_size
 
     def trainable(self, task: str, mode: str) -> list[nn.Parameter]:
         head = self.seg_head if task == 'segment' else self.count_head
         ps = list(head.parameters())
         if mode == 'S':
-            if self.matcher.projector is None: raise InputError('mode S needs an exemplar projector')
+            if self.matcher.projector is None:
+                raise InputError('mode S needs an exemplar projector')
             ps += [p for p in self.matcher.projector.parameters() if p.requires_grad]
         return ps
 
@@ -136,69 +214,107 @@ class MatchingModel(nn.Module):
     @torch.no_grad()
     def segment(self, images, boxes=None, batch_size: int = 4, **post) -> list[np.ndarray]:
         "Instance label images (int32, each at its image's own size); `boxes`: one box, a list of boxes for all images, or one list per image."
-        imgs = _image_list(images); blist = _box_lists(boxes, len(imgs), [im.shape[:2] for im in imgs])
+        imgs = _image_list(images)
+        blist = _box_lists(boxes, len(imgs), [im.shape[:2] for im in imgs])
         out = []
         self.eval()
         for i in range(0, len(imgs), batch_size):
-            (attn, feats), sizes = self.inputs(imgs[i:i + batch_size], None if blist is None else blist[i:i + batch_size])
+            (attn, feats), sizes = self.inputs(
+                imgs[i : i + batch_size], None if blist is None else blist[i : i + batch_size]
+            )
             logits = self.seg_head(attn, feats, self.image_size)
             for lg, hw in zip(logits, sizes):
-                p = torch.sigmoid(F.interpolate(lg[None], size=tuple(hw), mode='bilinear', align_corners=False)[0]).cpu().numpy()
+                p = (
+                    torch.sigmoid(F.interpolate(lg[None], size=tuple(hw), mode='bilinear', align_corners=False)[0])
+                    .cpu()
+                    .numpy()
+                )
                 out.append(instances_from_maps(p[0], p[1], **post))
         return out
 
     @torch.no_grad()
     def count(self, images, boxes=None, batch_size: int = 4) -> tuple[np.ndarray, list[np.ndarray]]:
         "Counts `(n,)` and density maps (each at its image's size, summing to its count)."
-        imgs = _image_list(images); blist = _box_lists(boxes, len(imgs), [im.shape[:2] for im in imgs])
+        imgs = _image_list(images)
+        blist = _box_lists(boxes, len(imgs), [im.shape[:2] for im in imgs])
         counts, dens = [], []
         self.eval()
         for i in range(0, len(imgs), batch_size):
-            (attn, feats), sizes = self.inputs(imgs[i:i + batch_size], None if blist is None else blist[i:i + batch_size])
+            (attn, feats), sizes = self.inputs(
+                imgs[i : i + batch_size], None if blist is None else blist[i : i + batch_size]
+            )
             d = self.count_head.density(attn, feats)
             for di, hw in zip(d, sizes):
                 di = resize_density(di[None], tuple(hw))[0].cpu().numpy()
-                dens.append(di); counts.append(float(di.sum()))
+                dens.append(di)
+                counts.append(float(di.sum()))
         return np.asarray(counts), dens
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
         "Trainable weights + the configuration needed to rebuild the model (the frozen SD is referenced, not stored)."
         state = {k: v for k, v in self.state_dict().items() if not k.startswith('matcher.sd.')}
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, 'wb') as f: torch.save(dict(config=self.config, state=state, extra=extra or {}), f)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, 'wb') as f:
+            torch.save(dict(config=self.config, state=state, extra=extra or {}), f)
         return path
 
     @classmethod
     def load(cls, path: str | Path, device='cpu', sd: SDComponents | None = None) -> 'MatchingModel':
         "Rebuild from `save()`; `sd` overrides the stored SD reference (e.g. a path to SD v1.4 on this machine)."
         path = Path(path)
-        if not path.exists(): raise InputError(f'checkpoint {path} does not exist')
+        if not path.exists():
+            raise InputError(f'checkpoint {path} does not exist')
         ck = torch.load(path, map_location='cpu', weights_only=False)
-        if 'config' not in ck or 'state' not in ck: raise InputError(f'{path} is not a matching checkpoint (no config/state)')
+        if 'config' not in ck or 'state' not in ck:
+            raise InputError(f'{path} is not a matching checkpoint (no config/state)')
         c = ck['config']
-        m = cls(sd if sd is not None else c['sd'], c['image_size'], c['projector'], c['seg_head'], c['count_head'], device, c['seed'], c['timestep'])
+        m = cls(
+            sd if sd is not None else c['sd'],
+            c['image_size'],
+            c['projector'],
+            c['seg_head'],
+            c['count_head'],
+            device,
+            c['seed'],
+            c['timestep'],
+        )
         missing, unexpected = m.load_state_dict(ck['state'], strict=False)
         missing = [k for k in missing if not k.startswith('matcher.sd.')]
-        if missing or unexpected: raise InputError(f'{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}')
+        if missing or unexpected:
+            raise InputError(f'{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}')
         return m
 
+# %% ../../nbs/24_matching.pipeline.ipynb #c59f1e75
 def _image_list(images) -> list[np.ndarray]:
     if isinstance(images, np.ndarray):
-        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (3, 4)): images = [images]
-        elif images.ndim in (3, 4): images = list(images)
-        else: raise InputError(f'images must be (H, W), (H, W, C) or a batch of those; got shape {images.shape}')
+        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (3, 4)):
+            images = [images]
+        elif images.ndim in (3, 4):
+            images = list(images)
+        else:
+            raise InputError(f'images must be (H, W), (H, W, C) or a batch of those; got shape {images.shape}')
     images = [np.asarray(i) for i in images]
-    if not images: raise InputError('no images given (empty batch)')
+    if not images:
+        raise InputError('no images given (empty batch)')
     for k, im in enumerate(images):
-        if im.ndim not in (2, 3): raise InputError(f'image {k} has shape {im.shape}: expected (H, W) or (H, W, C)')
+        if im.ndim not in (2, 3):
+            raise InputError(f'image {k} has shape {im.shape}: expected (H, W) or (H, W, C)')
         check_finite(np.asarray(im, dtype=np.float32), f'image {k}')
     return images
 
+# %% ../../nbs/24_matching.pipeline.ipynb #a997a533
 def _box_lists(boxes, n: int, sizes) -> list[np.ndarray] | None:
     "None, one box, one list of boxes for every image, or one list per image → one checked `(k, 4)` array per image."
-    if boxes is None: return None
-    if isinstance(boxes, (list, tuple)) and len(boxes) == n and n > 0 and all(np.ndim(b) >= 1 and np.size(b) % 4 == 0 and np.ndim(b) <= 2 and
-                                                                               not np.isscalar(b) for b in boxes) and np.ndim(boxes[0]) == 2:
+    if boxes is None:
+        return None
+    if (
+        isinstance(boxes, (list, tuple))
+        and len(boxes) == n
+        and n > 0
+        and all(np.ndim(b) >= 1 and np.size(b) % 4 == 0 and np.ndim(b) <= 2 and not np.isscalar(b) for b in boxes)
+        and np.ndim(boxes[0]) == 2
+    ):
         per = list(boxes)
     else:
         per = [boxes] * n
@@ -207,57 +323,81 @@ def _box_lists(boxes, n: int, sizes) -> list[np.ndarray] | None:
 # %% ../../nbs/24_matching.pipeline.ipynb #e324c12d
 _IMG_EXT = ('.tif', '.tiff', '.png', '.jpg', '.jpeg', '.bmp')
 
+
 def _read_any(p: Path) -> np.ndarray:
     if p.suffix.lower() in ('.tif', '.tiff'):
-        import tifffile; return tifffile.imread(p)
+        import tifffile
+
+        return tifffile.imread(p)
     from PIL import Image
+
     return np.asarray(Image.open(p))
 
+# %% ../../nbs/24_matching.pipeline.ipynb #0ac05272
 def find_instance_pairs(root: str | Path) -> list[tuple[Path, Path]]:
     "(image, label image) pairs in a Cellpose-style folder (`X.png` + `X_masks.png`) or `images/` + `masks/`|`labels/`."
     root = Path(root)
-    if not root.is_dir(): raise InputError(f'{root} is not a folder')
+    if not root.is_dir():
+        raise InputError(f'{root} is not a folder')
     for sub in ('masks', 'labels'):
-        if (root/'images').is_dir() and (root/sub).is_dir():
-            lab = {p.stem: p for p in (root/sub).iterdir() if p.suffix.lower() in _IMG_EXT}
-            pairs = [(p, lab[p.stem]) for p in sorted((root/'images').iterdir()) if p.suffix.lower() in _IMG_EXT and p.stem in lab]
-            if not pairs: raise InputError(f'{root}/images and {root}/{sub} share no file stems')
+        if (root / 'images').is_dir() and (root / sub).is_dir():
+            lab = {p.stem: p for p in (root / sub).iterdir() if p.suffix.lower() in _IMG_EXT}
+            pairs = [
+                (p, lab[p.stem])
+                for p in sorted((root / 'images').iterdir())
+                if p.suffix.lower() in _IMG_EXT and p.stem in lab
+            ]
+            if not pairs:
+                raise InputError(f'{root}/images and {root}/{sub} share no file stems')
             return pairs
     files = [p for p in sorted(root.iterdir()) if p.suffix.lower() in _IMG_EXT]
     masks = {}
     for p in files:
         for suf in ('_masks', '_labels', '_mask', '_label'):
-            if p.stem.endswith(suf): masks[p.stem[:-len(suf)]] = p
+            if p.stem.endswith(suf):
+                masks[p.stem[: -len(suf)]] = p
     pairs = [(p, masks[p.stem]) for p in files if p.stem in masks]
-    if not pairs: raise InputError(f'no image/label pairs in {root}: expected X.png with X_masks.png, or images/ with masks/ (or labels/)')
+    if not pairs:
+        raise InputError(
+            f'no image/label pairs in {root}: expected X.png with X_masks.png, or images/ with masks/ (or labels/)'
+        )
     return pairs
 
+# %% ../../nbs/24_matching.pipeline.ipynb #33592a80
 def read_instance_folder(root: str | Path) -> list[dict]:
     "Segmentation samples `{'image', 'labels', 'name'}` from `find_instance_pairs(root)`."
     out = []
     for ip, lp in find_instance_pairs(root):
         im, lb = _read_any(ip), _read_any(lp)
-        if lb.ndim != 2: raise InputError(f'{lp} is not a 2D label image (shape {lb.shape})')
-        if im.shape[:2] != lb.shape: raise InputError(f'{ip} {im.shape[:2]} and its labels {lp} {lb.shape} differ in size')
+        if lb.ndim != 2:
+            raise InputError(f'{lp} is not a 2D label image (shape {lb.shape})')
+        if im.shape[:2] != lb.shape:
+            raise InputError(f'{ip} {im.shape[:2]} and its labels {lp} {lb.shape} differ in size')
         out.append(dict(image=im, labels=lb.astype(np.int32), name=ip.stem))
     return out
 
+# %% ../../nbs/24_matching.pipeline.ipynb #b4b390e3
 def read_vgg_folder(root: str | Path) -> list[dict]:
     "Counting samples `{'image', 'dots', 'name'}` from a VGG cells folder (`XXXcell.png` + `XXXdots.png`)."
     from microscopy_toolkit.synthetic.cells import read_vgg_dots
+
     root = Path(root)
     cells = sorted(root.glob('*cell.png'))
-    if not cells: raise InputError(f'no *cell.png files in {root} (VGG cells layout: 001cell.png with 001dots.png)')
+    if not cells:
+        raise InputError(f'no *cell.png files in {root} (VGG cells layout: 001cell.png with 001dots.png)')
     out = []
     for c in cells:
         d = c.with_name(c.name.replace('cell.png', 'dots.png'))
-        if not d.exists(): raise InputError(f'{c.name} has no dots file {d.name}')
+        if not d.exists():
+            raise InputError(f'{c.name} has no dots file {d.name}')
         out.append(dict(image=_read_any(c), dots=read_vgg_dots(d), name=c.stem))
     return out
 
+# %% ../../nbs/24_matching.pipeline.ipynb #b52f7ccd
 def synthetic_segmentation_set(n: int, size: int = 128, seed=0, n_cells: tuple = (6, 14), **kw) -> list[dict]:
     "`n` synthetic fluorescence images with touching cells and their instance labels."
     from microscopy_toolkit.synthetic.cells import cell_image
+
     rng = as_rng(seed)
     out = []
     for i in range(n):
@@ -265,9 +405,11 @@ def synthetic_segmentation_set(n: int, size: int = 128, seed=0, n_cells: tuple =
         out.append(dict(image=im, labels=lb, name=f'synth_{i:03d}'))
     return out
 
+# %% ../../nbs/24_matching.pipeline.ipynb #10472646
 def synthetic_counting_set(n: int, size: int = 128, seed=0, n_objects: tuple = (20, 80)) -> list[dict]:
     "`n` synthetic counting images (VGG-like blurred cells) and their dots."
     from microscopy_toolkit.synthetic.cells import dot_image
+
     rng = as_rng(seed)
     out = []
     for i in range(n):
@@ -281,19 +423,31 @@ def _seg_target(labels: np.ndarray, size: int) -> torch.Tensor:
     lab = F.interpolate(lab, size=(size, size), mode='nearest')[0, 0].numpy().astype(np.int32)
     return torch.from_numpy(instance_targets(lab))
 
+# %% ../../nbs/24_matching.pipeline.ipynb #2ef0b037
 def _count_target(dots: np.ndarray, hw: tuple, size: int, scale: float) -> torch.Tensor:
     d = np.asarray(dots, float).reshape(-1, 2) * [size / hw[0], size / hw[1]]
     return torch.from_numpy(density_map(d, (size, size), 1.0) * scale)[None]
 
+# %% ../../nbs/24_matching.pipeline.ipynb #fa7c8fef
 def _fg_grid(labels: np.ndarray, g: int) -> torch.Tensor:
     fg = torch.from_numpy((np.asarray(labels) > 0).astype(np.float32))[None, None]
     return F.interpolate(fg, size=(g, g), mode='area')[0, 0]
 
-def _rng_state(): return dict(torch=torch.get_rng_state(), numpy=np.random.get_state())
+# %% ../../nbs/24_matching.pipeline.ipynb #1aa894e5
+def _rng_state():
+    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state())
 
+# %% ../../nbs/24_matching.pipeline.ipynb #36fcb261
 @torch.no_grad()
-def evaluate(model: MatchingModel, samples: list[dict], task: str, mode: str = 'A', seed: int = 0, batch_size: int = 4,
-             inputs: list | None = None) -> dict:
+def evaluate(
+    model: MatchingModel,
+    samples: list[dict],
+    task: str,
+    mode: str = 'A',
+    seed: int = 0,
+    batch_size: int = 4,
+    inputs: list | None = None,
+) -> dict:
     "Segmentation: AP at IoU 0.5, 0.75 and mean over 0.5:0.95; counting: MAE and RMSE. Mode S uses one seeded true box per image."
     imgs = [s['image'] for s in samples]
     boxes = None
@@ -302,40 +456,68 @@ def evaluate(model: MatchingModel, samples: list[dict], task: str, mode: str = '
         boxes = []
         for s in samples:
             lab = s.get('labels')
-            if lab is None: raise InputError('mode S evaluation needs labels to take exemplar boxes from')
-            b, _ = boxes_from_labels(lab); boxes.append(b[rng.integers(len(b))][None])
-    if inputs is not None:                                   # cached frozen inputs (mode A during training): heads only
+            if lab is None:
+                raise InputError('mode S evaluation needs labels to take exemplar boxes from')
+            b, _ = boxes_from_labels(lab)
+            boxes.append(b[rng.integers(len(b))][None])
+    if inputs is not None:  # cached frozen inputs (mode A during training): heads only
         model.eval()
         preds, counts = [], []
         for (a, f), s in zip(inputs, samples):
             a, f = a[None].to(model.device_), f[None].to(model.device_)
             hw = s['image'].shape[:2]
             if task == 'segment':
-                lg = F.interpolate(model.seg_head(a, f, model.image_size), size=tuple(hw), mode='bilinear', align_corners=False)
-                p = torch.sigmoid(lg[0]).cpu().numpy(); preds.append(instances_from_maps(p[0], p[1]))
-            else: counts.append(float(model.count_head.density(a, f).sum()))
-        if task == 'count': counts = np.asarray(counts)
+                lg = F.interpolate(
+                    model.seg_head(a, f, model.image_size), size=tuple(hw), mode='bilinear', align_corners=False
+                )
+                p = torch.sigmoid(lg[0]).cpu().numpy()
+                preds.append(instances_from_maps(p[0], p[1]))
+            else:
+                counts.append(float(model.count_head.density(a, f).sum()))
+        if task == 'count':
+            counts = np.asarray(counts)
     if task == 'segment':
-        if inputs is None: preds = model.segment(imgs, boxes, batch_size=batch_size)
+        if inputs is None:
+            preds = model.segment(imgs, boxes, batch_size=batch_size)
         th = np.round(np.arange(0.5, 1.0, 0.05), 2)
         ap = np.array([average_precision(s['labels'], p, th)[0] for s, p in zip(samples, preds)])
         return dict(ap50=float(ap[:, 0].mean()), ap75=float(ap[:, 5].mean()), ap=float(ap.mean()), n=len(samples))
-    if inputs is None: counts, _ = model.count(imgs, boxes, batch_size=batch_size)
+    if inputs is None:
+        counts, _ = model.count(imgs, boxes, batch_size=batch_size)
     true = np.array([len(s['dots']) for s in samples])
     return dict(mae=count_mae(counts, true), rmse=count_rmse(counts, true), n=len(samples))
 
-def fit(model: MatchingModel, train: list[dict], val: list[dict], task: str = 'segment', mode: str = 'A', epochs: int = 100,
-        lr: float = 1e-4, weight_decay: float = 1e-2, batch_size: int = 4, patience: int = 15, attn_weight: float = 1.0,
-        ckpt_dir: str | Path | None = None, resume: bool = False, seed: int = 0, max_steps: int | None = None,
-        verbose: bool = True) -> pd.DataFrame:
+# %% ../../nbs/24_matching.pipeline.ipynb #f4817978
+def fit(
+    model: MatchingModel,
+    train: list[dict],
+    val: list[dict],
+    task: str = 'segment',
+    mode: str = 'A',
+    epochs: int = 100,
+    lr: float = 1e-4,
+    weight_decay: float = 1e-2,
+    batch_size: int = 4,
+    patience: int = 15,
+    attn_weight: float = 1.0,
+    ckpt_dir: str | Path | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    max_steps: int | None = None,
+    verbose: bool = True,
+) -> pd.DataFrame:
     "Train the `task` head ('segment'/'count') in `mode` 'A' (cached inputs) or 'S' (projector trained too); returns the history."
-    if task not in ('segment', 'count'): raise InputError(f"task must be 'segment' or 'count', got {task!r}")
-    if mode not in ('A', 'S'): raise InputError(f"mode must be 'A' or 'S', got {mode!r}")
+    if task not in ('segment', 'count'):
+        raise InputError(f"task must be 'segment' or 'count', got {task!r}")
+    if mode not in ('A', 'S'):
+        raise InputError(f"mode must be 'A' or 'S', got {mode!r}")
     key = 'labels' if task == 'segment' or mode == 'S' else 'dots'
     for name, ds in (('train', train), ('val', val)):
-        if not ds: raise InputError(f'the {name} set is empty')
+        if not ds:
+            raise InputError(f'the {name} set is empty')
         bad = [i for i, s in enumerate(ds) if key not in s]
-        if bad: raise InputError(f'{name} samples {bad[:5]} have no {key!r} (needed for task {task!r}, mode {mode!r})')
+        if bad:
+            raise InputError(f'{name} samples {bad[:5]} have no {key!r} (needed for task {task!r}, mode {mode!r})')
     S, G = model.image_size, model.matcher.grid
     head = model.seg_head if task == 'segment' else model.count_head
     params = model.trainable(task, mode)
@@ -343,72 +525,125 @@ def fit(model: MatchingModel, train: list[dict], val: list[dict], task: str = 's
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     hist, best, best_state, start, bad_epochs = [], None, None, 0, 0
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
-    torch.manual_seed(seed); np.random.seed(seed)
-    if resume and ckpt_dir is not None and (ckpt_dir/'last.pt').exists():
-        ck = torch.load(ckpt_dir/'last.pt', map_location='cpu', weights_only=False)
-        model.load_state_dict(ck['model'], strict=False); opt.load_state_dict(ck['opt']); sched.load_state_dict(ck['sched'])
-        hist, best, best_state, start, bad_epochs = ck['hist'], ck['best'], ck['best_state'], ck['epoch'] + 1, ck['bad_epochs']
-        torch.set_rng_state(ck['rng']['torch']); np.random.set_state(ck['rng']['numpy'])
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    if resume and ckpt_dir is not None and (ckpt_dir / 'last.pt').exists():
+        ck = torch.load(ckpt_dir / 'last.pt', map_location='cpu', weights_only=False)
+        model.load_state_dict(ck['model'], strict=False)
+        opt.load_state_dict(ck['opt'])
+        sched.load_state_dict(ck['sched'])
+        hist, best, best_state, start, bad_epochs = (
+            ck['hist'],
+            ck['best'],
+            ck['best_state'],
+            ck['epoch'] + 1,
+            ck['bad_epochs'],
+        )
+        torch.set_rng_state(ck['rng']['torch'])
+        np.random.set_state(ck['rng']['numpy'])
     # targets, and in mode A the frozen inputs, computed once
     dev = model.device_
-    if task == 'segment': targets = [_seg_target(s['labels'], S) for s in train]
-    else: targets = [_count_target(s['dots'], s['image'].shape[:2], 8 * G, head.density_scale) for s in train]
+    if task == 'segment':
+        targets = [_seg_target(s['labels'], S) for s in train]
+    else:
+        targets = [_count_target(s['dots'], s['image'].shape[:2], 8 * G, head.density_scale) for s in train]
     cache = val_cache = None
     if mode == 'A' and start < epochs:
         cache, val_cache = [], []
         both = [(s, cache) for s in train] + [(s, val_cache) for s in val]
-        for i in progress(range(0, len(both), batch_size), desc='attention maps (frozen SD, once)', disable=not verbose or None):
-            chunk = both[i:i + batch_size]
+        for i in progress(
+            range(0, len(both), batch_size), desc='attention maps (frozen SD, once)', disable=not verbose or None
+        ):
+            chunk = both[i : i + batch_size]
             (a, f), _ = model.inputs([s['image'] for s, _ in chunk])
-            for (s, dst), ai, fi in zip(chunk, a.cpu(), f.cpu()): dst.append((ai, fi))
+            for (s, dst), ai, fi in zip(chunk, a.cpu(), f.cpu()):
+                dst.append((ai, fi))
     fg_grid = [_fg_grid(s['labels'], G) for s in train] if mode == 'S' else None
     better = (lambda a, b: a > b) if task == 'segment' else (lambda a, b: a < b)
     metric = 'ap50' if task == 'segment' else 'mae'
     steps = 0
     bar = progress(range(start, epochs), desc=f'{task} ({mode})', disable=not verbose or None)
     for ep in bar:
-        model.train(); model.matcher.sd.unet.eval(); t0 = time.time()
-        perm = np.random.permutation(len(train)); losses = []
+        model.train()
+        model.matcher.sd.unet.eval()
+        t0 = time.time()
+        perm = np.random.permutation(len(train))
+        losses = []
         for i in range(0, len(perm), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             if mode == 'A':
-                a = torch.stack([cache[j][0] for j in idx]).to(dev); f = torch.stack([cache[j][1] for j in idx]).to(dev)
+                a = torch.stack([cache[j][0] for j in idx]).to(dev)
+                f = torch.stack([cache[j][1] for j in idx]).to(dev)
                 attn_loss = torch.zeros((), device=dev)
             else:
                 boxes = []
                 for j in idx:
-                    b, _ = boxes_from_labels(train[j]['labels']); boxes.append(b[np.random.randint(len(b))][None])
-                (a, f, maps), _ = (lambda r: ((r[0][0], r[0][1], None), r[1]))(model.inputs([train[j]['image'] for j in idx], boxes, grad=True))
+                    b, _ = boxes_from_labels(train[j]['labels'])
+                    boxes.append(b[np.random.randint(len(b))][None])
+                (a, f, maps), _ = (lambda r: ((r[0][0], r[0][1], None), r[1]))(
+                    model.inputs([train[j]['image'] for j in idx], boxes, grad=True)
+                )
                 fg = torch.stack([fg_grid[j] for j in idx]).to(dev)
                 attn_loss = F.binary_cross_entropy(a[:, 2].clamp(1e-6, 1 - 1e-6), fg)
             tgt = torch.stack([targets[j] for j in idx]).to(dev)
-            if task == 'segment': loss = F.binary_cross_entropy_with_logits(head(a, f, S), tgt)
-            else: loss = F.mse_loss(head(a, f), tgt)
+            if task == 'segment':
+                loss = F.binary_cross_entropy_with_logits(head(a, f, S), tgt)
+            else:
+                loss = F.mse_loss(head(a, f), tgt)
             total = loss + attn_weight * attn_loss
-            opt.zero_grad(); total.backward(); opt.step()
-            losses.append([loss.item(), attn_loss.item()]); steps += 1
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            losses.append([loss.item(), attn_loss.item()])
+            steps += 1
         sched.step()
         v = evaluate(model, val, task, mode, seed=seed, inputs=val_cache)
-        row = dict(epoch=ep, loss=float(np.mean([l[0] for l in losses])), attn_loss=float(np.mean([l[1] for l in losses])),
-                   lr=opt.param_groups[0]['lr'], seconds=time.time() - t0, **{f'val_{k}': x for k, x in v.items() if k != 'n'})
+        row = dict(
+            epoch=ep,
+            loss=float(np.mean([l[0] for l in losses])),
+            attn_loss=float(np.mean([l[1] for l in losses])),
+            lr=opt.param_groups[0]['lr'],
+            seconds=time.time() - t0,
+            **{f'val_{k}': x for k, x in v.items() if k != 'n'},
+        )
         hist.append(row)
         if best is None or better(v[metric], best):
             best, bad_epochs = v[metric], 0
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items() if not k.startswith('matcher.sd.')}
-            if ckpt_dir is not None: model.save(ckpt_dir/'best.pt', extra=dict(task=task, mode=mode, epoch=ep, **v))
-        else: bad_epochs += 1
+            best_state = {
+                k: t.detach().clone() for k, t in model.state_dict().items() if not k.startswith('matcher.sd.')
+            }
+            if ckpt_dir is not None:
+                model.save(ckpt_dir / 'best.pt', extra=dict(task=task, mode=mode, epoch=ep, **v))
+        else:
+            bad_epochs += 1
         if ckpt_dir is not None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             state = {k: t for k, t in model.state_dict().items() if not k.startswith('matcher.sd.')}
-            with atomic_write(ckpt_dir/'last.pt', 'wb') as fh:
-                torch.save(dict(model=state, opt=opt.state_dict(), sched=sched.state_dict(), hist=hist, best=best, best_state=best_state,
-                                epoch=ep, bad_epochs=bad_epochs, rng=_rng_state()), fh)
-        if hasattr(bar, 'set_postfix'): bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f'{v[metric]:.3f}'})
+            with atomic_write(ckpt_dir / 'last.pt', 'wb') as fh:
+                torch.save(
+                    dict(
+                        model=state,
+                        opt=opt.state_dict(),
+                        sched=sched.state_dict(),
+                        hist=hist,
+                        best=best,
+                        best_state=best_state,
+                        epoch=ep,
+                        bad_epochs=bad_epochs,
+                        rng=_rng_state(),
+                    ),
+                    fh,
+                )
+        if hasattr(bar, 'set_postfix'):
+            bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f'{v[metric]:.3f}'})
         if bad_epochs >= patience:
-            if verbose: print(f'early stop after epoch {ep}: no better validation {metric} for {patience} epochs')
+            if verbose:
+                print(f'early stop after epoch {ep}: no better validation {metric} for {patience} epochs')
             break
-        if max_steps is not None and steps >= max_steps: break
-    if best_state is not None: model.load_state_dict(best_state, strict=False)
+        if max_steps is not None and steps >= max_steps:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
     return pd.DataFrame(hist)
 
 # %% ../../nbs/24_matching.pipeline.ipynb #c73a229a
@@ -419,27 +654,47 @@ def otsu_watershed(image, min_distance: int = 3, min_size: int = 15, sigma: floa
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
     from microscopy_toolkit.io import normalize_percentile
+
     im = np.asarray(image, np.float32)
-    if im.ndim == 3: im = im.mean(-1)
+    if im.ndim == 3:
+        im = im.mean(-1)
     im = ndi.gaussian_filter(normalize_percentile(im, 1, 99.8), sigma)
     fg = im > threshold_otsu(im)
     dist = ndi.distance_transform_edt(fg)
     pk = peak_local_max(dist, min_distance=min_distance, labels=ndi.label(fg)[0], exclude_border=False)
-    markers = np.zeros(fg.shape, np.int32); markers[tuple(pk.T)] = np.arange(1, len(pk) + 1)
+    markers = np.zeros(fg.shape, np.int32)
+    markers[tuple(pk.T)] = np.arange(1, len(pk) + 1)
     lab = watershed(-dist, markers, mask=fg)
-    sizes = np.bincount(lab.ravel()); lab[np.isin(lab, np.flatnonzero(sizes < min_size))] = 0
-    ids = np.unique(lab[lab > 0]); lut = np.zeros(lab.max() + 1, np.int32); lut[ids] = np.arange(1, len(ids) + 1)
+    sizes = np.bincount(lab.ravel())
+    lab[np.isin(lab, np.flatnonzero(sizes < min_size))] = 0
+    ids = np.unique(lab[lab > 0])
+    lut = np.zeros(lab.max() + 1, np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1)
     return lut[lab]
 
+# %% ../../nbs/24_matching.pipeline.ipynb #a7587a3c
 def blob_count(image, threshold: float = 0.05, min_sigma: float = 1, max_sigma: float = 4) -> int:
     "Number of Laplacian-of-Gaussian blobs (classical counting baseline)."
     from skimage.feature import blob_log
     from microscopy_toolkit.io import normalize_percentile
-    im = np.asarray(image, np.float32)
-    if im.ndim == 3: im = im.mean(-1)
-    return len(blob_log(normalize_percentile(im, 1, 99.8), min_sigma=min_sigma, max_sigma=max_sigma, num_sigma=6, threshold=threshold))
 
-def tune_blob_threshold(samples: list[dict], grid: Sequence[float] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3)) -> float:
+    im = np.asarray(image, np.float32)
+    if im.ndim == 3:
+        im = im.mean(-1)
+    return len(
+        blob_log(
+            normalize_percentile(im, 1, 99.8),
+            min_sigma=min_sigma,
+            max_sigma=max_sigma,
+            num_sigma=6,
+            threshold=threshold,
+        )
+    )
+
+# %% ../../nbs/24_matching.pipeline.ipynb #eededd18
+def tune_blob_threshold(
+    samples: list[dict], grid: Sequence[float] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3)
+) -> float:
     "The `blob_count` threshold with the lowest MAE on counting samples."
     true = [len(s['dots']) for s in samples]
     return float(grid[int(np.argmin([count_mae([blob_count(s['image'], t) for s in samples], true) for t in grid]))])
@@ -450,45 +705,77 @@ def overlay(image: np.ndarray, labels: np.ndarray | None = None, density: np.nda
     import matplotlib.pyplot as plt, matplotlib.patches as mpatches
     from skimage.segmentation import find_boundaries
     from microscopy_toolkit.io import normalize_percentile
+
     im = normalize_percentile(np.asarray(image, np.float32), 0.5, 99.5)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(im if im.ndim == 2 else im[..., :3], cmap='gray')
     if labels is not None:
         b = find_boundaries(labels, mode='inner')
-        rgba = np.zeros(labels.shape + (4,)); rgba[b] = (1, 0.2, 0.2, 1); ax.imshow(rgba)
+        rgba = np.zeros(labels.shape + (4,))
+        rgba[b] = (1, 0.2, 0.2, 1)
+        ax.imshow(rgba)
         ax.set_title(f'{int(len(np.unique(labels)) - (labels == 0).any())} objects')
     if density is not None:
-        ax.imshow(density, cmap='inferno', alpha=0.6); ax.set_title(f'count {density.sum():.1f}')
+        ax.imshow(density, cmap='inferno', alpha=0.6)
+        ax.set_title(f'count {density.sum():.1f}')
     for bx in ([] if boxes is None else np.atleast_2d(boxes)):
         ax.add_patch(mpatches.Rectangle(bx[:2], bx[2] - bx[0], bx[3] - bx[1], fill=False, color='lime', lw=1.5))
-    ax.axis('off'); fig.tight_layout()
+    ax.axis('off')
+    fig.tight_layout()
     return fig
 
+# %% ../../nbs/24_matching.pipeline.ipynb #5f58b1b5
 def _save_fig(fig, path: Path):
     import matplotlib.pyplot as plt
-    with atomic_write(path, 'wb') as f: fig.savefig(f, format='png', dpi=100)
+
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=100)
     plt.close(fig)
 
-def write_segmentation(out_dir: str | Path, names: Sequence[str], images: Sequence, labels: Sequence[np.ndarray], boxes=None,
-                       overlays: bool = True) -> list[Path]:
+# %% ../../nbs/24_matching.pipeline.ipynb #1cea0796
+def write_segmentation(
+    out_dir: str | Path,
+    names: Sequence[str],
+    images: Sequence,
+    labels: Sequence[np.ndarray],
+    boxes=None,
+    overlays: bool = True,
+) -> list[Path]:
     "`NAME_labels.tif` (+ `NAME_overlay.png`) per image; returns the label paths."
     import tifffile
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); paths = []
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
     for i, (n, im, lb) in enumerate(zip(names, images, labels)):
-        p = out_dir/f'{n}_labels.tif'
-        with atomic_write(p, 'wb') as f: tifffile.imwrite(f, lb.astype(np.uint16 if lb.max() < 65536 else np.uint32))
-        if overlays: _save_fig(overlay(im, lb, boxes=None if boxes is None else boxes[i]), out_dir/f'{n}_overlay.png')
+        p = out_dir / f'{n}_labels.tif'
+        with atomic_write(p, 'wb') as f:
+            tifffile.imwrite(f, lb.astype(np.uint16 if lb.max() < 65536 else np.uint32))
+        if overlays:
+            _save_fig(overlay(im, lb, boxes=None if boxes is None else boxes[i]), out_dir / f'{n}_overlay.png')
         paths.append(p)
     return paths
 
-def write_counts(out_dir: str | Path, names: Sequence[str], images: Sequence, counts: Sequence[float], densities: Sequence[np.ndarray],
-                 overlays: bool = True) -> Path:
+# %% ../../nbs/24_matching.pipeline.ipynb #ed3c6328
+def write_counts(
+    out_dir: str | Path,
+    names: Sequence[str],
+    images: Sequence,
+    counts: Sequence[float],
+    densities: Sequence[np.ndarray],
+    overlays: bool = True,
+) -> Path:
     "`counts.csv` (file, count) and `NAME_density.tif` (+ `NAME_overlay.png`) per image; returns the CSV path."
     import tifffile
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for n, im, d in zip(names, images, densities):
-        with atomic_write(out_dir/f'{n}_density.tif', 'wb') as f: tifffile.imwrite(f, d.astype(np.float32))
-        if overlays: _save_fig(overlay(im, density=d), out_dir/f'{n}_overlay.png')
-    p = out_dir/'counts.csv'
-    with atomic_write(p, 'w') as f: pd.DataFrame(dict(file=list(names), count=np.round(counts, 3))).to_csv(f, index=False)
+        with atomic_write(out_dir / f'{n}_density.tif', 'wb') as f:
+            tifffile.imwrite(f, d.astype(np.float32))
+        if overlays:
+            _save_fig(overlay(im, density=d), out_dir / f'{n}_overlay.png')
+    p = out_dir / 'counts.csv'
+    with atomic_write(p, 'w') as f:
+        pd.DataFrame(dict(file=list(names), count=np.round(counts, 3))).to_csv(f, index=False)
     return p

@@ -13,7 +13,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import InputError, WeightsUnavailableError, resolve_weights, tiny_sd_configs, tiny_sd, get_device
+from microscopy_toolkit.core import (
+    InputError,
+    WeightsUnavailableError,
+    resolve_weights,
+    tiny_sd_configs,
+    tiny_sd,
+    get_device,
+)
 from ..io import normalize_percentile, check_finite
 
 # %% auto #0
@@ -23,31 +30,64 @@ __all__ = ['SD14_UNET_CONFIG', 'SD14_VAE_CONFIG', 'SD14_TEXT_CONFIG', 'SD14_SCHE
 
 # %% ../../nbs/20_matching.sd.ipynb #a56e20e2
 SD14_UNET_CONFIG = dict(
-    sample_size=64, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    center_input_sample=False,
+    flip_sin_to_cos=True,
+    freq_shift=0,
     down_block_types=('CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'),
     up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'),
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-    act_fn='silu', norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8)
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    downsample_padding=1,
+    mid_block_scale_factor=1,
+    act_fn='silu',
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+)
 
 SD14_VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, latent_channels=4, act_fn='silu', layers_per_block=2, norm_num_groups=32,
-    block_out_channels=(128, 256, 512, 512), down_block_types=('DownEncoderBlock2D',) * 4,
-    up_block_types=('UpDecoderBlock2D',) * 4, sample_size=512, scaling_factor=0.18215)
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    act_fn='silu',
+    layers_per_block=2,
+    norm_num_groups=32,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=('DownEncoderBlock2D',) * 4,
+    up_block_types=('UpDecoderBlock2D',) * 4,
+    sample_size=512,
+    scaling_factor=0.18215,
+)
 
 SD14_TEXT_CONFIG = dict(
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-    max_position_embeddings=77, hidden_act='quick_gelu', projection_dim=768)
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act='quick_gelu',
+    projection_dim=768,
+)
 
-SD14_SCHEDULER_CONFIG = dict(beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear',
-                             num_train_timesteps=1000, clip_sample=False)
+SD14_SCHEDULER_CONFIG = dict(
+    beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear', num_train_timesteps=1000, clip_sample=False
+)
 
 SD14_UNET_PARAMETERS = 859_520_964
+
 
 def sd14_unet(device: str | torch.device = 'meta', seed: int = 0, dtype: torch.dtype = torch.float32):
     "The SD v1.4 UNet architecture: on `'meta'` (shapes only, no memory) or with random weights on a real device."
     from diffusers import UNet2DConditionModel
+
     if str(device) == 'meta':
-        with torch.device('meta'): return UNet2DConditionModel(**SD14_UNET_CONFIG).eval()
+        with torch.device('meta'):
+            return UNet2DConditionModel(**SD14_UNET_CONFIG).eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(**SD14_UNET_CONFIG)
@@ -56,10 +96,12 @@ def sd14_unet(device: str | torch.device = 'meta', seed: int = 0, dtype: torch.d
 # %% ../../nbs/20_matching.sd.ipynb #1c01fca6
 class SDTokenizer:
     "CLIP BPE tokenisation for Stable Diffusion v1.x: `<|startoftext|>` text `<|endoftext|>`, padded with `<|endoftext|>` to 77."
+
     sot, eot, context_length = 49406, 49407, 77
 
     def __init__(self, context_length: int = 77):
         from open_clip.tokenizer import SimpleTokenizer
+
         self.bpe = SimpleTokenizer(context_length=context_length)
         self.context_length = context_length
 
@@ -69,15 +111,18 @@ class SDTokenizer:
 
     def __call__(self, texts: str | Sequence[str], truncate: bool = True) -> torch.Tensor:
         "`(n, 77)` long tensor of input ids."
-        if isinstance(texts, str): texts = [texts]
-        if len(texts) == 0: raise InputError('no text to tokenize')
+        if isinstance(texts, str):
+            texts = [texts]
+        if len(texts) == 0:
+            raise InputError('no text to tokenize')
         out = torch.full((len(texts), self.context_length), self.eot, dtype=torch.long)
         for i, t in enumerate(texts):
             ids = [self.sot] + self.ids(t) + [self.eot]
             if len(ids) > self.context_length:
-                if not truncate: raise InputError(f'text {t[:40]!r}... has {len(ids)} tokens, more than {self.context_length}')
-                ids = ids[:self.context_length - 1] + [self.eot]
-            out[i, :len(ids)] = torch.tensor(ids)
+                if not truncate:
+                    raise InputError(f'text {t[:40]!r}... has {len(ids)} tokens, more than {self.context_length}')
+                ids = ids[: self.context_length - 1] + [self.eot]
+            out[i, : len(ids)] = torch.tensor(ids)
         return out
 
     def positions(self, text: str) -> list[int]:
@@ -88,122 +133,187 @@ class SDTokenizer:
 @dataclass
 class SDComponents:
     "The frozen Stable Diffusion parts used as a matcher."
+
     unet: torch.nn.Module
     vae: torch.nn.Module
     text_encoder: torch.nn.Module
     scheduler: object
     tokenizer: SDTokenizer = field(default_factory=SDTokenizer)
     name: str = 'sd'
-    image_size: int = 512          # the side images are resized to before the VAE
+    image_size: int = 512  # the side images are resized to before the VAE
 
     def __post_init__(self):
-        for m in (self.unet, self.vae, self.text_encoder): m.eval().requires_grad_(False)
+        for m in (self.unet, self.vae, self.text_encoder):
+            m.eval().requires_grad_(False)
 
     @property
-    def device(self) -> torch.device: return next(self.unet.parameters()).device
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
     @property
-    def dtype(self) -> torch.dtype: return next(self.unet.parameters()).dtype
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
     @property
-    def latent_scale(self) -> float: return float(getattr(self.vae.config, 'scaling_factor', 0.18215))
+    def latent_scale(self) -> float:
+        return float(getattr(self.vae.config, 'scaling_factor', 0.18215))
+
     @property
-    def vae_factor(self) -> int: return 2 ** (len(self.vae.config.block_out_channels) - 1)
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
     @property
-    def latent_size(self) -> int: return self.image_size // self.vae_factor
+    def latent_size(self) -> int:
+        return self.image_size // self.vae_factor
+
     @property
-    def context_dim(self) -> int: return int(self.unet.config.cross_attention_dim)
+    def context_dim(self) -> int:
+        return int(self.unet.config.cross_attention_dim)
 
     def to(self, device=None, dtype=None) -> 'SDComponents':
         kw = {}
-        if device is not None: kw['device'] = get_device(device)
-        if dtype is not None: kw['dtype'] = dtype
-        for m in (self.unet, self.vae, self.text_encoder): m.to(**kw)
+        if device is not None:
+            kw['device'] = get_device(device)
+        if dtype is not None:
+            kw['dtype'] = dtype
+        for m in (self.unet, self.vae, self.text_encoder):
+            m.to(**kw)
         return self
 
+# %% ../../nbs/20_matching.sd.ipynb #588b9e5f
 def _scheduler(cfg: dict | None = None):
     from diffusers import DDPMScheduler
+
     return DDPMScheduler(**(cfg or SD14_SCHEDULER_CONFIG))
 
+# %% ../../nbs/20_matching.sd.ipynb #66840e1f
 def load_tiny_sd(seed: int = 0, image_size: int = 64, cross_attention_dim: int = 32) -> SDComponents:
     "Randomly initialised SD-like components of the real classes, tiny (for tests and CPU smoke runs)."
     parts = tiny_sd(seed=seed, sample_size=image_size // 2, cross_attention_dim=cross_attention_dim)
-    return SDComponents(parts['unet'], parts['vae'], parts['text_encoder'], _scheduler(), name='tiny-sd', image_size=image_size)
+    return SDComponents(
+        parts['unet'], parts['vae'], parts['text_encoder'], _scheduler(), name='tiny-sd', image_size=image_size
+    )
 
-def load_sd(path: str | Path | None = None, device='auto', dtype: torch.dtype | None = None,
-            model: str = 'stable-diffusion-v1-4', image_size: int = 512, download: bool | None = None) -> SDComponents:
+# %% ../../nbs/20_matching.sd.ipynb #755bc127
+def load_sd(
+    path: str | Path | None = None,
+    device='auto',
+    dtype: torch.dtype | None = None,
+    model: str = 'stable-diffusion-v1-4',
+    image_size: int = 512,
+    download: bool | None = None,
+) -> SDComponents:
     "Load SD v1.x from a diffusers folder found by `resolve_weights` (or `path`). `dtype` defaults to float16 on CUDA, else float32."
     from diffusers import UNet2DConditionModel, AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextModel
+
     root = resolve_weights(model, path, download=download)
-    missing = [s for s in ('unet', 'vae', 'text_encoder') if not (root/s).is_dir()]
+    missing = [s for s in ('unet', 'vae', 'text_encoder') if not (root / s).is_dir()]
     if missing:
-        raise WeightsUnavailableError(f'{root} is not a complete diffusers Stable Diffusion folder: missing {", ".join(missing)}/ '
-                                      f'(it needs model_index.json, unet/, vae/, text_encoder/, scheduler/)')
+        raise WeightsUnavailableError(
+            f'{root} is not a complete diffusers Stable Diffusion folder: missing {", ".join(missing)}/ '
+            f'(it needs model_index.json, unet/, vae/, text_encoder/, scheduler/)'
+        )
     device = get_device(device)
-    if dtype is None: dtype = torch.float16 if device.type == 'cuda' else torch.float32
+    if dtype is None:
+        dtype = torch.float16 if device.type == 'cuda' else torch.float32
     unet = UNet2DConditionModel.from_pretrained(root, subfolder='unet', torch_dtype=dtype)
     vae = AutoencoderKL.from_pretrained(root, subfolder='vae', torch_dtype=dtype)
     text = CLIPTextModel.from_pretrained(root, subfolder='text_encoder', torch_dtype=dtype)
-    sched = DDPMScheduler.from_pretrained(root, subfolder='scheduler') if (root/'scheduler').is_dir() else _scheduler()
+    sched = (
+        DDPMScheduler.from_pretrained(root, subfolder='scheduler') if (root / 'scheduler').is_dir() else _scheduler()
+    )
     return SDComponents(unet, vae, text, sched, name=model, image_size=image_size).to(device)
 
+# %% ../../nbs/20_matching.sd.ipynb #aae36da8
 def save_sd(sd: SDComponents, folder: str | Path) -> Path:
     "Write `sd` as a diffusers folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, `scheduler/`) that `load_sd(path=...)` reads."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    sd.unet.save_pretrained(folder/'unet'); sd.vae.save_pretrained(folder/'vae')
-    sd.text_encoder.save_pretrained(folder/'text_encoder'); sd.scheduler.save_pretrained(folder/'scheduler')
-    (folder/'model_index.json').write_text(json.dumps({'_class_name': 'StableDiffusionPipeline', 'unet': ['diffusers', 'UNet2DConditionModel'],
-        'vae': ['diffusers', 'AutoencoderKL'], 'text_encoder': ['transformers', 'CLIPTextModel'], 'scheduler': ['diffusers', 'DDPMScheduler']}, indent=1))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sd.unet.save_pretrained(folder / 'unet')
+    sd.vae.save_pretrained(folder / 'vae')
+    sd.text_encoder.save_pretrained(folder / 'text_encoder')
+    sd.scheduler.save_pretrained(folder / 'scheduler')
+    (folder / 'model_index.json').write_text(
+        json.dumps(
+            {
+                '_class_name': 'StableDiffusionPipeline',
+                'unet': ['diffusers', 'UNet2DConditionModel'],
+                'vae': ['diffusers', 'AutoencoderKL'],
+                'text_encoder': ['transformers', 'CLIPTextModel'],
+                'scheduler': ['diffusers', 'DDPMScheduler'],
+            },
+            indent=1,
+        )
+    )
     return folder
 
 # %% ../../nbs/20_matching.sd.ipynb #f446c11b
 def _as_batch(images) -> list[np.ndarray]:
-    if isinstance(images, torch.Tensor): images = images.detach().cpu().numpy()
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
     if isinstance(images, np.ndarray):
-        if images.ndim == 2: return [images]
-        if images.ndim == 3 and images.shape[-1] in (3, 4) and images.shape[0] not in (3, 4): return [images]
-        if images.ndim == 3: return list(images)
-        if images.ndim == 4: return list(images)
+        if images.ndim == 2:
+            return [images]
+        if images.ndim == 3 and images.shape[-1] in (3, 4) and images.shape[0] not in (3, 4):
+            return [images]
+        if images.ndim == 3:
+            return list(images)
+        if images.ndim == 4:
+            return list(images)
         raise InputError(f'images must be (H, W), (H, W, C), (B, H, W) or (B, H, W, C); got shape {images.shape}')
     images = list(images)
-    if not images: raise InputError('no images given (empty batch)')
+    if not images:
+        raise InputError('no images given (empty batch)')
     return [np.asarray(i) for i in images]
 
+# %% ../../nbs/20_matching.sd.ipynb #e73b0b00
 def prepare_images(images, size: int = 512, normalize: bool = True) -> torch.Tensor:
     "`(B, 3, size, size)` float tensor in [0, 1] from grayscale / RGB images or batches of any dtype."
     out = []
     for i, img in enumerate(_as_batch(images)):
         img = check_finite(np.asarray(img, dtype=np.float32), f'image {i}')
-        if img.ndim == 3 and img.shape[-1] == 4: img = img[..., :3]
-        if img.ndim == 3 and img.shape[-1] == 1: img = img[..., 0]
+        if img.ndim == 3 and img.shape[-1] == 4:
+            img = img[..., :3]
+        if img.ndim == 3 and img.shape[-1] == 1:
+            img = img[..., 0]
         if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3):
             raise InputError(f'image {i} has shape {img.shape}: expected (H, W) grayscale or (H, W, 3) colour')
-        if min(img.shape[:2]) < 4: raise InputError(f'image {i} is too small ({img.shape[:2]})')
-        if normalize: img = normalize_percentile(img, 0.1, 99.9, clip=True)
+        if min(img.shape[:2]) < 4:
+            raise InputError(f'image {i} is too small ({img.shape[:2]})')
+        if normalize:
+            img = normalize_percentile(img, 0.1, 99.9, clip=True)
         t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
         t = t[None].expand(3, -1, -1) if t.ndim == 2 else t.permute(2, 0, 1)
         out.append(F.interpolate(t[None], size=(size, size), mode='bilinear', align_corners=False, antialias=True)[0])
     return torch.stack(out).clamp_(0, 1)
 
+# %% ../../nbs/20_matching.sd.ipynb #9eca4a2d
 @torch.no_grad()
 def encode_latents(sd: SDComponents, images: torch.Tensor, vae_range: str = 'sd') -> torch.Tensor:
     "Scaled VAE posterior mean of `(B, 3, H, W)` images in [0, 1]; `vae_range` 'sd' (2x-1) or 'reference' (x-0.5)."
-    if vae_range not in ('sd', 'reference'): raise InputError(f"vae_range must be 'sd' or 'reference', got {vae_range!r}")
+    if vae_range not in ('sd', 'reference'):
+        raise InputError(f"vae_range must be 'sd' or 'reference', got {vae_range!r}")
     x = images.to(sd.device, sd.dtype)
     x = x * 2 - 1 if vae_range == 'sd' else x - 0.5
     return sd.vae.encode(x).latent_dist.mean * sd.latent_scale
 
+# %% ../../nbs/20_matching.sd.ipynb #ce13d3a1
 def add_noise(sd: SDComponents, latents: torch.Tensor, timestep: int = 20, seed: int = 0) -> torch.Tensor:
     "DDPM forward process to `timestep`: sqrt(ᾱ_t)·z + sqrt(1-ᾱ_t)·ε, with the same seeded ε for every image."
-    if not 0 <= timestep < sd.scheduler.config.num_train_timesteps: raise InputError(f'timestep {timestep} outside [0, {sd.scheduler.config.num_train_timesteps})')
+    if not 0 <= timestep < sd.scheduler.config.num_train_timesteps:
+        raise InputError(f'timestep {timestep} outside [0, {sd.scheduler.config.num_train_timesteps})')
     g = torch.Generator().manual_seed(seed)
     eps = torch.randn(latents.shape[1:], generator=g).to(latents.device, latents.dtype).expand_as(latents)
     t = torch.full((latents.shape[0],), timestep, dtype=torch.long, device=latents.device)
     return sd.scheduler.add_noise(latents, eps, t)
 
+# %% ../../nbs/20_matching.sd.ipynb #985d2e76
 def noisy_latents(sd: SDComponents, images, timestep: int = 20, seed: int = 0, vae_range: str = 'sd') -> torch.Tensor:
     "Images (any layout accepted by `prepare_images`) → noisy latents at `timestep`."
     return add_noise(sd, encode_latents(sd, prepare_images(images, sd.image_size), vae_range), timestep, seed)
 
+# %% ../../nbs/20_matching.sd.ipynb #f380b2e2
 @torch.no_grad()
 def encode_prompt(sd: SDComponents, texts: str | Sequence[str]) -> torch.Tensor:
     "`(n, 77, d)` last hidden states of the frozen text encoder: the UNet's conditioning sequence."

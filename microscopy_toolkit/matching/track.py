@@ -30,89 +30,147 @@ __all__ = ['N_OBJECT_FEATURES', 'object_features', 'object_maps', 'pair_inputs',
 # %% ../../nbs/25_matching.track.ipynb #1d3ea851
 N_OBJECT_FEATURES = 7
 
+
 def object_features(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Per object (sorted by label): y, x, sqrt(area), mean intensity, major and minor axis (lengths / image side), eccentricity; and the labels."
     from skimage.measure import regionprops
     from microscopy_toolkit.io import normalize_percentile
+
     img = normalize_percentile(np.asarray(image, np.float32), 1, 99.8)
-    if img.ndim == 3: img = img.mean(-1)
+    if img.ndim == 3:
+        img = img.mean(-1)
     side = float(max(labels.shape))
     rows, ids = [], []
     for r in regionprops(np.asarray(labels, np.int32), intensity_image=img):
         y, x = r.centroid
-        rows.append([y / side, x / side, math.sqrt(r.area) / side, r.intensity_mean, r.axis_major_length / side,
-                     r.axis_minor_length / side, r.eccentricity]); ids.append(r.label)
+        rows.append(
+            [
+                y / side,
+                x / side,
+                math.sqrt(r.area) / side,
+                r.intensity_mean,
+                r.axis_major_length / side,
+                r.axis_minor_length / side,
+                r.eccentricity,
+            ]
+        )
+        ids.append(r.label)
     return np.asarray(rows, np.float32).reshape(-1, N_OBJECT_FEATURES), np.asarray(ids, np.int64)
 
+# %% ../../nbs/25_matching.track.ipynb #89f3c538
 def _cross_spec(model: MatchingModel) -> AttentionSpec:
     s = model.matcher.spec
-    return AttentionSpec(self_factors=(), cross_factors=s.cross_factors, places=s.places, heads=s.heads, head_chunk=s.head_chunk)
+    return AttentionSpec(
+        self_factors=(), cross_factors=s.cross_factors, places=s.places, heads=s.heads, head_chunk=s.head_chunk
+    )
 
+# %% ../../nbs/25_matching.track.ipynb #b12a5346
 @torch.no_grad()
-def object_maps(model: MatchingModel, x_src: torch.Tensor, boxes: np.ndarray, hw_src: tuple, x_dst: torch.Tensor,
-                batch: int = 16) -> torch.Tensor:
+def object_maps(
+    model: MatchingModel, x_src: torch.Tensor, boxes: np.ndarray, hw_src: tuple, x_dst: torch.Tensor, batch: int = 16
+) -> torch.Tensor:
     "`(n, G, G)` min-max-normalised cross-attention of each object (its box on the source frame) over the destination frame."
     m = model.matcher
-    if len(boxes) == 0: return torch.zeros(0, m.grid, m.grid)
+    if len(boxes) == 0:
+        return torch.zeros(0, m.grid, m.grid)
     lat = m.latents(x_dst)
     base = m.template_cond()
     out = []
     for i in range(0, len(boxes), batch):
-        b = boxes[i:i + batch]; n = len(b)
+        b = boxes[i : i + batch]
+        n = len(b)
         e = m.projector(x_src.expand(n, -1, -1, -1), [bi[None] for bi in b], [hw_src] * n)
         cond = base.expand(n, -1, -1)
-        cond = torch.cat([cond[:, :m.exemplar_position], e[:, None], cond[:, m.exemplar_position + 1:]], 1)
-        maps = unet_attention(m.sd.unet, lat.expand(n, -1, -1, -1), cond, [m.exemplar_position], m.timestep, _cross_spec(model), features=False)
+        cond = torch.cat([cond[:, : m.exemplar_position], e[:, None], cond[:, m.exemplar_position + 1 :]], 1)
+        maps = unet_attention(
+            m.sd.unet,
+            lat.expand(n, -1, -1, -1),
+            cond,
+            [m.exemplar_position],
+            m.timestep,
+            _cross_spec(model),
+            features=False,
+        )
         out.append(minmax(maps.token(m.exemplar_position)).cpu())
     return torch.cat(out)
 
+# %% ../../nbs/25_matching.track.ipynb #15358359
 def _grid_masks(labels: np.ndarray, ids: np.ndarray, g: int) -> torch.Tensor:
     "(n, g*g) area fractions of each object on the g x g grid."
     lab = torch.from_numpy(np.asarray(labels, np.int64))
     oh = torch.stack([(lab == i).float() for i in ids]) if len(ids) else torch.zeros(0, *lab.shape)
     return F.adaptive_avg_pool2d(oh[:, None], g)[:, 0].reshape(len(ids), -1) if len(ids) else torch.zeros(0, g * g)
 
+# %% ../../nbs/25_matching.track.ipynb #3dd188be
 def pair_inputs(model: MatchingModel, img_a, lab_a, img_b, lab_b) -> dict:
     "Everything the linkage head needs for one frame pair (object features, pooled maps, pair features, labels)."
     S, G = model.image_size, model.matcher.grid
     dev = model.device_
     xa, xb = prepare_images(img_a, S).to(dev), prepare_images(img_b, S).to(dev)
-    fa, ia = object_features(img_a, lab_a); fb, ib = object_features(img_b, lab_b)
-    ba, _ = boxes_from_labels(lab_a); bb, _ = boxes_from_labels(lab_b)
-    fwd = object_maps(model, xa, ba, lab_a.shape, xb)              # objects of a over frame b
-    bwd = object_maps(model, xb, bb, lab_b.shape, xa)              # objects of b over frame a
+    fa, ia = object_features(img_a, lab_a)
+    fb, ib = object_features(img_b, lab_b)
+    ba, _ = boxes_from_labels(lab_a)
+    bb, _ = boxes_from_labels(lab_b)
+    fwd = object_maps(model, xa, ba, lab_a.shape, xb)  # objects of a over frame b
+    bwd = object_maps(model, xb, bb, lab_b.shape, xa)  # objects of b over frame a
     ga, gb = _grid_masks(lab_a, ia, G), _grid_masks(lab_b, ib, G)
     # mean forward map of i inside object j, and of backward map of j inside object i
-    f_in = (fwd.reshape(len(ia), -1) @ gb.T) / gb.sum(1).clamp_min(1e-6) if len(ia) and len(ib) else torch.zeros(len(ia), len(ib))
-    b_in = ((bwd.reshape(len(ib), -1) @ ga.T) / ga.sum(1).clamp_min(1e-6)).T if len(ia) and len(ib) else torch.zeros(len(ia), len(ib))
+    f_in = (
+        (fwd.reshape(len(ia), -1) @ gb.T) / gb.sum(1).clamp_min(1e-6)
+        if len(ia) and len(ib)
+        else torch.zeros(len(ia), len(ib))
+    )
+    b_in = (
+        ((bwd.reshape(len(ib), -1) @ ga.T) / ga.sum(1).clamp_min(1e-6)).T
+        if len(ia) and len(ib)
+        else torch.zeros(len(ia), len(ib))
+    )
     ta, tb = torch.from_numpy(fa), torch.from_numpy(fb)
     # centroid distance in units of the pair's mean object size (sqrt area), so the scale does not depend on the image size
-    dist = (torch.cdist(ta[:, :2], tb[:, :2]) / ((ta[:, None, 2] + tb[None, :, 2]) / 2).clamp_min(1e-6)) if len(ia) and len(ib) else torch.zeros(len(ia), len(ib))
-    area = torch.log((ta[:, None, 2] + 1e-6) / (tb[None, :, 2] + 1e-6)) if len(ia) and len(ib) else torch.zeros(len(ia), len(ib))
+    dist = (
+        (torch.cdist(ta[:, :2], tb[:, :2]) / ((ta[:, None, 2] + tb[None, :, 2]) / 2).clamp_min(1e-6))
+        if len(ia) and len(ib)
+        else torch.zeros(len(ia), len(ib))
+    )
+    area = (
+        torch.log((ta[:, None, 2] + 1e-6) / (tb[None, :, 2] + 1e-6))
+        if len(ia) and len(ib)
+        else torch.zeros(len(ia), len(ib))
+    )
     pool = lambda m: F.adaptive_avg_pool2d(m[:, None], 8).reshape(len(m), -1) if len(m) else torch.zeros(0, 64)
-    return dict(fa=ta, fb=tb, ma=pool(fwd), mb=pool(bwd), pair=torch.stack([f_in, b_in, dist, area], -1).float(), ia=ia, ib=ib)
+    return dict(
+        fa=ta, fb=tb, ma=pool(fwd), mb=pool(bwd), pair=torch.stack([f_in, b_in, dist, area], -1).float(), ia=ia, ib=ib
+    )
 
+# %% ../../nbs/25_matching.track.ipynb #a965894f
 def gt_associations(ia: np.ndarray, ib: np.ndarray, tracks: np.ndarray) -> torch.Tensor:
     "`(n_a, n_b)` 0/1: object j of the later frame continues track i (same label) or is its daughter (parent = i)."
     parent = {int(l): int(p) for l, _, _, p in np.asarray(tracks).reshape(-1, 4)}
     A = torch.zeros(len(ia), len(ib))
     for j, b in enumerate(ib):
         for i, a in enumerate(ia):
-            if a == b or parent.get(int(b), 0) == a: A[i, j] = 1
+            if a == b or parent.get(int(b), 0) == a:
+                A[i, j] = 1
     return A
 
 # %% ../../nbs/25_matching.track.ipynb #24a7733d
 class LinkageHead(nn.Module):
     "Transformer over the objects of two consecutive frames → association logits `(n_a, n_b)`."
-    def __init__(self, dim: int = 64, heads: int = 4, layers: int = 2, map_size: int = 8, n_pair: int = 4, seed: int = 0):
+
+    def __init__(
+        self, dim: int = 64, heads: int = 4, layers: int = 2, map_size: int = 8, n_pair: int = 4, seed: int = 0
+    ):
         super().__init__()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.feat = nn.Sequential(nn.Linear(N_OBJECT_FEATURES, dim), nn.GELU(), nn.Linear(dim, dim))
             self.map = nn.Sequential(nn.LayerNorm(map_size * map_size), nn.Linear(map_size * map_size, dim))
             self.frame = nn.Embedding(2, dim)
-            self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True,
-                                                                            norm_first=True), layers, enable_nested_tensor=False)
+            self.encoder = nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True),
+                layers,
+                enable_nested_tensor=False,
+            )
             self.wx, self.wy = nn.Linear(dim, dim), nn.Linear(dim, dim)
             self.pair = nn.Sequential(nn.Linear(n_pair, 32), nn.GELU(), nn.Linear(32, 1))
         self.dim = dim
@@ -120,7 +178,8 @@ class LinkageHead(nn.Module):
 
     def forward(self, p: dict) -> torch.Tensor:
         na, nb = len(p['fa']), len(p['fb'])
-        if na == 0 or nb == 0: return torch.zeros(na, nb)
+        if na == 0 or nb == 0:
+            return torch.zeros(na, nb)
         dev = self.frame.weight.device
         za = self.feat(p['fa'].to(dev)) + self.map(p['ma'].to(dev)) + self.frame.weight[0]
         zb = self.feat(p['fb'].to(dev)) + self.map(p['mb'].to(dev)) + self.frame.weight[1]
@@ -128,70 +187,100 @@ class LinkageHead(nn.Module):
         s = self.wx(z[:na]) @ self.wy(z[na:]).T / math.sqrt(self.dim)
         return s + self.pair(p['pair'].to(dev))[..., 0]
 
-def fit_linkage(head: LinkageHead, pairs: list[dict], val_pairs: list[dict] | None = None, epochs: int = 50, lr: float = 1e-3,
-                seed: int = 0, verbose: bool = True) -> pd.DataFrame:
+# %% ../../nbs/25_matching.track.ipynb #ec5cd86c
+def fit_linkage(
+    head: LinkageHead,
+    pairs: list[dict],
+    val_pairs: list[dict] | None = None,
+    epochs: int = 50,
+    lr: float = 1e-3,
+    seed: int = 0,
+    verbose: bool = True,
+) -> pd.DataFrame:
     "BCE against the ground-truth associations (`pair['A']`), AdamW + cosine; returns the history (loss, validation edge F1)."
-    if not pairs: raise InputError('no training pairs')
-    if any('A' not in p for p in pairs): raise InputError("training pairs need ground-truth associations 'A' (see gt_associations)")
-    torch.manual_seed(seed); rng = np.random.default_rng(seed)
+    if not pairs:
+        raise InputError('no training pairs')
+    if any('A' not in p for p in pairs):
+        raise InputError("training pairs need ground-truth associations 'A' (see gt_associations)")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     hist = []
     for ep in progress(range(epochs), desc='linkage head', disable=not verbose or None):
-        head.train(); losses = []
+        head.train()
+        losses = []
         for k in rng.permutation(len(pairs)):
             p = pairs[k]
-            if p['A'].numel() == 0: continue
+            if p['A'].numel() == 0:
+                continue
             loss = F.binary_cross_entropy_with_logits(head(p), p['A'].to(head.frame.weight.device))
-            opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
         sched.step()
         row = dict(epoch=ep, loss=float(np.mean(losses)))
-        if val_pairs: row['val_f1'] = edge_f1(head, val_pairs)
+        if val_pairs:
+            row['val_f1'] = edge_f1(head, val_pairs)
         hist.append(row)
     return pd.DataFrame(hist)
 
+# %% ../../nbs/25_matching.track.ipynb #753ecc50
 @torch.no_grad()
 def edge_f1(head: LinkageHead, pairs: list[dict], threshold: float = 0.5) -> float:
     "F1 of thresholded associations against the ground truth over all pairs."
-    head.eval(); tp = fp = fn = 0
+    head.eval()
+    tp = fp = fn = 0
     for p in pairs:
-        pred = torch.sigmoid(head(p)) > threshold; A = p['A'] > 0.5
-        tp += int((pred & A).sum()); fp += int((pred & ~A).sum()); fn += int((~pred & A).sum())
+        pred = torch.sigmoid(head(p)) > threshold
+        A = p['A'] > 0.5
+        tp += int((pred & A).sum())
+        fp += int((pred & ~A).sum())
+        fn += int((~pred & A).sum())
     return 2 * tp / max(2 * tp + fp + fn, 1)
 
 # %% ../../nbs/25_matching.track.ipynb #a004033d
 class Tracker:
     "Matching-based tracker: a `MatchingModel` (segmentation head + exemplar projector) and a `LinkageHead`."
+
     def __init__(self, model: MatchingModel, linkage: LinkageHead | None = None):
-        if model.matcher.projector is None: raise InputError('tracking propagates exemplars between frames: the model needs an exemplar projector')
+        if model.matcher.projector is None:
+            raise InputError('tracking propagates exemplars between frames: the model needs an exemplar projector')
         self.model, self.linkage = model, linkage if linkage is not None else LinkageHead()
 
     @torch.no_grad()
     def segment_sequence(self, frames: np.ndarray, box=None, **post) -> np.ndarray:
         "Label stack: frame 0 from `box` (mode S) or the template (mode A); frame t from frame t-1's objects as exemplars."
-        m = self.model; S = m.image_size
+        m = self.model
+        S = m.image_size
         masks = []
         for t in progress(range(len(frames)), desc='segment frames', disable=None):
             if t == 0:
-                masks.append(m.segment(frames[0], box, **post)[0]); continue
+                masks.append(m.segment(frames[0], box, **post)[0])
+                continue
             prev_boxes, _ = boxes_from_labels(masks[-1])
             x = prepare_images(frames[t], S).to(m.device_)
             if len(prev_boxes):
                 xp = prepare_images(frames[t - 1], S).to(m.device_)
-                e = m.matcher.projector(xp, [prev_boxes], [frames[t - 1].shape[:2]])        # averaged over the objects
+                e = m.matcher.projector(xp, [prev_boxes], [frames[t - 1].shape[:2]])  # averaged over the objects
                 base = m.matcher.template_cond()
                 pos = m.matcher.exemplar_position
-                cond = torch.cat([base[:, :pos], e[:, None], base[:, pos + 1:]], 1)
+                cond = torch.cat([base[:, :pos], e[:, None], base[:, pos + 1 :]], 1)
                 attn, feats = m.matcher(x, cond=cond)
             else:
-                attn, feats = m.matcher(x)                                                # nothing to propagate: mode A
-            lg = F.interpolate(m.seg_head(attn, feats, S), size=tuple(frames[t].shape[:2]), mode='bilinear', align_corners=False)
+                attn, feats = m.matcher(x)  # nothing to propagate: mode A
+            lg = F.interpolate(
+                m.seg_head(attn, feats, S), size=tuple(frames[t].shape[:2]), mode='bilinear', align_corners=False
+            )
             p = torch.sigmoid(lg[0]).cpu().numpy()
             masks.append(instances_from_maps(p[0], p[1], **post))
         return np.stack(masks).astype(np.int32)
 
     @torch.no_grad()
-    def association_matrices(self, frames: np.ndarray, masks: np.ndarray, min_score: float = 0.05) -> tuple[pd.DataFrame, list]:
+    def association_matrices(
+        self, frames: np.ndarray, masks: np.ndarray, min_score: float = 0.05
+    ) -> tuple[pd.DataFrame, list]:
         "The object table and one sparse probability matrix per consecutive frame pair (rows/cols in label order)."
         self.linkage.eval()
         objects = object_table(masks)
@@ -203,39 +292,66 @@ class Tracker:
             mats.append(sparse.csr_matrix(P))
         return objects, mats
 
-    def track(self, frames, box=None, linker: str = 'greedy', threshold: float = 0.5, max_gap: int = 1,
-              masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    def track(
+        self,
+        frames,
+        box=None,
+        linker: str = 'greedy',
+        threshold: float = 0.5,
+        max_gap: int = 1,
+        masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         "Relabelled masks (T, Y, X), CTC track rows `L B E P` and the edge list; `masks` skips segmentation (e.g. ground truth)."
         frames = np.asarray(frames)
-        if frames.ndim not in (3, 4) or len(frames) < 1: raise InputError(f'frames must be (T, Y, X) or (T, Y, X, C), got shape {frames.shape}')
-        if linker not in ('greedy', 'optimal'): raise InputError(f"linker must be 'greedy' or 'optimal', got {linker!r}")
+        if frames.ndim not in (3, 4) or len(frames) < 1:
+            raise InputError(f'frames must be (T, Y, X) or (T, Y, X, C), got shape {frames.shape}')
+        if linker not in ('greedy', 'optimal'):
+            raise InputError(f"linker must be 'greedy' or 'optimal', got {linker!r}")
         masks = self.segment_sequence(frames, box) if masks is None else np.asarray(masks)
         objects, mats = self.association_matrices(frames, masks)
-        if linker == 'greedy': edges = link_greedy(mats, threshold, 2, objects)
-        else: edges = link_optimal(mats, threshold=0.05, objects=objects)
-        if max_gap > 1: edges = close_gaps(edges, objects, max_gap)
+        if linker == 'greedy':
+            edges = link_greedy(mats, threshold, 2, objects)
+        else:
+            edges = link_optimal(mats, threshold=0.05, objects=objects)
+        if max_gap > 1:
+            edges = close_gaps(edges, objects, max_gap)
         relabelled, tracks = graph_to_ctc(masks, edges, objects)
         return relabelled, tracks, edges
 
     def save(self, path: str | Path) -> Path:
         "One checkpoint: the matching model's trainable weights and config plus the linkage head."
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v for k, v in self.model.state_dict().items() if not k.startswith('matcher.sd.')}
         with atomic_write(path, 'wb') as f:
-            torch.save(dict(config=self.model.config, state=state, linkage=self.linkage.state_dict(), linkage_config=self.linkage.config), f)
+            torch.save(
+                dict(
+                    config=self.model.config,
+                    state=state,
+                    linkage=self.linkage.state_dict(),
+                    linkage_config=self.linkage.config,
+                ),
+                f,
+            )
         return path
 
     @classmethod
     def load(cls, path: str | Path, device='cpu', sd=None) -> 'Tracker':
         "A tracker from `save()`; a plain matching checkpoint gives a tracker whose linkage head is untrained (a warning says so)."
         import warnings
+
         model = MatchingModel.load(path, device=device, sd=sd)
         ck = torch.load(path, map_location='cpu', weights_only=False)
         head = LinkageHead(**ck.get('linkage_config', {}))
-        if 'linkage' in ck: head.load_state_dict(ck['linkage'])
-        else: warnings.warn(f'{path} holds no linkage head: associations come from an untrained head; train one with fit_linkage')
+        if 'linkage' in ck:
+            head.load_state_dict(ck['linkage'])
+        else:
+            warnings.warn(
+                f'{path} holds no linkage head: associations come from an untrained head; train one with fit_linkage'
+            )
         return cls(model, head.to(model.device_))
 
+# %% ../../nbs/25_matching.track.ipynb #5cce28fd
 def sequence_pairs(model: MatchingModel, frames: np.ndarray, masks: np.ndarray, tracks: np.ndarray) -> list[dict]:
     "Linkage training pairs of one annotated sequence (ground-truth masks and CTC tracks)."
     out = []
@@ -250,40 +366,89 @@ def read_ctc_sequence(root: str | Path, sequence: str = '01') -> dict:
     "`{'frames', 'masks', 'tracks', 'seg'}` of a CTC sequence folder pair (`root/01`, `root/01_GT`)."
     from microscopy_toolkit.io import read_timelapse
     from microscopy_toolkit.tracking.ctc import read_ctc_gt
+
     root = Path(root)
-    if not (root/sequence).is_dir(): raise InputError(f'{root/sequence} does not exist (CTC layout: {sequence}/t000.tif and {sequence}_GT/TRA/)')
-    frames = read_timelapse(root/sequence)
-    gt = read_ctc_gt(root/f'{sequence}_GT')
-    if len(gt.masks) != len(frames): raise InputError(f'{root}: {len(frames)} frames but ground truth for {len(gt.masks)}')
+    if not (root / sequence).is_dir():
+        raise InputError(f'{root/sequence} does not exist (CTC layout: {sequence}/t000.tif and {sequence}_GT/TRA/)')
+    frames = read_timelapse(root / sequence)
+    gt = read_ctc_gt(root / f'{sequence}_GT')
+    if len(gt.masks) != len(frames):
+        raise InputError(f'{root}: {len(frames)} frames but ground truth for {len(gt.masks)}')
     return dict(frames=frames, masks=gt.masks, tracks=gt.tracks, seg=gt.seg)
 
-def train_tracker(sequences: list[dict], val_sequences: list[dict], sd='tiny', image_size: int | None = None, seg_epochs: int = 100,
-                  proj_epochs: int = 10, link_epochs: int = 60, lr: float = 1e-4, link_lr: float = 3e-3, device='cpu', seed: int = 0,
-                  ckpt_dir: str | Path | None = None, verbose: bool = True) -> tuple[Tracker, dict]:
+# %% ../../nbs/25_matching.track.ipynb #d8f2b72f
+def train_tracker(
+    sequences: list[dict],
+    val_sequences: list[dict],
+    sd='tiny',
+    image_size: int | None = None,
+    seg_epochs: int = 100,
+    proj_epochs: int = 10,
+    link_epochs: int = 60,
+    lr: float = 1e-4,
+    link_lr: float = 3e-3,
+    device='cpu',
+    seed: int = 0,
+    ckpt_dir: str | Path | None = None,
+    verbose: bool = True,
+) -> tuple[Tracker, dict]:
     """Train on annotated sequences: the segmentation head on cached mode-A inputs (`seg_epochs`), then head and exemplar
-    projector together in mode S (`proj_epochs`, UNet in every step), then the linkage head; returns the tracker and histories."""
-    if not sequences or not val_sequences: raise InputError('train_tracker needs training and validation sequences')
+    projector together in mode S (`proj_epochs`, UNet in every step), then the linkage head; returns the tracker and histories.
+    """
+    if not sequences or not val_sequences:
+        raise InputError('train_tracker needs training and validation sequences')
+
     def samples(seqs):
         out = []
         for q in seqs:
             frames_with_seg = sorted(q['seg']) if q.get('seg') else range(len(q['frames']))
             for t in frames_with_seg:
                 lab = q['seg'][t] if q.get('seg') else q['masks'][t]
-                if lab.max() > 0: out.append(dict(image=q['frames'][t], labels=np.asarray(lab, np.int32)))
+                if lab.max() > 0:
+                    out.append(dict(image=q['frames'][t], labels=np.asarray(lab, np.int32)))
         return out
+
     model = MatchingModel(sd, image_size, device=device, seed=seed)
     tr, va = samples(sequences), samples(val_sequences)
-    seg_hist = fit(model, tr, va, 'segment', 'A', epochs=seg_epochs, lr=lr, batch_size=4,
-                   ckpt_dir=None if ckpt_dir is None else Path(ckpt_dir)/'seg', seed=seed, verbose=verbose).assign(mode='A')
+    seg_hist = fit(
+        model,
+        tr,
+        va,
+        'segment',
+        'A',
+        epochs=seg_epochs,
+        lr=lr,
+        batch_size=4,
+        ckpt_dir=None if ckpt_dir is None else Path(ckpt_dir) / 'seg',
+        seed=seed,
+        verbose=verbose,
+    ).assign(mode='A')
     if proj_epochs > 0:
-        h = fit(model, tr, va, 'segment', 'S', epochs=proj_epochs, lr=lr / 2, batch_size=4, attn_weight=10.0,
-                ckpt_dir=None if ckpt_dir is None else Path(ckpt_dir)/'seg_S', seed=seed, verbose=verbose, patience=proj_epochs)
+        h = fit(
+            model,
+            tr,
+            va,
+            'segment',
+            'S',
+            epochs=proj_epochs,
+            lr=lr / 2,
+            batch_size=4,
+            attn_weight=10.0,
+            ckpt_dir=None if ckpt_dir is None else Path(ckpt_dir) / 'seg_S',
+            seed=seed,
+            verbose=verbose,
+            patience=proj_epochs,
+        )
         seg_hist = pd.concat([seg_hist, h.assign(mode='S', epoch=h.epoch + len(seg_hist))], ignore_index=True)
-    pairs = [p for q in progress(sequences, desc='linkage pairs', disable=not verbose or None)
-             for p in sequence_pairs(model, q['frames'], q['masks'], q['tracks'])]
+    pairs = [
+        p
+        for q in progress(sequences, desc='linkage pairs', disable=not verbose or None)
+        for p in sequence_pairs(model, q['frames'], q['masks'], q['tracks'])
+    ]
     val_pairs = [p for q in val_sequences for p in sequence_pairs(model, q['frames'], q['masks'], q['tracks'])]
     head = LinkageHead(seed=seed).to(model.device_)
     link_hist = fit_linkage(head, pairs, val_pairs, epochs=link_epochs, lr=link_lr, seed=seed, verbose=verbose)
     tracker = Tracker(model, head)
-    if ckpt_dir is not None: tracker.save(Path(ckpt_dir)/'tracker.pt')
+    if ckpt_dir is not None:
+        tracker.save(Path(ckpt_dir) / 'tracker.pt')
     return tracker, dict(seg=seg_hist, link=link_hist)

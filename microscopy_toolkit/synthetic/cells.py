@@ -20,39 +20,49 @@ __all__ = ['cell_image', 'cell_batch', 'TimeLapse', 'validate_tracks', 'cell_tim
 def _render_cells(size: int, centers: np.ndarray, axes: np.ndarray, angles: np.ndarray, ids: np.ndarray) -> np.ndarray:
     "Label image of ellipses (centers (n,2) y,x; semi-axes (n,2); angles (n,)) clipped to their Voronoi regions; label = ids."
     labels = np.zeros((size, size), np.int32)
-    if len(centers) == 0: return labels
+    if len(centers) == 0:
+        return labels
     yy, xx = np.mgrid[:size, :size].astype(float)
     dy, dx = yy[None] - centers[:, 0, None, None], xx[None] - centers[:, 1, None, None]
     c, s = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
     u, v = c * dx + s * dy, -s * dx + c * dy
     inside = (u / axes[:, 1, None, None]) ** 2 + (v / axes[:, 0, None, None]) ** 2 <= 1
-    nearest = np.argmin(dy ** 2 + dx ** 2, axis=0)
+    nearest = np.argmin(dy**2 + dx**2, axis=0)
     own = inside[nearest, yy.astype(int), xx.astype(int)]
     labels[own] = ids[nearest[own]]
     # a clipped sliver can break into diagonal-only pieces: keep each cell's largest 4-connected piece
     for k in np.unique(labels[labels > 0]):
         comp, n = ndimage.label(labels == k)
         if n > 1:
-            sizes = np.bincount(comp.ravel()); sizes[0] = 0
+            sizes = np.bincount(comp.ravel())
+            sizes[0] = 0
             labels[(comp > 0) & (comp != sizes.argmax())] = 0
     return labels
 
+# %% ../../nbs/02b_synthetic.cells.ipynb #193bb260
 def _place_centers(rng, size, radii, touching: bool, max_tries: int = 200):
     "Rejection-sample centres: neighbours at least 0.85 (touching) or 1.15 (separate) of the sum of radii apart."
     factor = 0.85 if touching else 1.15
     pts, rs = [], []
     for r in radii:
         for _ in range(max_tries):
-            if touching and pts and rng.random() < 0.6:                # bud off a neighbour so that cells touch
-                j = rng.integers(len(pts)); a = rng.uniform(0, 2 * np.pi)
+            if touching and pts and rng.random() < 0.6:  # bud off a neighbour so that cells touch
+                j = rng.integers(len(pts))
+                a = rng.uniform(0, 2 * np.pi)
                 p = pts[j] + 0.9 * (r + rs[j]) * np.array([np.sin(a), np.cos(a)])
-                if not ((p >= r * 0.5) & (p < size - r * 0.5)).all(): continue
-            else: p = rng.uniform(r * 0.5, size - r * 0.5, 2)
-            if all(np.hypot(*(p - q)) >= factor * (r + rq) for q, rq in zip(pts, rs)): break
-        else: continue
-        pts.append(p); rs.append(r)
+                if not ((p >= r * 0.5) & (p < size - r * 0.5)).all():
+                    continue
+            else:
+                p = rng.uniform(r * 0.5, size - r * 0.5, 2)
+            if all(np.hypot(*(p - q)) >= factor * (r + rq) for q, rq in zip(pts, rs)):
+                break
+        else:
+            continue
+        pts.append(p)
+        rs.append(r)
     return np.array(pts).reshape(-1, 2), np.array(rs)
 
+# %% ../../nbs/02b_synthetic.cells.ipynb #80ca2039
 def _texture_image(rng, labels: np.ndarray, brightness: np.ndarray, noise: float, background: float, blur: float = 1.0):
     "Intensity image of labelled cells: per-cell brightness, interior texture, brighter rim, uneven background, blur and noise."
     size = labels.shape[0]
@@ -65,11 +75,21 @@ def _texture_image(rng, labels: np.ndarray, brightness: np.ndarray, noise: float
     img = ndimage.gaussian_filter(img, blur) + bg
     return (img + rng.normal(0, noise, img.shape)).astype(np.float32)
 
-def cell_image(size: int = 128, n_cells: int = 12, radius: tuple = (6, 12), seed=0, touching: bool = True,
-               noise: float = 0.03, background: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+# %% ../../nbs/02b_synthetic.cells.ipynb #381bb769
+def cell_image(
+    size: int = 128,
+    n_cells: int = 12,
+    radius: tuple = (6, 12),
+    seed=0,
+    touching: bool = True,
+    noise: float = 0.03,
+    background: float = 0.1,
+) -> tuple[np.ndarray, np.ndarray]:
     "A fluorescence-like image of cells and its instance labels (0 = background, cells 1..N consecutive, each connected)."
-    if size < 16: raise InputError(f"size must be at least 16, got {size}")
-    if not 0 < radius[0] <= radius[1]: raise InputError(f"radius must be (min, max) with 0 < min <= max, got {radius}")
+    if size < 16:
+        raise InputError(f"size must be at least 16, got {size}")
+    if not 0 < radius[0] <= radius[1]:
+        raise InputError(f"radius must be (min, max) with 0 < min <= max, got {radius}")
     rng = as_rng(seed)
     centers, r = _place_centers(rng, size, rng.uniform(*radius, n_cells), touching)
     ecc = rng.uniform(0.65, 1.0, len(r))
@@ -77,11 +97,13 @@ def cell_image(size: int = 128, n_cells: int = 12, radius: tuple = (6, 12), seed
     labels = _render_cells(size, centers, axes, rng.uniform(0, np.pi, len(r)), np.arange(1, len(r) + 1))
     # relabel consecutively (a cell may vanish under a neighbour's Voronoi region only if centres coincide)
     present = np.unique(labels[labels > 0])
-    lut = np.zeros(labels.max() + 1, np.int32); lut[present] = np.arange(1, len(present) + 1)
+    lut = np.zeros(labels.max() + 1, np.int32)
+    lut[present] = np.arange(1, len(present) + 1)
     labels = lut[labels]
     img = _texture_image(rng, labels, rng.uniform(0.5, 1.0, len(present)), noise, background)
     return img, labels
 
+# %% ../../nbs/02b_synthetic.cells.ipynb #57e63503
 def cell_batch(n: int, seed=0, **kw) -> tuple[np.ndarray, np.ndarray]:
     "`n` cell images and their labels, stacked: (n, Y, X) float32 and int32."
     rng = as_rng(seed)
@@ -92,45 +114,77 @@ def cell_batch(n: int, seed=0, **kw) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class TimeLapse:
     "A synthetic time-lapse: frames (T, Y, X) float32, labels (T, Y, X) int32 and CTC track rows (N, 4) of L B E P."
+
     frames: np.ndarray
     labels: np.ndarray
     tracks: np.ndarray
 
     @property
-    def n_divisions(self) -> int: return int(len(np.unique(self.tracks[self.tracks[:, 3] > 0, 3])))
+    def n_divisions(self) -> int:
+        return int(len(np.unique(self.tracks[self.tracks[:, 3] > 0, 3])))
 
+# %% ../../nbs/02b_synthetic.cells.ipynb #b0f77653
 def validate_tracks(labels: np.ndarray, tracks: np.ndarray) -> bool:
     "Check CTC consistency: each track's label is present exactly in frames B..E, parents exist and end before children begin."
     labels, tracks = np.asarray(labels), np.asarray(tracks, dtype=int).reshape(-1, 4)
     T = len(labels)
     present = np.zeros((T, int(max(labels.max(), tracks[:, 0].max(initial=0))) + 1), bool)
-    for t in range(T): present[t, np.unique(labels[t])] = True
+    for t in range(T):
+        present[t, np.unique(labels[t])] = True
     present[:, 0] = False
     problems = []
     rows = {int(r[0]): r for r in tracks}
-    if len(rows) != len(tracks): problems.append('duplicate track labels')
+    if len(rows) != len(tracks):
+        problems.append('duplicate track labels')
     for L, B, E, P in tracks:
-        if not 0 <= B <= E < T: problems.append(f'track {L}: frames {B}..{E} outside 0..{T - 1}'); continue
-        expect = np.zeros(T, bool); expect[B:E + 1] = True
-        if (present[:, L] != expect).any(): problems.append(f'track {L}: present in frames {np.flatnonzero(present[:, L]).tolist()}, table says {B}..{E}')
+        if not 0 <= B <= E < T:
+            problems.append(f'track {L}: frames {B}..{E} outside 0..{T - 1}')
+            continue
+        expect = np.zeros(T, bool)
+        expect[B : E + 1] = True
+        if (present[:, L] != expect).any():
+            problems.append(
+                f'track {L}: present in frames {np.flatnonzero(present[:, L]).tolist()}, table says {B}..{E}'
+            )
         if P:
-            if P not in rows: problems.append(f'track {L}: parent {P} does not exist')
-            elif rows[P][2] >= B: problems.append(f'track {L}: parent {P} ends at {rows[P][2]}, not before {B}')
+            if P not in rows:
+                problems.append(f'track {L}: parent {P} does not exist')
+            elif rows[P][2] >= B:
+                problems.append(f'track {L}: parent {P} ends at {rows[P][2]}, not before {B}')
     orphans = set(np.flatnonzero(present.any(0))) - set(rows)
-    if orphans: problems.append(f'labels {sorted(orphans)[:10]} in the masks have no track row')
-    if problems: raise InputError('inconsistent tracks: ' + '; '.join(problems[:10]))
+    if orphans:
+        problems.append(f'labels {sorted(orphans)[:10]} in the masks have no track row')
+    if problems:
+        raise InputError('inconsistent tracks: ' + '; '.join(problems[:10]))
     return True
 
-def cell_timelapse(n_frames: int = 10, size: int = 128, n_cells: int = 6, seed=0, division_prob: float = 0.08,
-                   move_sigma: float = 1.5, drift: tuple = (0.0, 0.6), radius: tuple = (6, 9), min_age: int = 3,
-                   noise: float = 0.03) -> TimeLapse:
+# %% ../../nbs/02b_synthetic.cells.ipynb #1271884e
+def cell_timelapse(
+    n_frames: int = 10,
+    size: int = 128,
+    n_cells: int = 6,
+    seed=0,
+    division_prob: float = 0.08,
+    move_sigma: float = 1.5,
+    drift: tuple = (0.0, 0.6),
+    radius: tuple = (6, 9),
+    min_age: int = 3,
+    noise: float = 0.03,
+) -> TimeLapse:
     "Cells moving (random walk + drift), growing and dividing over `n_frames`; labels are track ids, `tracks` CTC rows L B E P."
-    if n_frames < 1: raise InputError(f"n_frames must be >= 1, got {n_frames}")
+    if n_frames < 1:
+        raise InputError(f"n_frames must be >= 1, got {n_frames}")
     rng = as_rng(seed)
     centers, r = _place_centers(rng, size, rng.uniform(*radius, n_cells), touching=False)
     n = len(r)
-    cells = {'id': np.arange(1, n + 1), 'c': centers, 'ax': np.stack([r * rng.uniform(0.75, 1, n), r], 1),
-             'ang': rng.uniform(0, np.pi, n), 'age': rng.integers(0, min_age, n), 'bright': rng.uniform(0.5, 1.0, n)}
+    cells = {
+        'id': np.arange(1, n + 1),
+        'c': centers,
+        'ax': np.stack([r * rng.uniform(0.75, 1, n), r], 1),
+        'ang': rng.uniform(0, np.pi, n),
+        'age': rng.integers(0, min_age, n),
+        'bright': rng.uniform(0.5, 1.0, n),
+    }
     tracks = {int(i): [int(i), 0, 0, 0] for i in cells['id']}
     next_id = n + 1
     frames, labels = [], []
@@ -138,27 +192,46 @@ def cell_timelapse(n_frames: int = 10, size: int = 128, n_cells: int = 6, seed=0
         lab = _render_cells(size, cells['c'], cells['ax'], cells['ang'], cells['id'])
         present = np.isin(cells['id'], np.unique(lab))
         for k, i in enumerate(cells['id']):
-            if present[k]: tracks[int(i)][2] = t
-        bright = np.zeros(lab.max() + 1); bright[cells['id'][present]] = cells['bright'][present]
+            if present[k]:
+                tracks[int(i)][2] = t
+        bright = np.zeros(lab.max() + 1)
+        bright[cells['id'][present]] = cells['bright'][present]
         labels.append(lab)
         frames.append(_texture_image(rng, lab, bright[1:] if lab.max() else np.zeros(0), noise, 0.1))
-        if t == n_frames - 1: break
+        if t == n_frames - 1:
+            break
         keep = present.copy()
         # move, grow, rotate a little
         c = cells['c'] + np.asarray(drift) + rng.normal(0, move_sigma, cells['c'].shape)
-        ax = cells['ax'] * 1.03; ang = cells['ang'] + rng.normal(0, 0.1, len(ax)); age = cells['age'] + 1
-        keep &= (c >= 0).all(1) & (c < size).all(1)                       # left the field: track ends
+        ax = cells['ax'] * 1.03
+        ang = cells['ang'] + rng.normal(0, 0.1, len(ax))
+        age = cells['age'] + 1
+        keep &= (c >= 0).all(1) & (c < size).all(1)  # left the field: track ends
         divide = keep & (age >= min_age) & (rng.random(len(c)) < division_prob)
         new = {k: [] for k in cells}
         for k in np.flatnonzero(keep & ~divide):
-            for key, val in (('id', cells['id'][k]), ('c', c[k]), ('ax', ax[k]), ('ang', ang[k]), ('age', age[k]), ('bright', cells['bright'][k])):
+            for key, val in (
+                ('id', cells['id'][k]),
+                ('c', c[k]),
+                ('ax', ax[k]),
+                ('ang', ang[k]),
+                ('age', age[k]),
+                ('bright', cells['bright'][k]),
+            ):
                 new[key].append(val)
         for k in np.flatnonzero(divide):
-            theta = rng.uniform(0, np.pi); off = 0.6 * ax[k, 1] * np.array([np.sin(theta), np.cos(theta)])
+            theta = rng.uniform(0, np.pi)
+            off = 0.6 * ax[k, 1] * np.array([np.sin(theta), np.cos(theta)])
             for sign in (1, -1):
                 tracks[next_id] = [next_id, t + 1, t + 1, int(cells['id'][k])]
-                for key, val in (('id', next_id), ('c', np.clip(c[k] + sign * off, 0, size - 1)), ('ax', ax[k] * 0.72),
-                                 ('ang', theta + np.pi / 2), ('age', 0), ('bright', cells['bright'][k] * rng.uniform(0.9, 1.1))):
+                for key, val in (
+                    ('id', next_id),
+                    ('c', np.clip(c[k] + sign * off, 0, size - 1)),
+                    ('ax', ax[k] * 0.72),
+                    ('ang', theta + np.pi / 2),
+                    ('age', 0),
+                    ('bright', cells['bright'][k] * rng.uniform(0.9, 1.1)),
+                ):
                     new[key].append(val)
                 next_id += 1
         cells = {k: np.array(v).reshape((-1, 2) if k in ('c', 'ax') else (-1,)) for k, v in new.items()}
@@ -173,21 +246,26 @@ def cell_timelapse(n_frames: int = 10, size: int = 128, n_cells: int = 6, seed=0
 # %% ../../nbs/02b_synthetic.cells.ipynb #e220128a
 def _imwrite(path: Path, data: np.ndarray):
     import tifffile
-    with atomic_write(path, 'wb') as f: tifffile.imwrite(f, data, photometric='minisblack', compression='zlib')
 
+    with atomic_write(path, 'wb') as f:
+        tifffile.imwrite(f, data, photometric='minisblack', compression='zlib')
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #d387137c
 def write_ctc_gt(root: str | Path, timelapse: TimeLapse, sequence: str = '01', scale: float = 4000.0) -> dict:
     "Write a time-lapse in the Cell Tracking Challenge ground-truth layout under `root`; returns the folders and track file."
     validate_tracks(timelapse.labels, timelapse.tracks)
-    root = Path(root); T = len(timelapse.frames); w = 4 if T > 1000 else 3
-    raw, tra, seg = root/sequence, root/f'{sequence}_GT'/'TRA', root/f'{sequence}_GT'/'SEG'
-    lab_dtype = np.uint16 if timelapse.labels.max() < 2 ** 16 else np.uint32
+    root = Path(root)
+    T = len(timelapse.frames)
+    w = 4 if T > 1000 else 3
+    raw, tra, seg = root / sequence, root / f'{sequence}_GT' / 'TRA', root / f'{sequence}_GT' / 'SEG'
+    lab_dtype = np.uint16 if timelapse.labels.max() < 2**16 else np.uint32
     for t in range(T):
-        _imwrite(raw/f't{t:0{w}d}.tif', np.clip(np.round(timelapse.frames[t] * scale), 0, 65535).astype(np.uint16))
-        _imwrite(tra/f'man_track{t:0{w}d}.tif', timelapse.labels[t].astype(lab_dtype))
-        _imwrite(seg/f'man_seg{t:0{w}d}.tif', timelapse.labels[t].astype(lab_dtype))
-    with atomic_write(tra/'man_track.txt', 'w') as f:
+        _imwrite(raw / f't{t:0{w}d}.tif', np.clip(np.round(timelapse.frames[t] * scale), 0, 65535).astype(np.uint16))
+        _imwrite(tra / f'man_track{t:0{w}d}.tif', timelapse.labels[t].astype(lab_dtype))
+        _imwrite(seg / f'man_seg{t:0{w}d}.tif', timelapse.labels[t].astype(lab_dtype))
+    with atomic_write(tra / 'man_track.txt', 'w') as f:
         f.write(''.join(f'{L} {B} {E} {P}\n' for L, B, E, P in timelapse.tracks))
-    return {'raw': raw, 'tra': tra, 'seg': seg, 'tracks': tra/'man_track.txt'}
+    return {'raw': raw, 'tra': tra, 'seg': seg, 'tracks': tra / 'man_track.txt'}
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #787ed647
 def density_map(dots: np.ndarray, shape: tuple, sigma: float = 1.0) -> np.ndarray:
@@ -197,49 +275,72 @@ def density_map(dots: np.ndarray, shape: tuple, sigma: float = 1.0) -> np.ndarra
     ok = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < shape[1])
     iy, ix = iy[ok], ix[ok]
     if sigma <= 0:
-        out = np.zeros(shape, np.float64); np.add.at(out, (iy, ix), 1.0); return out.astype(np.float32)
+        out = np.zeros(shape, np.float64)
+        np.add.at(out, (iy, ix), 1.0)
+        return out.astype(np.float32)
     mass_y = ndimage.gaussian_filter1d(np.ones(shape[0]), sigma, mode='constant')
     mass_x = ndimage.gaussian_filter1d(np.ones(shape[1]), sigma, mode='constant')
     weights = np.zeros(shape, np.float64)
     np.add.at(weights, (iy, ix), 1.0 / (mass_y[iy] * mass_x[ix]))
     return ndimage.gaussian_filter(weights, sigma, mode='constant').astype(np.float32)
 
-def dot_image(size: int = 256, n_objects: int = 80, seed=0, sigma: tuple = (1.5, 3.0), noise: float = 0.02,
-              density_sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# %% ../../nbs/02b_synthetic.cells.ipynb #4a61f606
+def dot_image(
+    size: int = 256,
+    n_objects: int = 80,
+    seed=0,
+    sigma: tuple = (1.5, 3.0),
+    noise: float = 0.02,
+    density_sigma: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Many small blurred cells (overlap allowed, like VGG's synthetic cells): image, dots (N, 2) at integer (y, x), density map."
     rng = as_rng(seed)
-    flat = rng.choice(size * size, n_objects, replace=False)                  # unique pixel positions
+    flat = rng.choice(size * size, n_objects, replace=False)  # unique pixel positions
     dots = np.stack(np.divmod(flat, size), 1).astype(float)
     img = np.zeros((size, size))
     sig = np.round(rng.uniform(*sigma, n_objects), 1)
     for s in np.unique(sig):
-        layer = np.zeros((size, size)); m = sig == s                        # one filter per blob size
+        layer = np.zeros((size, size))
+        m = sig == s  # one filter per blob size
         np.add.at(layer, (dots[m, 0].astype(int), dots[m, 1].astype(int)), rng.uniform(0.6, 1.0, m.sum()))
         img += ndimage.gaussian_filter(layer, s) * (2 * np.pi * s * s)
     img = img + 0.05 + rng.normal(0, noise, img.shape)
     return img.astype(np.float32), dots, density_map(dots, (size, size), density_sigma)
 
-def write_vgg_layout(root: str | Path, n_images: int = 4, seed=0, size: int = 256, n_objects: int = 80) -> list[tuple[Path, Path]]:
+# %% ../../nbs/02b_synthetic.cells.ipynb #66de8334
+def write_vgg_layout(
+    root: str | Path, n_images: int = 4, seed=0, size: int = 256, n_objects: int = 80
+) -> list[tuple[Path, Path]]:
     "Write `n_images` counting images as VGG cells files: `001cell.png` (RGB) and `001dots.png` (red (255, 0, 0) dots on black)."
     from PIL import Image
-    rng = as_rng(seed); root = Path(root); out = []
+
+    rng = as_rng(seed)
+    root = Path(root)
+    out = []
     for k in range(1, n_images + 1):
         img, dots, _ = dot_image(size, n_objects, rng)
         g = np.clip(img / max(img.max(), 1e-6) * 255, 0, 255).astype(np.uint8)
-        rgb = np.stack([g // 3, g // 2, g], -1)                                 # bluish cells, as in the VGG set
-        ann = np.zeros((size, size, 3), np.uint8); ann[dots[:, 0].astype(int), dots[:, 1].astype(int)] = (255, 0, 0)
-        pair = (root/f'{k:03d}cell.png', root/f'{k:03d}dots.png')
+        rgb = np.stack([g // 3, g // 2, g], -1)  # bluish cells, as in the VGG set
+        ann = np.zeros((size, size, 3), np.uint8)
+        ann[dots[:, 0].astype(int), dots[:, 1].astype(int)] = (255, 0, 0)
+        pair = (root / f'{k:03d}cell.png', root / f'{k:03d}dots.png')
         for p, arr in zip(pair, (rgb, ann)):
-            with atomic_write(p, 'wb') as f: Image.fromarray(arr).save(f, format='PNG')
+            with atomic_write(p, 'wb') as f:
+                Image.fromarray(arr).save(f, format='PNG')
         out.append(pair)
     return out
 
+# %% ../../nbs/02b_synthetic.cells.ipynb #625d969c
 def read_vgg_dots(path: str | Path) -> np.ndarray:
     "Dot positions (N, 2) (y, x) from a VGG-style `XXXdots.png` (red pixels)."
     from PIL import Image
+
     path = Path(path)
-    if not path.exists(): raise InputError(f"{path} does not exist")
-    try: a = np.asarray(Image.open(path).convert('RGB')).astype(int)
-    except Exception as e: raise InputError(f"{path} could not be read as an image: {e}") from e
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    try:
+        a = np.asarray(Image.open(path).convert('RGB')).astype(int)
+    except Exception as e:
+        raise InputError(f"{path} could not be read as an image: {e}") from e
     red = (a[..., 0] > 128) & (a[..., 1] < 100) & (a[..., 2] < 100)
     return np.argwhere(red).astype(float)

@@ -23,46 +23,94 @@ __all__ = ['STAINS', 'StainProfile', 'stain_object', 'stain_zstack', 'z_to_rank'
 @dataclass(frozen=True)
 class StainProfile:
     "How one synthetic stain looks and behaves under defocus."
+
     name: str
-    structure: str            # 'nuclei' | 'filaments' | 'vessels' | 'puncta'
-    emission_nm: float        # emission wavelength: sets the in-focus PSF width and its growth with defocus
-    photons: float            # expected photons at full signal (sets the shot-noise SNR)
-    background: float         # background level relative to full signal
-    read_noise: float         # Gaussian read noise, relative to full signal
-    bleach_per_plane: float   # fraction of signal lost per acquired plane
-    focus_jitter: float = 0.0 # std (planes) of the annotated focus around the optical focus
-    density: float = 1.0      # structure density multiplier
-    target: str = ''          # what it labels, for captions
+    structure: str  # 'nuclei' | 'filaments' | 'vessels' | 'puncta'
+    emission_nm: float  # emission wavelength: sets the in-focus PSF width and its growth with defocus
+    photons: float  # expected photons at full signal (sets the shot-noise SNR)
+    background: float  # background level relative to full signal
+    read_noise: float  # Gaussian read noise, relative to full signal
+    bleach_per_plane: float  # fraction of signal lost per acquired plane
+    focus_jitter: float = 0.0  # std (planes) of the annotated focus around the optical focus
+    density: float = 1.0  # structure density multiplier
+    target: str = ''  # what it labels, for captions
 
     def psf_sigma(self, dz, pixel_growth: float = 0.30, sigma0_at_500: float = 0.7):
         "Gaussian PSF width (pixels) at defocus `dz` planes: √(σ₀² + (g·dz)²), σ₀ and g proportional to the emission wavelength."
         scale = self.emission_nm / 500.0
         return np.sqrt((sigma0_at_500 * scale) ** 2 + (pixel_growth * scale * np.asarray(dz, dtype=float)) ** 2)
 
-STAINS: dict[str, StainProfile] = {p.name: p for p in [
-    StainProfile('Hoechst', 'nuclei', 461, photons=900, background=0.04, read_noise=0.01, bleach_per_plane=0.002, focus_jitter=0.0, target='nucleus'),
-    StainProfile('Alexa488', 'filaments', 519, photons=350, background=0.08, read_noise=0.02, bleach_per_plane=0.012, focus_jitter=0.5, target='neurites (Tuj-1)'),
-    StainProfile('Cy3', 'puncta', 570, photons=60, background=0.15, read_noise=0.05, bleach_per_plane=0.006, focus_jitter=1.5, target='puncta (TH)'),
-    StainProfile('Alexa647', 'vessels', 668, photons=200, background=0.10, read_noise=0.03, bleach_per_plane=0.004, focus_jitter=1.0, target='vessel walls (collagen IV)'),
-]}
+
+STAINS: dict[str, StainProfile] = {
+    p.name: p
+    for p in [
+        StainProfile(
+            'Hoechst',
+            'nuclei',
+            461,
+            photons=900,
+            background=0.04,
+            read_noise=0.01,
+            bleach_per_plane=0.002,
+            focus_jitter=0.0,
+            target='nucleus',
+        ),
+        StainProfile(
+            'Alexa488',
+            'filaments',
+            519,
+            photons=350,
+            background=0.08,
+            read_noise=0.02,
+            bleach_per_plane=0.012,
+            focus_jitter=0.5,
+            target='neurites (Tuj-1)',
+        ),
+        StainProfile(
+            'Cy3',
+            'puncta',
+            570,
+            photons=60,
+            background=0.15,
+            read_noise=0.05,
+            bleach_per_plane=0.006,
+            focus_jitter=1.5,
+            target='puncta (TH)',
+        ),
+        StainProfile(
+            'Alexa647',
+            'vessels',
+            668,
+            photons=200,
+            background=0.10,
+            read_noise=0.03,
+            bleach_per_plane=0.004,
+            focus_jitter=1.0,
+            target='vessel walls (collagen IV)',
+        ),
+    ]
+}
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #ed836b02
 def _smooth_noise(rng, shape, sigma):
     f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode='wrap')
     return (f - f.mean()) / (f.std() + 1e-12)
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #be2db8eb
 def _nuclei(rng, size, density):
     n = max(3, int(density * (size / 22) ** 2))
     seeds = np.ones((size, size), bool)
     ys, xs = rng.integers(0, size, n), rng.integers(0, size, n)
     seeds[ys, xs] = False
     dist, (iy, ix) = ndimage.distance_transform_edt(seeds, return_indices=True)
-    radius = np.zeros((size, size)); radius[ys, xs] = rng.uniform(size / 28, size / 14, n)
+    radius = np.zeros((size, size))
+    radius[ys, xs] = rng.uniform(size / 28, size / 14, n)
     r = radius[iy, ix] * (1 + 0.15 * _smooth_noise(rng, (size, size), size / 20))
-    inside = np.clip((r - dist) / 1.5, 0, 1)                      # soft edge
+    inside = np.clip((r - dist) / 1.5, 0, 1)  # soft edge
     chromatin = 0.75 + 0.25 * _smooth_noise(rng, (size, size), 1.2)
     return inside * chromatin
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #8763de4b
 def _filaments(rng, size, density):
     k, steps = max(2, int(density * size / 10)), 4 * size
     angle0 = rng.uniform(0, 2 * np.pi, (k, 1))
@@ -75,11 +123,13 @@ def _filaments(rng, size, density):
     img = ndimage.gaussian_filter(np.minimum(img, 2.0), 0.6, mode='wrap')
     return img / (img.max() + 1e-12)
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #ce51ff63
 def _vessels(rng, size, density):
     field = _smooth_noise(rng, (size, size), size / (8 * density))
-    wall = np.exp(-(np.abs(field) / 0.12) ** 2)                     # ridges along the zero level set
+    wall = np.exp(-((np.abs(field) / 0.12) ** 2))  # ridges along the zero level set
     return np.clip(wall * (0.8 + 0.2 * _smooth_noise(rng, (size, size), 2)), 0, None)
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #0e9b512c
 def _puncta(rng, size, density):
     n = max(4, int(density * size * size / 90))
     img = np.zeros((size, size))
@@ -87,52 +137,71 @@ def _puncta(rng, size, density):
     img = ndimage.gaussian_filter(img, 0.8, mode='wrap')
     return img / (img.max() + 1e-12)
 
+
 _STRUCTURES = {'nuclei': _nuclei, 'filaments': _filaments, 'vessels': _vessels, 'puncta': _puncta}
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #8a54b1b4
 def stain_object(stain: str | StainProfile, size: int = 128, seed=0) -> np.ndarray:
     "The in-focus 2-D object of a stain (float64, roughly 0..1) before the PSF, bleaching and noise."
     p = _profile(stain)
-    if p.structure not in _STRUCTURES: raise InputError(f"unknown structure {p.structure!r}; use one of {list(_STRUCTURES)}")
+    if p.structure not in _STRUCTURES:
+        raise InputError(f"unknown structure {p.structure!r}; use one of {list(_STRUCTURES)}")
     return _STRUCTURES[p.structure](as_rng(seed), int(size), p.density)
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #c1db46af
 def _profile(stain) -> StainProfile:
-    if isinstance(stain, StainProfile): return stain
-    if stain not in STAINS: raise InputError(f"unknown stain {stain!r}; available: {', '.join(STAINS)} (or pass a StainProfile)")
+    if isinstance(stain, StainProfile):
+        return stain
+    if stain not in STAINS:
+        raise InputError(f"unknown stain {stain!r}; available: {', '.join(STAINS)} (or pass a StainProfile)")
     return STAINS[stain]
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #c9b116fd
-def stain_zstack(stain: str | StainProfile, n_planes: int = 32, z_focus: float = 16, size: int = 128, seed=0,
-                 noise: bool = True) -> np.ndarray:
+def stain_zstack(
+    stain: str | StainProfile, n_planes: int = 32, z_focus: float = 16, size: int = 128, seed=0, noise: bool = True
+) -> np.ndarray:
     "A (Z, Y, X) float32 stack of one stain: the same object defocused around `z_focus`, bleached in acquisition order, with noise."
     p = _profile(stain)
-    if n_planes < 1 or size < 8: raise InputError(f"need n_planes >= 1 and size >= 8, got {n_planes}, {size}")
+    if n_planes < 1 or size < 8:
+        raise InputError(f"need n_planes >= 1 and size >= 8, got {n_planes}, {size}")
     rng = as_rng(seed)
     obj = stain_object(p, size, rng)
     dz = np.arange(n_planes) - z_focus
     sigma = p.psf_sigma(dz)[:, None, None]
     fy, fx = np.fft.fftfreq(size)[:, None], np.fft.rfftfreq(size)[None, :]
-    otf = np.exp(-2 * np.pi ** 2 * sigma ** 2 * (fy ** 2 + fx ** 2))
+    otf = np.exp(-2 * np.pi**2 * sigma**2 * (fy**2 + fx**2))
     planes = np.fft.irfft2(np.fft.rfft2(obj)[None] * otf, s=(size, size))
     bleach = (1 - p.bleach_per_plane) ** np.arange(n_planes)
     signal = planes * bleach[:, None, None] + p.background
     if noise:
-        signal = rng.poisson(np.clip(signal, 0, None) * p.photons) / p.photons + rng.normal(0, p.read_noise, signal.shape)
+        signal = rng.poisson(np.clip(signal, 0, None) * p.photons) / p.photons + rng.normal(
+            0, p.read_noise, signal.shape
+        )
     return signal.astype(np.float32)
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #e3ea2db6
 def z_to_rank(z, z_focus: int = 16, n_planes: int = 32, n_ranks: int = 10) -> np.ndarray:
     "Ordinal focus rank of plane(s) `z`: |z − z_focus| partitioned uniformly into `n_ranks` levels (0 = in focus)."
     z = np.asarray(z)
-    if ((z < 0) | (z >= n_planes)).any(): raise InputError(f"planes must lie in 0..{n_planes - 1}, got {z.min()}..{z.max()}")
+    if ((z < 0) | (z >= n_planes)).any():
+        raise InputError(f"planes must lie in 0..{n_planes - 1}, got {z.min()}..{z.max()}")
     max_dz = max(z_focus, n_planes - 1 - z_focus)
     return np.minimum(n_ranks - 1, (np.abs(z - z_focus) * n_ranks) // (max_dz + 1)).astype(int)
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #d6050b21
-def stain_focus_dataset(stains: Sequence[str] | None = None, n_stacks: int = 3, n_planes: int = 32, size: int = 96,
-                        seed=0, n_ranks: int = 10, z_focus: int = 16) -> tuple[np.ndarray, pd.DataFrame]:
+def stain_focus_dataset(
+    stains: Sequence[str] | None = None,
+    n_stacks: int = 3,
+    n_planes: int = 32,
+    size: int = 96,
+    seed=0,
+    n_ranks: int = 10,
+    z_focus: int = 16,
+) -> tuple[np.ndarray, pd.DataFrame]:
     "Images (N, Y, X) float32 and a table (stain, stack, z, z_focus, optical_focus, rank) of synthetic stain-dependent z-stacks."
     stains = list(stains or STAINS)
-    for s in stains: _profile(s)
+    for s in stains:
+        _profile(s)
     rng = as_rng(seed)
     images, rows = [], []
     for stain in progress(stains, desc='synthetic stains', unit='stain'):
@@ -141,26 +210,46 @@ def stain_focus_dataset(stains: Sequence[str] | None = None, n_stacks: int = 3, 
             optical = z_focus + rng.normal(0, p.focus_jitter) if p.focus_jitter else float(z_focus)
             images.append(stain_zstack(p, n_planes, optical, size, rng))
             ranks = z_to_rank(np.arange(n_planes), z_focus, n_planes, n_ranks)
-            rows += [dict(stain=p.name, stack=k, z=z, z_focus=z_focus, optical_focus=round(float(optical), 3), rank=int(ranks[z])) for z in range(n_planes)]
+            rows += [
+                dict(
+                    stain=p.name,
+                    stack=k,
+                    z=z,
+                    z_focus=z_focus,
+                    optical_focus=round(float(optical), 3),
+                    rank=int(ranks[z]),
+                )
+                for z in range(n_planes)
+            ]
     return np.concatenate(images), pd.DataFrame(rows)
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #fd7bd58c
 def _to_uint16(img: np.ndarray, scale: float = 4000.0) -> np.ndarray:
     return np.clip(np.round(img * scale), 0, 65535).astype(np.uint16)
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #f26a4188
 def _write_tiff(path: Path, data: np.ndarray):
     import tifffile
-    with atomic_write(path, 'wb') as f: tifffile.imwrite(f, data, photometric='minisblack')
 
-def write_bbbc006_layout(root: str | Path, images: np.ndarray, table: pd.DataFrame,
-                         channels: dict | None = None, scale: float = 4000.0) -> list[Path]:
+    with atomic_write(path, 'wb') as f:
+        tifffile.imwrite(f, data, photometric='minisblack')
+
+# %% ../../nbs/02a_synthetic.stains.ipynb #fe67b409
+def write_bbbc006_layout(
+    root: str | Path, images: np.ndarray, table: pd.DataFrame, channels: dict | None = None, scale: float = 4000.0
+) -> list[Path]:
     "Write images in BBBC006's layout (folder per z, w1/w2 channels, 16-bit); `channels` maps 'w1'/'w2' to stain names."
     channels = channels or {'w1': 'Hoechst', 'w2': 'Alexa488'}
     stain_to_w = {v: k for k, v in channels.items()}
-    if len(images) != len(table): raise InputError(f"{len(images)} images but {len(table)} table rows")
+    if len(images) != len(table):
+        raise InputError(f"{len(images)} images but {len(table)} table rows")
     unknown = sorted(set(table.stain) - set(stain_to_w))
-    if unknown: raise InputError(f"BBBC006 has two channels ({channels}); stains {unknown} have no channel: pass channels= or select those stains")
-    root = Path(root); paths = []
+    if unknown:
+        raise InputError(
+            f"BBBC006 has two channels ({channels}); stains {unknown} have no channel: pass channels= or select those stains"
+        )
+    root = Path(root)
+    paths = []
     wells = [f'{r}{c:02d}' for r in 'abcdefgh' for c in range(1, 13)]
     for img, row in zip(images, table.itertuples()):
         field = int(row.stack)
@@ -168,20 +257,33 @@ def write_bbbc006_layout(root: str | Path, images: np.ndarray, table: pd.DataFra
         w = stain_to_w[row.stain]
         uid = hashlib.md5(f'{well}{site}{w}'.encode()).hexdigest().upper()
         uid = f'{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}'
-        p = root/f'BBBC006_v1_images_z_{int(row.z):02d}'/f'mcf-z-stacks-03212011_{well}_s{site}_{w}{uid}.tif'
-        _write_tiff(p, _to_uint16(img, scale)); paths.append(p)
+        p = root / f'BBBC006_v1_images_z_{int(row.z):02d}' / f'mcf-z-stacks-03212011_{well}_s{site}_{w}{uid}.tif'
+        _write_tiff(p, _to_uint16(img, scale))
+        paths.append(p)
     return paths
 
-def write_fluomix_layout(root: str | Path, images: np.ndarray, table: pd.DataFrame, prefix: str = 'D1_brain',
-                         z_focus: int = 16, scale: float = 4000.0, list_name: str = 'fluomix_list.txt') -> list[Path]:
+# %% ../../nbs/02a_synthetic.stains.ipynb #fec735c8
+def write_fluomix_layout(
+    root: str | Path,
+    images: np.ndarray,
+    table: pd.DataFrame,
+    prefix: str = 'D1_brain',
+    z_focus: int = 16,
+    scale: float = 4000.0,
+    list_name: str = 'fluomix_list.txt',
+) -> list[Path]:
     "Write images with FluoMix file names (`..._Mosaic###_s##_z##_ch0#_SV_<Stain>.tif`) and a list file of 'image label stain' lines (label = |z − 16|)."
-    if len(images) != len(table): raise InputError(f"{len(images)} images but {len(table)} table rows")
-    root = Path(root); paths, lines = [], []
+    if len(images) != len(table):
+        raise InputError(f"{len(images)} images but {len(table)} table rows")
+    root = Path(root)
+    paths, lines = [], []
     channel = {s: i for i, s in enumerate(sorted(table.stain.unique()))}
     for img, row in zip(images, table.itertuples()):
         name = f'{prefix}_Mosaic{int(row.stack):03d}_s{int(row.stack) % 100:02d}_z{int(row.z):02d}_ch{channel[row.stain]:02d}_SV_{row.stain}.tif'
-        p = root/name
-        _write_tiff(p, _to_uint16(img, scale)); paths.append(p)
+        p = root / name
+        _write_tiff(p, _to_uint16(img, scale))
+        paths.append(p)
         lines.append(f'{name} {abs(int(row.z) - z_focus)} {row.stain}')
-    with atomic_write(root/list_name, 'w') as f: f.write('\n'.join(lines) + '\n')
+    with atomic_write(root / list_name, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
     return paths

@@ -21,139 +21,193 @@ __all__ = ['AOGM_WEIGHTS', 'read_ctc_tracks', 'write_ctc_tracks', 'read_ctc_mask
 def read_ctc_tracks(path: str | Path) -> np.ndarray:
     "Read a CTC track table (`man_track.txt` / `res_track.txt`) as an (N, 4) int64 array of L B E P."
     path = Path(path)
-    if not path.is_file(): raise InputError(f"track file {path} does not exist")
+    if not path.is_file():
+        raise InputError(f"track file {path} does not exist")
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip(): continue
+        if not line.strip():
+            continue
         parts = line.split()
         if len(parts) != 4 or not all(re.fullmatch(r'-?\d+', p) for p in parts):
             raise InputError(f"{path}, line {n}: expected four integers 'L B E P', got {line!r}")
         rows.append([int(p) for p in parts])
     return np.array(rows, np.int64).reshape(-1, 4)
 
+# %% ../../nbs/31_tracking.ctc.ipynb #e95c852d
 def write_ctc_tracks(path: str | Path, tracks) -> Path:
     "Write an (N, 4) L B E P table atomically."
     tracks = np.asarray(tracks, np.int64).reshape(-1, 4)
-    with atomic_write(path, 'w') as f: f.write(''.join(f'{L} {B} {E} {P}\n' for L, B, E, P in tracks))
+    with atomic_write(path, 'w') as f:
+        f.write(''.join(f'{L} {B} {E} {P}\n' for L, B, E, P in tracks))
     return Path(path)
+
 
 _FRAME = re.compile(r'^(?P<prefix>[A-Za-z_]+?)(?P<t>\d{3,4})\.tiff?$')
 
+# %% ../../nbs/31_tracking.ctc.ipynb #a448fd87
 def read_ctc_masks(folder: str | Path, prefix: str = 'mask') -> dict[int, np.ndarray]:
     "Label images of a folder as {frame: array} from files `{prefix}000.tif` (3 or 4 digits); frames may be missing."
     import tifffile
+
     folder = Path(folder)
-    if not folder.is_dir(): raise InputError(f"mask folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"mask folder {folder} does not exist")
     out = {}
     for p in sorted(folder.iterdir()):
         m = _FRAME.match(p.name)
         if m and m['prefix'] == prefix:
-            try: a = tifffile.imread(p)
-            except Exception as e: raise InputError(f"{p} is not a readable TIFF ({type(e).__name__}: {e})") from e
-            if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer): raise InputError(f"{p}: a label image must be 2-D integers, got {a.dtype} {a.shape}")
+            try:
+                a = tifffile.imread(p)
+            except Exception as e:
+                raise InputError(f"{p} is not a readable TIFF ({type(e).__name__}: {e})") from e
+            if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+                raise InputError(f"{p}: a label image must be 2-D integers, got {a.dtype} {a.shape}")
             out[int(m['t'])] = a.astype(np.int64)
     return out
 
-def stack_masks(masks: dict[int, np.ndarray] | np.ndarray, n_frames: int | None = None, shape: tuple | None = None) -> np.ndarray:
+# %% ../../nbs/31_tracking.ctc.ipynb #df112669
+def stack_masks(
+    masks: dict[int, np.ndarray] | np.ndarray, n_frames: int | None = None, shape: tuple | None = None
+) -> np.ndarray:
     "A (T, Y, X) array from {frame: mask} or an array; missing frames (and frames up to `n_frames`) empty, frames beyond dropped."
     if isinstance(masks, np.ndarray):
-        if masks.ndim != 3: raise InputError(f"masks must be (T, Y, X), got shape {masks.shape}")
-        if shape is not None and masks.shape[1:] != tuple(shape): raise InputError(f"mask frames are {masks.shape[1:]}, expected {tuple(shape)}")
-        if n_frames is None or n_frames == len(masks): return masks.astype(np.int64, copy=False)
-        shape, masks = masks.shape[1:], dict(enumerate(masks))          # pad with empty frames or drop the extra ones
-    if not masks and (n_frames is None or shape is None): raise InputError("no masks, and no n_frames/shape to make empty ones")
+        if masks.ndim != 3:
+            raise InputError(f"masks must be (T, Y, X), got shape {masks.shape}")
+        if shape is not None and masks.shape[1:] != tuple(shape):
+            raise InputError(f"mask frames are {masks.shape[1:]}, expected {tuple(shape)}")
+        if n_frames is None or n_frames == len(masks):
+            return masks.astype(np.int64, copy=False)
+        shape, masks = masks.shape[1:], dict(enumerate(masks))  # pad with empty frames or drop the extra ones
+    if not masks and (n_frames is None or shape is None):
+        raise InputError("no masks, and no n_frames/shape to make empty ones")
     shape = tuple(shape or next(iter(masks.values())).shape)
     T = n_frames if n_frames is not None else max(masks) + 1
     out = np.zeros((T, *shape), np.int64)
     for t, m in masks.items():
-        if m.shape != shape: raise InputError(f"frame {t}: mask shape {m.shape} differs from {shape}")
-        if 0 <= t < T: out[t] = m
+        if m.shape != shape:
+            raise InputError(f"frame {t}: mask shape {m.shape} differs from {shape}")
+        if 0 <= t < T:
+            out[t] = m
     return out
 
+# %% ../../nbs/31_tracking.ctc.ipynb #6a39cb07
 @dataclass
 class CTCData:
     "Masks (T, Y, X), the track table (N, 4) and, for ground truth, the SEG frames {t: mask}."
+
     masks: np.ndarray
     tracks: np.ndarray
     seg: dict = field(default_factory=dict)
 
+# %% ../../nbs/31_tracking.ctc.ipynb #6cf73db0
 def write_ctc_result(res_dir: str | Path, masks, tracks) -> Path:
     "Write a result folder: `res_track.txt` and `mask000.tif` ... (uint16, or uint32 for large labels)."
     import tifffile
-    masks = stack_masks(masks); res_dir = Path(res_dir); res_dir.mkdir(parents=True, exist_ok=True)
+
+    masks = stack_masks(masks)
+    res_dir = Path(res_dir)
+    res_dir.mkdir(parents=True, exist_ok=True)
     w = 4 if len(masks) > 1000 else 3
-    dtype = np.uint16 if masks.max(initial=0) < 2 ** 16 else np.uint32
+    dtype = np.uint16 if masks.max(initial=0) < 2**16 else np.uint32
     for t, m in enumerate(masks):
-        with atomic_write(res_dir/f'mask{t:0{w}d}.tif', 'wb') as f: tifffile.imwrite(f, m.astype(dtype), compression='zlib')
-    write_ctc_tracks(res_dir/'res_track.txt', tracks)
+        with atomic_write(res_dir / f'mask{t:0{w}d}.tif', 'wb') as f:
+            tifffile.imwrite(f, m.astype(dtype), compression='zlib')
+    write_ctc_tracks(res_dir / 'res_track.txt', tracks)
     return res_dir
 
+# %% ../../nbs/31_tracking.ctc.ipynb #9ead269d
 def read_ctc_result(res_dir: str | Path, n_frames: int | None = None) -> CTCData:
     "Read a result folder (`res_track.txt` + `mask###.tif`)."
     res_dir = Path(res_dir)
     masks = read_ctc_masks(res_dir, 'mask')
-    if not masks: raise InputError(f"{res_dir} holds no mask###.tif files")
-    return CTCData(stack_masks(masks, n_frames), read_ctc_tracks(res_dir/'res_track.txt'))
+    if not masks:
+        raise InputError(f"{res_dir} holds no mask###.tif files")
+    return CTCData(stack_masks(masks, n_frames), read_ctc_tracks(res_dir / 'res_track.txt'))
 
+# %% ../../nbs/31_tracking.ctc.ipynb #7ed3ae2b
 def read_ctc_gt(gt_dir: str | Path) -> CTCData:
     "Read a ground-truth folder `XX_GT` (TRA masks + `man_track.txt`, and the SEG frames when present)."
     gt_dir = Path(gt_dir)
-    tra = read_ctc_masks(gt_dir/'TRA', 'man_track')
-    if not tra: raise InputError(f"{gt_dir/'TRA'} holds no man_track###.tif files")
+    tra = read_ctc_masks(gt_dir / 'TRA', 'man_track')
+    if not tra:
+        raise InputError(f"{gt_dir/'TRA'} holds no man_track###.tif files")
     masks = stack_masks(tra)
-    seg = read_ctc_masks(gt_dir/'SEG', 'man_seg') if (gt_dir/'SEG').is_dir() else {}
-    return CTCData(masks, read_ctc_tracks(gt_dir/'TRA'/'man_track.txt'), seg)
+    seg = read_ctc_masks(gt_dir / 'SEG', 'man_seg') if (gt_dir / 'SEG').is_dir() else {}
+    return CTCData(masks, read_ctc_tracks(gt_dir / 'TRA' / 'man_track.txt'), seg)
 
 # %% ../../nbs/31_tracking.ctc.ipynb #9abc5a2c
 def _presence(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "All (frame, label) pairs with label > 0 present in the masks, sorted by label then frame."
     ts, ls = [], []
     for t, m in enumerate(masks):
-        u = np.unique(m); u = u[u > 0]
-        ts.append(np.full(len(u), t)); ls.append(u)
-    t = np.concatenate(ts) if ts else np.zeros(0, np.int64); l = np.concatenate(ls) if ls else np.zeros(0, np.int64)
+        u = np.unique(m)
+        u = u[u > 0]
+        ts.append(np.full(len(u), t))
+        ls.append(u)
+    t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
+    l = np.concatenate(ls) if ls else np.zeros(0, np.int64)
     order = np.lexsort((t, l))
     return t[order].astype(np.int64), l[order].astype(np.int64)
 
+# %% ../../nbs/31_tracking.ctc.ipynb #85ee5dce
 def validate_ctc(masks, tracks, where: str = 'result', max_problems: int = 20) -> None:
     "Raise InputError naming every inconsistency between masks (T, Y, X) and a track table (N, 4); None when valid."
-    masks = stack_masks(masks); tracks = np.asarray(tracks, np.int64).reshape(-1, 4); T = len(masks)
+    masks = stack_masks(masks)
+    tracks = np.asarray(tracks, np.int64).reshape(-1, 4)
+    T = len(masks)
     problems = []
     L, B, E, P = tracks.T
     labels, counts = np.unique(L, return_counts=True)
     problems += [f"label {l} has {c} lines in the track table" for l, c in zip(labels[counts > 1], counts[counts > 1])]
     problems += [f"track {l}: label must be positive" for l in L[L <= 0]]
     problems += [f"track {l}: begins at frame {b} after it ends at {e}" for l, b, e in zip(L, B, E) if b > e]
-    problems += [f"track {l}: frames {b}..{e} outside the sequence 0..{T - 1}" for l, b, e in zip(L, B, E) if b < 0 or e >= T]
+    problems += [
+        f"track {l}: frames {b}..{e} outside the sequence 0..{T - 1}" for l, b, e in zip(L, B, E) if b < 0 or e >= T
+    ]
     info = {l: (b, e) for l, b, e in zip(L, B, E)}
     for l, b, p in zip(L, B, P):
-        if p == 0: continue
-        if p not in info: problems.append(f"track {l}: parent {p} is not a track")
-        elif info[p][1] >= b: problems.append(f"track {l}: parent {p} ends at frame {info[p][1]}, not before the child begins at {b}")
+        if p == 0:
+            continue
+        if p not in info:
+            problems.append(f"track {l}: parent {p} is not a track")
+        elif info[p][1] >= b:
+            problems.append(f"track {l}: parent {p} ends at frame {info[p][1]}, not before the child begins at {b}")
     t, l = _presence(masks)
     present = np.unique(l)
-    problems += [f"label {x} is in the masks (first at frame {t[l == x][0]}) but not in the track table" for x in np.setdiff1d(present, labels)]
+    problems += [
+        f"label {x} is in the masks (first at frame {t[l == x][0]}) but not in the track table"
+        for x in np.setdiff1d(present, labels)
+    ]
     problems += [f"track {x} is in the table but in no mask" for x in np.setdiff1d(labels, present)]
     if len(l):
-        starts = np.r_[0, np.flatnonzero(np.diff(l)) + 1]; ends = np.r_[starts[1:], len(l)]
+        starts = np.r_[0, np.flatnonzero(np.diff(l)) + 1]
+        ends = np.r_[starts[1:], len(l)]
         for s, e in zip(starts, ends):
             x = l[s]
-            if x not in info: continue
-            frames = t[s:e]; b, en = info[x]
+            if x not in info:
+                continue
+            frames = t[s:e]
+            b, en = info[x]
             if frames[0] != b or frames[-1] != en:
-                problems.append(f"track {x}: table says frames {b}..{en}, masks hold it in frames {frames[0]}..{frames[-1]}")
+                problems.append(
+                    f"track {x}: table says frames {b}..{en}, masks hold it in frames {frames[0]}..{frames[-1]}"
+                )
             if len(frames) != frames[-1] - frames[0] + 1:
                 gaps = sorted(set(range(frames[0], frames[-1] + 1)) - set(frames.tolist()))
                 problems.append(f"track {x}: missing from frame(s) {gaps[:5]} inside its range")
     if problems:
         more = f"\n  ... and {len(problems) - max_problems} more" if len(problems) > max_problems else ''
-        raise InputError(f"invalid CTC {where}: {len(problems)} problem(s):\n  " + '\n  '.join(problems[:max_problems]) + more)
+        raise InputError(
+            f"invalid CTC {where}: {len(problems)} problem(s):\n  " + '\n  '.join(problems[:max_problems]) + more
+        )
 
 # %% ../../nbs/31_tracking.ctc.ipynb #96f48454
 def overlaps(ref: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     "For all (reference, result) label pairs that share pixels: ref label, res label, |R∩S|, |R|, |S| (result label 0 = background)."
-    ref = np.asarray(ref, np.int64); res = np.asarray(res, np.int64)
-    if ref.shape != res.shape: raise InputError(f"reference and result frames differ in shape: {ref.shape} vs {res.shape}")
+    ref = np.asarray(ref, np.int64)
+    res = np.asarray(res, np.int64)
+    if ref.shape != res.shape:
+        raise InputError(f"reference and result frames differ in shape: {ref.shape} vs {res.shape}")
     fg = ref > 0
     base = int(res.max(initial=0)) + 1
     pairs, inter = np.unique(ref[fg] * base + res[fg], return_counts=True)
@@ -162,6 +216,7 @@ def overlaps(ref: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     res_area = np.bincount(res.ravel(), minlength=base)[s]
     return r, s, inter, ref_area, res_area
 
+# %% ../../nbs/31_tracking.ctc.ipynb #21c44a19
 def match_frame(ref: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "CTC matches of one frame: (ref labels, res labels, Jaccard) for every pair with |R∩S| > ½|R|."
     r, s, inter, ra, sa = overlaps(ref, res)
@@ -175,9 +230,11 @@ def seg_score(gt_seg: dict[int, np.ndarray], res_masks) -> float:
     total, n = 0.0, 0
     for t, ref in gt_seg.items():
         n_ref = int((np.unique(ref) > 0).sum())
-        if n_ref == 0: continue
+        if n_ref == 0:
+            continue
         _, _, j = match_frame(ref, res[t])
-        total += float(j.sum()); n += n_ref
+        total += float(j.sum())
+        n += n_ref
     if n == 0:
         warnings.warn("the SEG ground truth holds no objects; SEG is undefined (nan)")
         return float('nan')
@@ -186,33 +243,40 @@ def seg_score(gt_seg: dict[int, np.ndarray], res_masks) -> float:
 # %% ../../nbs/31_tracking.ctc.ipynb #5ebca398
 AOGM_WEIGHTS = {'NS': 5.0, 'FN': 10.0, 'FP': 1.0, 'ED': 1.0, 'EA': 1.5, 'EC': 1.0}
 
+
 def track_graph(masks, tracks) -> tuple[set, dict]:
     "Vertices {(t, label)} and edges {((t, l), (t', l')): is_parent_link} of a tracking (from the masks; parents from the table)."
     masks = stack_masks(masks)
     t, l = _presence(masks)
     vertices = set(zip(t.tolist(), l.tolist()))
     edges = {}
-    same = np.flatnonzero(l[1:] == l[:-1])                         # consecutive appearances of one label
-    for i in same: edges[((int(t[i]), int(l[i])), (int(t[i + 1]), int(l[i + 1])))] = False
+    same = np.flatnonzero(l[1:] == l[:-1])  # consecutive appearances of one label
+    for i in same:
+        edges[((int(t[i]), int(l[i])), (int(t[i + 1]), int(l[i + 1])))] = False
     if len(l):
-        starts = np.r_[0, np.flatnonzero(np.diff(l)) + 1]; ends = np.r_[starts[1:], len(l)] - 1
-        first = dict(zip(l[starts].tolist(), t[starts].tolist())); last = dict(zip(l[ends].tolist(), t[ends].tolist()))
+        starts = np.r_[0, np.flatnonzero(np.diff(l)) + 1]
+        ends = np.r_[starts[1:], len(l)] - 1
+        first = dict(zip(l[starts].tolist(), t[starts].tolist()))
+        last = dict(zip(l[ends].tolist(), t[ends].tolist()))
         for L, _, _, P in np.asarray(tracks, np.int64).reshape(-1, 4).tolist():
-            if P > 0 and L in first and P in last: edges[((last[P], P), (first[L], L))] = True
+            if P > 0 and L in first and P in last:
+                edges[((last[P], P), (first[L], L))] = True
     return vertices, edges
 
+# %% ../../nbs/31_tracking.ctc.ipynb #6092a3ef
 def aogm_counts(gt_masks, gt_tracks, res_masks, res_tracks) -> dict:
     "NS, FN, FP, ED, EA, EC and the reference graph's sizes |V_R|, |E_R|."
     gt_masks = stack_masks(gt_masks)
     T = len(gt_masks)
-    res_masks = stack_masks(res_masks, T, gt_masks.shape[1:])          # missing result frames are empty; extra ones ignored
+    res_masks = stack_masks(res_masks, T, gt_masks.shape[1:])  # missing result frames are empty; extra ones ignored
     V_R, E_R = track_graph(gt_masks, gt_tracks)
     V_S, E_S = track_graph(res_masks, res_tracks)
     ref_to_res, res_to_refs = {}, {}
     for t in range(T):
         r, s, _ = match_frame(gt_masks[t], res_masks[t])
         for a, b in zip(r.tolist(), s.tolist()):
-            ref_to_res[(t, a)] = (t, b); res_to_refs.setdefault((t, b), []).append((t, a))
+            ref_to_res[(t, a)] = (t, b)
+            res_to_refs.setdefault((t, b), []).append((t, a))
     ns = sum(len(v) - 1 for v in res_to_refs.values() if len(v) > 1)
     fn = len(V_R) - len(ref_to_res)
     fp = sum(1 for v in V_S if v not in res_to_refs)
@@ -223,17 +287,32 @@ def aogm_counts(gt_masks, gt_tracks, res_masks, res_tracks) -> dict:
         if a in single and b in single:
             induced.add((a, b))
             ref_edge = (single[a], single[b])
-            if ref_edge not in E_R: ed += 1
-            elif E_R[ref_edge] != parent: ec += 1
+            if ref_edge not in E_R:
+                ed += 1
+            elif E_R[ref_edge] != parent:
+                ec += 1
     ea = 0
-    for (a, b) in E_R:
-        if a not in ref_to_res or b not in ref_to_res or (ref_to_res[a], ref_to_res[b]) not in induced: ea += 1
-    return dict(NS=ns, FN=fn, FP=fp, ED=ed, EA=ea, EC=ec, n_ref_vertices=len(V_R), n_ref_edges=len(E_R),
-                n_res_vertices=len(V_S), n_res_edges=len(E_S))
+    for a, b in E_R:
+        if a not in ref_to_res or b not in ref_to_res or (ref_to_res[a], ref_to_res[b]) not in induced:
+            ea += 1
+    return dict(
+        NS=ns,
+        FN=fn,
+        FP=fp,
+        ED=ed,
+        EA=ea,
+        EC=ec,
+        n_ref_vertices=len(V_R),
+        n_ref_edges=len(E_R),
+        n_res_vertices=len(V_S),
+        n_res_edges=len(E_S),
+    )
 
+# %% ../../nbs/31_tracking.ctc.ipynb #733ef0c4
 def _score(cost: float, cost0: float) -> float:
     return float('nan') if cost0 == 0 else 1 - min(cost, cost0) / cost0
 
+# %% ../../nbs/31_tracking.ctc.ipynb #bedee41e
 def ctc_metrics(res_masks, res_tracks, gt_masks, gt_tracks, gt_seg: dict | None = None) -> dict:
     "TRA, DET, LNK (and SEG when `gt_seg` is given) with the AOGM error counts of a result against the reference."
     c = aogm_counts(gt_masks, gt_tracks, res_masks, res_tracks)
@@ -242,14 +321,22 @@ def ctc_metrics(res_masks, res_tracks, gt_masks, gt_tracks, gt_seg: dict | None 
     aogm_d = w['NS'] * c['NS'] + w['FN'] * c['FN'] + w['FP'] * c['FP']
     aogm_a = w['ED'] * c['ED'] + w['EA'] * c['EA'] + w['EC'] * c['EC']
     v, e = c['n_ref_vertices'], c['n_ref_edges']
-    out = dict(TRA=_score(aogm, w['FN'] * v + w['EA'] * e), DET=_score(aogm_d, w['FN'] * v), LNK=_score(aogm_a, w['EA'] * e),
-               AOGM=aogm, **c)
-    if gt_seg is not None: out = dict(SEG=seg_score(gt_seg, res_masks), **out)
+    out = dict(
+        TRA=_score(aogm, w['FN'] * v + w['EA'] * e),
+        DET=_score(aogm_d, w['FN'] * v),
+        LNK=_score(aogm_a, w['EA'] * e),
+        AOGM=aogm,
+        **c
+    )
+    if gt_seg is not None:
+        out = dict(SEG=seg_score(gt_seg, res_masks), **out)
     return out
 
+# %% ../../nbs/31_tracking.ctc.ipynb #714bb5ac
 def evaluate_ctc(res_dir: str | Path, gt_dir: str | Path, validate: bool = True) -> dict:
     "Score a result folder (`XX_RES`) against a ground-truth folder (`XX_GT`): SEG (if SEG GT exists), TRA, DET, LNK and the counts."
     gt = read_ctc_gt(gt_dir)
     res = read_ctc_result(res_dir, n_frames=len(gt.masks))
-    if validate: validate_ctc(res.masks, res.tracks, where=f'result {res_dir}')
+    if validate:
+        validate_ctc(res.masks, res.tracks, where=f'result {res_dir}')
     return ctc_metrics(res.masks, res.tracks, gt.masks, gt.tracks, gt.seg or None)

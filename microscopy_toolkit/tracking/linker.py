@@ -22,33 +22,46 @@ __all__ = ['EDGE_COLUMNS', 'object_table', 'overlap_scores', 'distance_scores', 
 # %% ../../nbs/30_tracking.linker.ipynb #482cd6d3
 _AXES = ('z', 'y', 'x')
 
+
 def _check_masks(masks, name: str = 'masks') -> np.ndarray:
     "Validate an instance-label stack (T, Y, X) or (T, Z, Y, X): integer, non-negative."
     masks = np.asarray(masks)
     if masks.ndim not in (3, 4):
-        raise InputError(f"{name} must be a label stack of shape (T, Y, X) or (T, Z, Y, X), got shape {masks.shape}; "
-                         "stack per-frame label images with np.stack")
+        raise InputError(
+            f"{name} must be a label stack of shape (T, Y, X) or (T, Z, Y, X), got shape {masks.shape}; "
+            "stack per-frame label images with np.stack"
+        )
     if not np.issubdtype(masks.dtype, np.integer):
-        raise InputError(f"{name} must hold integer instance labels, got dtype {masks.dtype}; convert with .astype(np.int32)")
+        raise InputError(
+            f"{name} must hold integer instance labels, got dtype {masks.dtype}; convert with .astype(np.int32)"
+        )
     if masks.size and masks.min() < 0:
         raise InputError(f"{name} holds negative labels; labels must be 0 (background) or positive")
     return masks
 
+# %% ../../nbs/30_tracking.linker.ipynb #ce8a7933
 def _present_labels(lab: np.ndarray) -> np.ndarray:
     "Sorted positive labels present in `lab` (a bincount when the label range is small, np.unique otherwise)."
     top = int(lab.max()) if lab.size else 0
-    if top == 0: return np.zeros(0, np.int64)
-    if top <= 4 * lab.size: return np.flatnonzero(np.bincount(lab.ravel(), minlength=top + 1)[1:]) + 1
-    u = np.unique(lab); return u[u > 0].astype(np.int64)
+    if top == 0:
+        return np.zeros(0, np.int64)
+    if top <= 4 * lab.size:
+        return np.flatnonzero(np.bincount(lab.ravel(), minlength=top + 1)[1:]) + 1
+    u = np.unique(lab)
+    return u[u > 0].astype(np.int64)
 
+# %% ../../nbs/30_tracking.linker.ipynb #a6a29609
 def _index_image(lab: np.ndarray, labels: np.ndarray) -> np.ndarray:
     "Each pixel's 1 + position of its label in sorted `labels`; background stays 0."
-    if len(labels) == 0: return np.zeros(lab.shape, np.int64)
+    if len(labels) == 0:
+        return np.zeros(lab.shape, np.int64)
     if labels[-1] <= 4 * lab.size:
-        lut = np.zeros(int(labels[-1]) + 1, np.int64); lut[labels] = np.arange(1, len(labels) + 1)
+        lut = np.zeros(int(labels[-1]) + 1, np.int64)
+        lut[labels] = np.arange(1, len(labels) + 1)
         return lut[lab]
     return np.where(lab > 0, np.searchsorted(labels, lab) + 1, 0)
 
+# %% ../../nbs/30_tracking.linker.ipynb #08069065
 def _frame_props(lab: np.ndarray):
     "Labels, areas and centroids (n, ndim) of one label image: one bincount per axis."
     labels = _present_labels(lab)
@@ -57,24 +70,33 @@ def _frame_props(lab: np.ndarray):
     area = np.bincount(idx, minlength=n + 1)[1:]
     cents = []
     for ax, size in enumerate(lab.shape):
-        shape = [1] * lab.ndim; shape[ax] = size
+        shape = [1] * lab.ndim
+        shape[ax] = size
         coord = np.broadcast_to(np.arange(size, dtype=float).reshape(shape), lab.shape).ravel()
         cents.append(np.bincount(idx, weights=coord, minlength=n + 1)[1:] / np.maximum(area, 1))
     return labels, area, np.stack(cents, 1)
 
+# %% ../../nbs/30_tracking.linker.ipynb #cf3c3634
 def object_table(masks) -> pd.DataFrame:
     "One row per object of a label stack (T, Y, X) or (T, Z, Y, X): `node, frame, label, [z,] y, x, area`, sorted by frame then label."
     masks = _check_masks(masks)
-    axes = list(_AXES[-(masks.ndim - 1):])
+    axes = list(_AXES[-(masks.ndim - 1) :])
     props = [_frame_props(lab) for lab in masks]
     frame = np.repeat(np.arange(len(masks)), [len(p[0]) for p in props]).astype(np.int64)
-    df = pd.DataFrame({'node': np.arange(len(frame)), 'frame': frame,
-                       'label': np.concatenate([p[0] for p in props] + [np.zeros(0, np.int64)]).astype(np.int64)})
+    df = pd.DataFrame(
+        {
+            'node': np.arange(len(frame)),
+            'frame': frame,
+            'label': np.concatenate([p[0] for p in props] + [np.zeros(0, np.int64)]).astype(np.int64),
+        }
+    )
     cent = np.concatenate([p[2] for p in props] + [np.zeros((0, len(axes)))])
-    for k, a in enumerate(axes): df[a] = cent[:, k]
+    for k, a in enumerate(axes):
+        df[a] = cent[:, k]
     df['area'] = np.concatenate([p[1] for p in props] + [np.zeros(0, np.int64)]).astype(np.int64)
     return df
 
+# %% ../../nbs/30_tracking.linker.ipynb #9850914d
 def _centroids_per_frame(objects: pd.DataFrame, n_frames: int) -> list[np.ndarray]:
     "The centroid arrays (n_t, ndim) of each frame, from an object table."
     axes = [a for a in _AXES if a in objects.columns]
@@ -85,10 +107,13 @@ def _centroids_per_frame(objects: pd.DataFrame, n_frames: int) -> list[np.ndarra
 def overlap_scores(masks_t, masks_t1, kind: str = 'iou') -> sparse.csr_matrix:
     "Sparse overlap scores (n_t, n_t+1) between the objects of two label images, rows/columns in sorted-label order; `kind` 'iou' or 'min' (intersection over the smaller area)."
     a, b = np.asarray(masks_t), np.asarray(masks_t1)
-    if a.shape != b.shape: raise InputError(f"the two label images differ in shape: {a.shape} vs {b.shape}")
+    if a.shape != b.shape:
+        raise InputError(f"the two label images differ in shape: {a.shape} vs {b.shape}")
     for name, x in (('masks_t', a), ('masks_t1', b)):
-        if not np.issubdtype(x.dtype, np.integer): raise InputError(f"{name} must hold integer labels, got dtype {x.dtype}")
-    if kind not in ('iou', 'min'): raise InputError(f"kind must be 'iou' or 'min', got {kind!r}")
+        if not np.issubdtype(x.dtype, np.integer):
+            raise InputError(f"{name} must hold integer labels, got dtype {x.dtype}")
+    if kind not in ('iou', 'min'):
+        raise InputError(f"kind must be 'iou' or 'min', got {kind!r}")
     la, lb = _present_labels(a), _present_labels(b)
     ia, ib = _index_image(a, la).ravel(), _index_image(b, lb).ravel()
     na, nb = len(la), len(lb)
@@ -96,29 +121,44 @@ def overlap_scores(masks_t, masks_t1, kind: str = 'iou') -> sparse.csr_matrix:
     both = (ia > 0) & (ib > 0)
     key = (ia[both] - 1) * nb + (ib[both] - 1)
     if na * nb <= 4 * key.size + 4096:
-        counts = np.bincount(key, minlength=na * nb); key = np.flatnonzero(counts); inter = counts[key]
-    else: key, inter = np.unique(key, return_counts=True)
+        counts = np.bincount(key, minlength=na * nb)
+        key = np.flatnonzero(counts)
+        inter = counts[key]
+    else:
+        key, inter = np.unique(key, return_counts=True)
     rows, cols = np.divmod(key, max(nb, 1))
     denom = (area_a[rows] + area_b[cols] - inter) if kind == 'iou' else np.minimum(area_a[rows], area_b[cols])
     return sparse.csr_matrix((inter / denom, (rows, cols)), shape=(na, nb))
 
+# %% ../../nbs/30_tracking.linker.ipynb #17dc21b0
 def distance_scores(centroids_t, centroids_t1, max_distance: float, sigma: float | None = None) -> sparse.csr_matrix:
     "Sparse proximity scores (n_t, n_t+1) in (0, 1] for centroid pairs within `max_distance`: `1 - d/max_distance`, or `exp(-d²/2σ²)` with `sigma`."
     p, q = np.asarray(centroids_t, float), np.asarray(centroids_t1, float)
     if p.ndim != 2 or q.ndim != 2 or p.shape[1] != q.shape[1]:
         raise InputError(f"centroids must be (n, ndim) arrays with the same ndim, got shapes {p.shape} and {q.shape}")
-    if not (np.isfinite(p).all() and np.isfinite(q).all()): raise InputError("centroids contain NaN or inf; drop those objects first")
-    if not max_distance > 0: raise InputError(f"max_distance must be positive, got {max_distance}")
-    if sigma is not None and not sigma > 0: raise InputError(f"sigma must be positive or None, got {sigma}")
-    if len(p) == 0 or len(q) == 0: return sparse.csr_matrix((len(p), len(q)))
+    if not (np.isfinite(p).all() and np.isfinite(q).all()):
+        raise InputError("centroids contain NaN or inf; drop those objects first")
+    if not max_distance > 0:
+        raise InputError(f"max_distance must be positive, got {max_distance}")
+    if sigma is not None and not sigma > 0:
+        raise InputError(f"sigma must be positive or None, got {sigma}")
+    if len(p) == 0 or len(q) == 0:
+        return sparse.csr_matrix((len(p), len(q)))
     pairs = cKDTree(p).sparse_distance_matrix(cKDTree(q), max_distance, output_type='ndarray')
     d = pairs['v']
-    s = np.exp(-d ** 2 / (2 * sigma ** 2)) if sigma else 1 - d / max_distance
+    s = np.exp(-(d**2) / (2 * sigma**2)) if sigma else 1 - d / max_distance
     keep = s > 0
     return sparse.csr_matrix((s[keep], (pairs['i'][keep], pairs['j'][keep])), shape=(len(p), len(q)))
 
-def association_scores(masks, score: str = 'overlap', overlap_kind: str = 'min', max_distance: float = 20.0,
-                       sigma: float | None = None, objects: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[sparse.csr_matrix]]:
+# %% ../../nbs/30_tracking.linker.ipynb #ba5b9f57
+def association_scores(
+    masks,
+    score: str = 'overlap',
+    overlap_kind: str = 'min',
+    max_distance: float = 20.0,
+    sigma: float | None = None,
+    objects: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, list[sparse.csr_matrix]]:
     "The object table and one sparse score matrix per consecutive frame pair, from 'overlap', 'distance' or 'overlap+distance' (element-wise max)."
     masks = _check_masks(masks)
     if score not in ('overlap', 'distance', 'overlap+distance'):
@@ -137,38 +177,59 @@ def association_scores(masks, score: str = 'overlap', overlap_kind: str = 'min',
 # %% ../../nbs/30_tracking.linker.ipynb #1587a716
 EDGE_COLUMNS = ['frame_parent', 'label_parent', 'frame_child', 'label_child', 'score']
 
+
 def _candidates(scores_per_pair: Sequence) -> tuple:
     "Objects per frame, node offsets, and parent node, child node, score of every positive candidate (grouped by frame pair)."
     mats = list(scores_per_pair)
-    if not mats: return np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    if not mats:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     shapes = [m.shape for m in mats]
-    if any(len(s) != 2 for s in shapes): raise InputError(f"each score matrix must be 2-D (n_t, n_t+1), got shapes {shapes[:5]}")
+    if any(len(s) != 2 for s in shapes):
+        raise InputError(f"each score matrix must be 2-D (n_t, n_t+1), got shapes {shapes[:5]}")
     for t in range(len(mats) - 1):
         if shapes[t][1] != shapes[t + 1][0]:
-            raise InputError(f"score matrices do not chain: pair {t} has {shapes[t][1]} objects in frame {t + 1}, pair {t + 1} "
-                             f"has {shapes[t + 1][0]}; matrix t must be (n_t, n_t+1)")
+            raise InputError(
+                f"score matrices do not chain: pair {t} has {shapes[t][1]} objects in frame {t + 1}, pair {t + 1} "
+                f"has {shapes[t + 1][0]}; matrix t must be (n_t, n_t+1)"
+            )
     n = np.array([s[0] for s in shapes] + [shapes[-1][1]], np.int64)
     off = np.r_[0, np.cumsum(n)[:-1]]
     src, dst, val = [], [], []
     for t, m in enumerate(mats):
         c = sparse.coo_matrix(m)
-        if c.nnz and not np.isfinite(c.data).all(): raise InputError(f"scores of frame pair {t} contain NaN or inf")
+        if c.nnz and not np.isfinite(c.data).all():
+            raise InputError(f"scores of frame pair {t} contain NaN or inf")
         if c.nnz and (c.data.min() < 0 or c.data.max() > 1):
-            raise InputError(f"scores of frame pair {t} lie outside [0, 1] (min {c.data.min():.3g}, max {c.data.max():.3g}); rescale them")
+            raise InputError(
+                f"scores of frame pair {t} lie outside [0, 1] (min {c.data.min():.3g}, max {c.data.max():.3g}); rescale them"
+            )
         k = c.data > 0
-        src.append(c.row[k] + off[t]); dst.append(c.col[k] + off[t + 1]); val.append(c.data[k])
-    return n, off, np.concatenate(src).astype(np.int64), np.concatenate(dst).astype(np.int64), np.concatenate(val).astype(float)
+        src.append(c.row[k] + off[t])
+        dst.append(c.col[k] + off[t + 1])
+        val.append(c.data[k])
+    return (
+        n,
+        off,
+        np.concatenate(src).astype(np.int64),
+        np.concatenate(dst).astype(np.int64),
+        np.concatenate(val).astype(float),
+    )
 
+# %% ../../nbs/30_tracking.linker.ipynb #b61b86fe
 def _node_labels(n: np.ndarray, objects: pd.DataFrame | None):
     "Frame and label of every node: from the object table, else label = position in its frame + 1."
     frame = np.repeat(np.arange(len(n)), n)
-    if objects is None: return frame, np.arange(n.sum()) - np.repeat(np.r_[0, np.cumsum(n)[:-1]], n) + 1
+    if objects is None:
+        return frame, np.arange(n.sum()) - np.repeat(np.r_[0, np.cumsum(n)[:-1]], n) + 1
     counts = np.bincount(objects['frame'].to_numpy(), minlength=len(n))
     if len(objects) != n.sum() or len(counts) != len(n) or not np.array_equal(counts, n):
-        raise InputError(f"objects has {counts.tolist()} objects per frame but the score matrices imply {n.tolist()}; "
-                         "pass the object table the scores were computed from")
+        raise InputError(
+            f"objects has {counts.tolist()} objects per frame but the score matrices imply {n.tolist()}; "
+            "pass the object table the scores were computed from"
+        )
     return objects['frame'].to_numpy(), objects['label'].to_numpy()
 
+# %% ../../nbs/30_tracking.linker.ipynb #e009d6f3
 def _edge_frame(n, objects, src, dst, score) -> pd.DataFrame:
     "An edge list (EDGE_COLUMNS) from node-id edges, sorted by parent then child."
     if len(src) == 0:
@@ -176,11 +237,20 @@ def _edge_frame(n, objects, src, dst, score) -> pd.DataFrame:
     frame, label = _node_labels(n, objects)
     order = np.lexsort((dst, src))
     src, dst = src[order], dst[order]
-    return pd.DataFrame({'frame_parent': frame[src], 'label_parent': label[src], 'frame_child': frame[dst],
-                         'label_child': label[dst], 'score': np.asarray(score, float)[order]})
+    return pd.DataFrame(
+        {
+            'frame_parent': frame[src],
+            'label_parent': label[src],
+            'frame_child': frame[dst],
+            'label_child': label[dst],
+            'score': np.asarray(score, float)[order],
+        }
+    )
 
-def link_greedy(scores_per_pair: Sequence, threshold: float = 0.5, max_children: int = 2,
-                objects: pd.DataFrame | None = None) -> pd.DataFrame:
+# %% ../../nbs/30_tracking.linker.ipynb #ba3e051b
+def link_greedy(
+    scores_per_pair: Sequence, threshold: float = 0.5, max_children: int = 2, objects: pd.DataFrame | None = None
+) -> pd.DataFrame:
     "Accept links by descending score while the child has no parent and the parent has fewer than `max_children` children; returns an edge list."
     if not (isinstance(max_children, (int, np.integer)) and max_children >= 1):
         raise InputError(f"max_children must be an integer >= 1 (1 disables divisions), got {max_children}")
@@ -190,26 +260,35 @@ def link_greedy(scores_per_pair: Sequence, threshold: float = 0.5, max_children:
     order = np.lexsort((dst, src, -s))
     has_parent, n_children, accepted = bytearray(int(n.sum())), [0] * int(n.sum()), []
     for k, a, b in zip(order.tolist(), src[order].tolist(), dst[order].tolist()):
-        if has_parent[b] or n_children[a] >= max_children: continue
-        has_parent[b] = 1; n_children[a] += 1; accepted.append(k)
+        if has_parent[b] or n_children[a] >= max_children:
+            continue
+        has_parent[b] = 1
+        n_children[a] += 1
+        accepted.append(k)
     acc = np.array(accepted, np.int64)
     return _edge_frame(n, objects, src[acc], dst[acc], s[acc])
 
 # %% ../../nbs/30_tracking.linker.ipynb #394990b2
 def _link_costs(score: np.ndarray, link_cost: str) -> np.ndarray:
-    if link_cost == 'log': return -np.log(score)
-    if link_cost == 'linear': return 1 - score
+    if link_cost == 'log':
+        return -np.log(score)
+    if link_cost == 'linear':
+        return 1 - score
     raise InputError(f"link_cost must be 'log' or 'linear', got {link_cost!r}")
 
+# %% ../../nbs/30_tracking.linker.ipynb #957bceeb
 def _check_costs(appear_cost, disappear_cost, division_cost):
     for name, v in (('appear_cost', appear_cost), ('disappear_cost', disappear_cost)):
-        if not (np.isfinite(v) and v >= 0): raise InputError(f"{name} must be a finite number >= 0, got {v}")
-    if not division_cost >= 0: raise InputError(f"division_cost must be >= 0 (np.inf disables divisions), got {division_cost}")
+        if not (np.isfinite(v) and v >= 0):
+            raise InputError(f"{name} must be a finite number >= 0, got {v}")
+    if not division_cost >= 0:
+        raise InputError(f"division_cost must be >= 0 (np.inf disables divisions), got {division_cost}")
 
+# %% ../../nbs/30_tracking.linker.ipynb #8be0a494
 def _augmented_entries(rows, cols, cost, n, m, appear_cost, disappear_cost, division_cost):
     "Row, column, value of the allowed entries of the augmented matrix (see the table above) and its size."
     div = bool(np.isfinite(division_cost))
-    birth = 2 * n if div else n                                           # first birth row
+    birth = 2 * n if div else n  # first birth row
     r = [rows, np.arange(n), birth + np.arange(m), birth + cols]
     c = [cols, m + np.arange(n), np.arange(m), m + rows]
     v = [cost, np.full(n, float(disappear_cost)), np.full(m, float(appear_cost)), np.zeros(len(rows))]
@@ -219,44 +298,74 @@ def _augmented_entries(rows, cols, cost, n, m, appear_cost, disappear_cost, divi
         v += [cost + division_cost, np.zeros(n), np.zeros(len(rows))]
     return np.concatenate(r).astype(np.int64), np.concatenate(c).astype(np.int64), np.concatenate(v), birth + m
 
-def augmented_costs(scores, appear_cost: float = 2.0, disappear_cost: float = 2.0, division_cost: float = 0.25,
-                    threshold: float = 0.05, link_cost: str = 'log') -> np.ndarray:
+# %% ../../nbs/30_tracking.linker.ipynb #8306b0fd
+def augmented_costs(
+    scores,
+    appear_cost: float = 2.0,
+    disappear_cost: float = 2.0,
+    division_cost: float = 0.25,
+    threshold: float = 0.05,
+    link_cost: str = 'log',
+) -> np.ndarray:
     "The dense augmented LAP cost matrix of one frame pair (forbidden entries = inf): rows parents, division slots, births; columns children, deaths, unused slots."
     _check_costs(appear_cost, disappear_cost, division_cost)
     c = sparse.coo_matrix(scores)
     k = c.data >= max(threshold, 1e-300)
-    r, col, v, size = _augmented_entries(c.row[k].astype(np.int64), c.col[k].astype(np.int64), _link_costs(c.data[k], link_cost),
-                                         c.shape[0], c.shape[1], appear_cost, disappear_cost, division_cost)
-    out = np.full((size, size), np.inf); out[r, col] = v
+    r, col, v, size = _augmented_entries(
+        c.row[k].astype(np.int64),
+        c.col[k].astype(np.int64),
+        _link_costs(c.data[k], link_cost),
+        c.shape[0],
+        c.shape[1],
+        appear_cost,
+        disappear_cost,
+        division_cost,
+    )
+    out = np.full((size, size), np.inf)
+    out[r, col] = v
     return out
 
+# %% ../../nbs/30_tracking.linker.ipynb #a3a1bff5
 def _solve_lap(r, c, v, size, solver):
     "Row and column indices of a minimum-cost perfect assignment over the allowed entries."
-    if solver == 'sparse':                                                # LAPJVsp reads zeros as missing: shift all by 1
+    if solver == 'sparse':  # LAPJVsp reads zeros as missing: shift all by 1
         return min_weight_full_bipartite_matching(sparse.csr_matrix((v + 1.0, (r, c)), shape=(size, size)))
-    dense = np.full((size, size), np.inf); dense[r, c] = v
+    dense = np.full((size, size), np.inf)
+    dense[r, c] = v
     return linear_sum_assignment(dense)
 
-def link_optimal(scores_per_pair: Sequence, appear_cost: float = 2.0, disappear_cost: float = 2.0, division_cost: float = 0.25,
-                 threshold: float = 0.05, link_cost: str = 'log', solver: str = 'sparse',
-                 objects: pd.DataFrame | None = None) -> pd.DataFrame:
+# %% ../../nbs/30_tracking.linker.ipynb #cc843eef
+def link_optimal(
+    scores_per_pair: Sequence,
+    appear_cost: float = 2.0,
+    disappear_cost: float = 2.0,
+    division_cost: float = 0.25,
+    threshold: float = 0.05,
+    link_cost: str = 'log',
+    solver: str = 'sparse',
+    objects: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     "Frame-to-frame optimal links: one linear assignment per frame pair on the birth/death/division-augmented cost matrix; returns an edge list."
-    if solver not in ('sparse', 'dense'): raise InputError(f"solver must be 'sparse' or 'dense', got {solver!r}")
+    if solver not in ('sparse', 'dense'):
+        raise InputError(f"solver must be 'sparse' or 'dense', got {solver!r}")
     _check_costs(appear_cost, disappear_cost, division_cost)
     n, off, src, dst, s = _candidates(scores_per_pair)
     keep = s >= max(threshold, 1e-300)
     src, dst, s = src[keep], dst[keep], s[keep]
     cost = _link_costs(s, link_cost)
-    pair = np.repeat(np.arange(len(n)), n)[src]                          # candidates come grouped by frame pair
+    pair = np.repeat(np.arange(len(n)), n)[src]  # candidates come grouped by frame pair
     bounds = np.searchsorted(pair, np.arange(len(n) + 1))
     accepted = []
     for t in range(len(n) - 1):
         lo, hi = bounds[t], bounds[t + 1]
-        if hi == lo: continue
+        if hi == lo:
+            continue
         rows, cols = src[lo:hi] - off[t], dst[lo:hi] - off[t + 1]
-        r, c, v, size = _augmented_entries(rows, cols, cost[lo:hi], n[t], n[t + 1], appear_cost, disappear_cost, division_cost)
+        r, c, v, size = _augmented_entries(
+            rows, cols, cost[lo:hi], n[t], n[t + 1], appear_cost, disappear_cost, division_cost
+        )
         ri, ci = _solve_lap(r, c, v, size, solver)
-        linked = (ri < size - n[t + 1]) & (ci < n[t + 1])                 # a parent slot took a child column
+        linked = (ri < size - n[t + 1]) & (ci < n[t + 1])  # a parent slot took a child column
         key, order = rows * n[t + 1] + cols, np.argsort(rows * n[t + 1] + cols)
         accepted.append(lo + order[np.searchsorted(key, (ri[linked] % n[t]) * n[t + 1] + ci[linked], sorter=order)])
     acc = np.concatenate(accepted) if accepted else np.zeros(0, np.int64)
@@ -266,10 +375,12 @@ def link_optimal(scores_per_pair: Sequence, appear_cost: float = 2.0, disappear_
 def _edge_nodes(objects: pd.DataFrame, edges: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "Node ids (rows of the object table) of the parents and children of an edge list."
     missing = set(EDGE_COLUMNS[:4]) - set(edges.columns)
-    if missing: raise InputError(f"edges lacks columns {sorted(missing)}; expected {EDGE_COLUMNS[:4]}")
+    if missing:
+        raise InputError(f"edges lacks columns {sorted(missing)}; expected {EDGE_COLUMNS[:4]}")
     frame, label = objects['frame'].to_numpy(np.int64), objects['label'].to_numpy(np.int64)
     K = int(label.max(initial=0)) + 1
-    keys = frame * K + label                                             # sorted: the table is ordered by frame, then label
+    keys = frame * K + label  # sorted: the table is ordered by frame, then label
+
     def lookup(f, l, what):
         f, l = np.asarray(f, np.int64), np.asarray(l, np.int64)
         k = f * K + l
@@ -277,10 +388,16 @@ def _edge_nodes(objects: pd.DataFrame, edges: pd.DataFrame) -> tuple[np.ndarray,
         bad = np.ones(len(k), bool) if len(keys) == 0 else (l < 1) | (l >= K) | (keys[pos] != k)
         if bad.any():
             i = np.flatnonzero(bad)[0]
-            raise InputError(f"edge {what} (frame {f[i]}, label {l[i]}) is not an object of the masks; were the edges made from other masks?")
+            raise InputError(
+                f"edge {what} (frame {f[i]}, label {l[i]}) is not an object of the masks; were the edges made from other masks?"
+            )
         return pos
-    return lookup(edges['frame_parent'], edges['label_parent'], 'parent'), lookup(edges['frame_child'], edges['label_child'], 'child')
 
+    return lookup(edges['frame_parent'], edges['label_parent'], 'parent'), lookup(
+        edges['frame_child'], edges['label_child'], 'child'
+    )
+
+# %% ../../nbs/30_tracking.linker.ipynb #556ef3f7
 def graph_to_ctc(masks, edges: pd.DataFrame, objects: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
     "Relabelled masks (one label per track) and CTC track rows (N, 4) `L B E P` from a parent -> child edge list."
     masks = _check_masks(masks)
@@ -288,54 +405,69 @@ def graph_to_ctc(masks, edges: pd.DataFrame, objects: pd.DataFrame | None = None
     p, c = _edge_nodes(objects, edges)
     frame, label = objects['frame'].to_numpy(np.int64), objects['label'].to_numpy(np.int64)
     N, T = len(frame), len(masks)
-    if (frame[c] <= frame[p]).any(): raise InputError("every edge must go forward in time (frame_child > frame_parent)")
+    if (frame[c] <= frame[p]).any():
+        raise InputError("every edge must go forward in time (frame_child > frame_parent)")
     n_parents = np.bincount(c, minlength=N)
     if (n_parents > 1).any():
         v = np.flatnonzero(n_parents > 1)[0]
-        raise InputError(f"object (frame {frame[v]}, label {label[v]}) has {n_parents[v]} parents; merges cannot be written as CTC tracks "
-                         "(link with a linker that gives each child one parent)")
-    parent = np.full(N, -1); parent[c] = p
+        raise InputError(
+            f"object (frame {frame[v]}, label {label[v]}) has {n_parents[v]} parents; merges cannot be written as CTC tracks "
+            "(link with a linker that gives each child one parent)"
+        )
+    parent = np.full(N, -1)
+    parent[c] = p
     n_children = np.bincount(p, minlength=N)
     has = parent >= 0
     continues = np.zeros(N, bool)
     continues[has] = (n_children[parent[has]] == 1) & (frame[has] - frame[parent[has]] == 1)
     starts = ~continues
-    first_id = np.cumsum(starts)                                         # at start nodes: 1..n_tracks in (frame, label) order
+    first_id = np.cumsum(starts)  # at start nodes: 1..n_tracks in (frame, label) order
     root = np.where(starts, np.arange(N), parent)
-    while True:                                                          # pointer jumping along single-child chains
+    while True:  # pointer jumping along single-child chains
         nxt = root[root]
-        if np.array_equal(nxt, root): break
+        if np.array_equal(nxt, root):
+            break
         root = nxt
     track = first_id[root]
     n_tracks = int(starts.sum())
-    end = np.full(n_tracks, -1, np.int64); np.maximum.at(end, track - 1, frame)
+    end = np.full(n_tracks, -1, np.int64)
+    np.maximum.at(end, track - 1, frame)
     P = np.where(parent[starts] >= 0, track[np.maximum(parent[starts], 0)], 0)
     tracks = np.stack([np.arange(1, n_tracks + 1), frame[starts], end, P], 1).astype(np.int64).reshape(-1, 4)
-    out = np.zeros(masks.shape, np.int32 if n_tracks < 2 ** 31 - 1 else np.int64)
+    out = np.zeros(masks.shape, np.int32 if n_tracks < 2**31 - 1 else np.int64)
     bounds = np.searchsorted(frame, np.arange(T + 1))
-    for t in range(T):                                                   # one lookup table per frame
+    for t in range(T):  # one lookup table per frame
         lo, hi = bounds[t], bounds[t + 1]
         if not np.array_equal(_present_labels(masks[t]), label[lo:hi]):
-            raise InputError(f"objects do not match the labels of frame {t} of masks; pass the object table of these masks (or none)")
-        if hi > lo: out[t] = track[lo:hi][_index_image(masks[t], label[lo:hi]) - 1] * (masks[t] > 0)
+            raise InputError(
+                f"objects do not match the labels of frame {t} of masks; pass the object table of these masks (or none)"
+            )
+        if hi > lo:
+            out[t] = track[lo:hi][_index_image(masks[t], label[lo:hi]) - 1] * (masks[t] > 0)
     return out, tracks
 
 # %% ../../nbs/30_tracking.linker.ipynb #598ee7ce
-def close_gaps(edges: pd.DataFrame, objects: pd.DataFrame, max_gap: int = 2, max_distance: float = 20.0) -> pd.DataFrame:
+def close_gaps(
+    edges: pd.DataFrame, objects: pd.DataFrame, max_gap: int = 2, max_distance: float = 20.0
+) -> pd.DataFrame:
     "Add edges from track ends to track starts 2..`max_gap` frames later within `max_distance` (one LAP); returns the extended edge list."
-    if max_gap < 2: return edges.reset_index(drop=True)
-    if not max_distance > 0: raise InputError(f"max_distance must be positive, got {max_distance}")
+    if max_gap < 2:
+        return edges.reset_index(drop=True)
+    if not max_distance > 0:
+        raise InputError(f"max_distance must be positive, got {max_distance}")
     p, c = _edge_nodes(objects, edges)
     N = len(objects)
     frame = objects['frame'].to_numpy(np.int64)
     cents = objects[[a for a in _AXES if a in objects.columns]].to_numpy(float)
     ends = np.flatnonzero(np.bincount(p, minlength=N) == 0)
     starts = np.flatnonzero((np.bincount(c, minlength=N) == 0) & (frame > frame.min(initial=0)))
-    if len(ends) == 0 or len(starts) == 0: return edges.reset_index(drop=True)
+    if len(ends) == 0 or len(starts) == 0:
+        return edges.reset_index(drop=True)
     pairs = cKDTree(cents[ends]).sparse_distance_matrix(cKDTree(cents[starts]), max_distance, output_type='ndarray')
     gap = frame[starts[pairs['j']]] - frame[ends[pairs['i']]]
     pairs = pairs[(gap >= 2) & (gap <= max_gap)]
-    if len(pairs) == 0: return edges.reset_index(drop=True)
+    if len(pairs) == 0:
+        return edges.reset_index(drop=True)
     i, j, d = pairs['i'].astype(np.int64), pairs['j'].astype(np.int64), pairs['v']
     r, cc, v, size = _augmented_entries(i, j, d, len(ends), len(starts), max_distance, max_distance, np.inf)
     ri, ci = _solve_lap(r, cc, v, size, 'sparse')
@@ -343,23 +475,44 @@ def close_gaps(edges: pd.DataFrame, objects: pd.DataFrame, max_gap: int = 2, max
     a, b = ends[ri[linked]], starts[ci[linked]]
     dist = np.linalg.norm(cents[a] - cents[b], axis=1)
     label = objects['label'].to_numpy()
-    new = pd.DataFrame({'frame_parent': frame[a], 'label_parent': label[a], 'frame_child': frame[b], 'label_child': label[b],
-                        'score': 1 - dist / max_distance})
+    new = pd.DataFrame(
+        {
+            'frame_parent': frame[a],
+            'label_parent': label[a],
+            'frame_child': frame[b],
+            'label_child': label[b],
+            'score': 1 - dist / max_distance,
+        }
+    )
     out = pd.concat([edges, new], ignore_index=True) if len(edges) else new
     return out.sort_values(EDGE_COLUMNS[:4]).reset_index(drop=True)
 
 # %% ../../nbs/30_tracking.linker.ipynb #9905db9e
-def track_masks(masks, method: str = 'greedy', score: str = 'overlap', threshold: float = 0.2, max_children: int = 2,
-                appear_cost: float = 2.0, disappear_cost: float = 2.0, division_cost: float = 0.25,
-                overlap_kind: str = 'min', max_distance: float = 20.0, sigma: float | None = None,
-                max_gap: int = 1) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def track_masks(
+    masks,
+    method: str = 'greedy',
+    score: str = 'overlap',
+    threshold: float = 0.2,
+    max_children: int = 2,
+    appear_cost: float = 2.0,
+    disappear_cost: float = 2.0,
+    division_cost: float = 0.25,
+    overlap_kind: str = 'min',
+    max_distance: float = 20.0,
+    sigma: float | None = None,
+    max_gap: int = 1,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     "Track a label stack (T, Y, X): scores ('overlap', 'distance', 'overlap+distance'), 'greedy' or 'optimal' links, gaps up to `max_gap` frames; returns relabelled masks, CTC rows L B E P, edges."
-    if method not in ('greedy', 'optimal'): raise InputError(f"method must be 'greedy' or 'optimal', got {method!r}")
+    if method not in ('greedy', 'optimal'):
+        raise InputError(f"method must be 'greedy' or 'optimal', got {method!r}")
     objects, scores = association_scores(masks, score, overlap_kind, max_distance, sigma)
-    if method == 'greedy': edges = link_greedy(scores, threshold, max_children, objects)
+    if method == 'greedy':
+        edges = link_greedy(scores, threshold, max_children, objects)
     else:
-        if max_children not in (1, 2): raise InputError(f"the optimal linker allows max_children 1 or 2, got {max_children}")
-        if max_children == 1: division_cost = np.inf
+        if max_children not in (1, 2):
+            raise InputError(f"the optimal linker allows max_children 1 or 2, got {max_children}")
+        if max_children == 1:
+            division_cost = np.inf
         edges = link_optimal(scores, appear_cost, disappear_cost, division_cost, threshold, objects=objects)
     edges = close_gaps(edges, objects, max_gap, max_distance)
     relabelled, tracks = graph_to_ctc(masks, edges, objects)
