@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['KNOWN_WEIGHTS', 'TINY_CLIP_CFG', 'MTKError', 'InputError', 'WeightsUnavailableError', 'get_device', 'seed_everything',
-           'as_rng', 'load_config', 'WeightSpec', 'resolve_weights', 'tiny_clip', 'tiny_sd_configs', 'tiny_sd',
-           'progress', 'atomic_write']
+__all__ = ['KNOWN_WEIGHTS', 'TINY_CLIP_CFG', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MTKError', 'InputError',
+           'WeightsUnavailableError', 'get_device', 'seed_everything', 'as_rng', 'load_config', 'WeightSpec',
+           'resolve_weights', 'tiny_clip', 'tiny_sd_configs', 'tiny_sd', 'progress', 'atomic_write', 'rng_state',
+           'set_rng_state', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #e77598db
 class MTKError(Exception):
@@ -363,3 +364,68 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #70a4d0a3
+CHECKPOINT_FORMAT = 'mtk-checkpoint'
+CHECKPOINT_VERSION = 1
+_LEGACY_KEYS = {'opt': 'optimizer', 'hist': 'history', 'sched': 'scheduler'}
+
+# %% ../nbs/00_core.ipynb #0eebcfc9
+def rng_state() -> dict:
+    "The global torch and NumPy RNG states, to store in a checkpoint."
+    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state())
+
+# %% ../nbs/00_core.ipynb #90a95c9b
+def set_rng_state(state: dict):
+    "Restore the global torch and NumPy RNG states saved by `rng_state`."
+    torch.set_rng_state(state['torch'])
+    np.random.set_state(state['numpy'])
+
+# %% ../nbs/00_core.ipynb #66f542eb
+def _state(x):
+    return x.state_dict() if x is not None else None
+
+# %% ../nbs/00_core.ipynb #b9da34bf
+def save_checkpoint(path, model=None, optimizer=None, scheduler=None, rng: bool = False, **state) -> Path:
+    "Write `model`, `optimizer` and `scheduler` states (and the RNG states when `rng`) plus `state` to `path`."
+    ck = {'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, **state}
+    if model is not None:
+        ck['model'] = model.state_dict()
+    ck['optimizer'] = _state(optimizer)
+    ck['scheduler'] = _state(scheduler)
+    if rng:
+        ck['rng'] = rng_state()
+    with atomic_write(path, 'wb') as f:
+        torch.save(ck, f)
+    return Path(path)
+
+# %% ../nbs/00_core.ipynb #043ac101
+def _upgrade_checkpoint(ck, path) -> dict:
+    if not isinstance(ck, dict):
+        raise InputError(f"{path} is not a microscopy_toolkit checkpoint (it holds a {type(ck).__name__})")
+    ck = {_LEGACY_KEYS.get(k, k): v for k, v in ck.items()}
+    ck.setdefault('format', CHECKPOINT_FORMAT)
+    ck.setdefault('version', 0)
+    if ck['format'] != CHECKPOINT_FORMAT or ck['version'] > CHECKPOINT_VERSION:
+        found = f"{ck['format']} v{ck['version']}"
+        raise InputError(f"{path} is a {found} file; this toolkit reads up to v{CHECKPOINT_VERSION}")
+    return ck
+
+# %% ../nbs/00_core.ipynb #bf531990
+def load_checkpoint(
+    path, model=None, optimizer=None, scheduler=None, restore_rng: bool = False, map_location='cpu'
+) -> dict:
+    "Read a checkpoint; load the states into the objects given (and the RNG states when `restore_rng`); return it."
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no checkpoint at {path}")
+    ck = _upgrade_checkpoint(torch.load(path, map_location=map_location, weights_only=False), path)
+    if model is not None:
+        model.load_state_dict(ck['model'])
+    if optimizer is not None and ck.get('optimizer'):
+        optimizer.load_state_dict(ck['optimizer'])
+    if scheduler is not None and ck.get('scheduler'):
+        scheduler.load_state_dict(ck['scheduler'])
+    if restore_rng and ck.get('rng'):
+        set_rng_state(ck['rng'])
+    return ck
