@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import tifffile
 from scipy import ndimage
 
 from ..core import InputError, atomic_write, as_rng, progress
@@ -36,68 +37,28 @@ class StainProfile:
     target: str = ''  # what it labels, for captions
 
     def psf_sigma(self, dz, pixel_growth: float = 0.30, sigma0_at_500: float = 0.7):
-        "Gaussian PSF width (pixels) at defocus `dz` planes: √(σ₀² + (g·dz)²), σ₀ and g proportional to the emission wavelength."
+        "Gaussian PSF width (pixels) at defocus `dz` planes: √(σ₀² + (g·dz)²), σ₀ and g ∝ the emission wavelength."
         scale = self.emission_nm / 500.0
         return np.sqrt((sigma0_at_500 * scale) ** 2 + (pixel_growth * scale * np.asarray(dz, dtype=float)) ** 2)
 
-
-STAINS: dict[str, StainProfile] = {
-    p.name: p
-    for p in [
-        StainProfile(
-            'Hoechst',
-            'nuclei',
-            461,
-            photons=900,
-            background=0.04,
-            read_noise=0.01,
-            bleach_per_plane=0.002,
-            focus_jitter=0.0,
-            target='nucleus',
-        ),
-        StainProfile(
-            'Alexa488',
-            'filaments',
-            519,
-            photons=350,
-            background=0.08,
-            read_noise=0.02,
-            bleach_per_plane=0.012,
-            focus_jitter=0.5,
-            target='neurites (Tuj-1)',
-        ),
-        StainProfile(
-            'Cy3',
-            'puncta',
-            570,
-            photons=60,
-            background=0.15,
-            read_noise=0.05,
-            bleach_per_plane=0.006,
-            focus_jitter=1.5,
-            target='puncta (TH)',
-        ),
-        StainProfile(
-            'Alexa647',
-            'vessels',
-            668,
-            photons=200,
-            background=0.10,
-            read_noise=0.03,
-            bleach_per_plane=0.004,
-            focus_jitter=1.0,
-            target='vessel walls (collagen IV)',
-        ),
-    ]
-}
+# %% ../../nbs/02a_synthetic.stains.ipynb #4f464894
+_STAIN_TABLE = [  # name, structure, emission nm, photons, background, read noise, bleach/plane, focus jitter, target
+    ('Hoechst', 'nuclei', 461, 900, 0.04, 0.01, 0.002, 0.0, 'nucleus'),
+    ('Alexa488', 'filaments', 519, 350, 0.08, 0.02, 0.012, 0.5, 'neurites (Tuj-1)'),
+    ('Cy3', 'puncta', 570, 60, 0.15, 0.05, 0.006, 1.5, 'puncta (TH)'),
+    ('Alexa647', 'vessels', 668, 200, 0.10, 0.03, 0.004, 1.0, 'vessel walls (collagen IV)'),
+]
+STAINS: dict[str, StainProfile] = {row[0]: StainProfile(*row[:8], target=row[8]) for row in _STAIN_TABLE}
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #ed836b02
 def _smooth_noise(rng, shape, sigma):
+    "A periodic Gaussian-smoothed random field of `shape`, mean 0 and standard deviation 1."
     f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode='wrap')
     return (f - f.mean()) / (f.std() + 1e-12)
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #be2db8eb
 def _nuclei(rng, size, density):
+    "Nuclei around random seeds: per-nucleus radii with a wobbly outline, a soft edge and chromatin texture."
     n = max(3, int(density * (size / 22) ** 2))
     seeds = np.ones((size, size), bool)
     ys, xs = rng.integers(0, size, n), rng.integers(0, size, n)
@@ -112,6 +73,7 @@ def _nuclei(rng, size, density):
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #8763de4b
 def _filaments(rng, size, density):
+    "Filaments as vectorised smooth random walks (wrapping at the border), normalised to a maximum of 1."
     k, steps = max(2, int(density * size / 10)), 4 * size
     angle0 = rng.uniform(0, 2 * np.pi, (k, 1))
     angles = angle0 + np.cumsum(rng.normal(0, 0.08, (k, steps)), axis=1)
@@ -125,12 +87,14 @@ def _filaments(rng, size, density):
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #ce51ff63
 def _vessels(rng, size, density):
+    "Vessel walls: ridges where a smooth random field crosses zero, with a mild texture."
     field = _smooth_noise(rng, (size, size), size / (8 * density))
     wall = np.exp(-((np.abs(field) / 0.12) ** 2))  # ridges along the zero level set
     return np.clip(wall * (0.8 + 0.2 * _smooth_noise(rng, (size, size), 2)), 0, None)
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #0e9b512c
 def _puncta(rng, size, density):
+    "Sparse random dots of random brightness, blurred to the diffraction limit and normalised to a maximum of 1."
     n = max(4, int(density * size * size / 90))
     img = np.zeros((size, size))
     np.add.at(img, (rng.integers(0, size, n), rng.integers(0, size, n)), rng.uniform(0.5, 1.0, n))
@@ -140,6 +104,15 @@ def _puncta(rng, size, density):
 
 _STRUCTURES = {'nuclei': _nuclei, 'filaments': _filaments, 'vessels': _vessels, 'puncta': _puncta}
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #c1db46af
+def _profile(stain) -> StainProfile:
+    "The `StainProfile` of a stain name (or the profile itself)."
+    if isinstance(stain, StainProfile):
+        return stain
+    if stain not in STAINS:
+        raise InputError(f"unknown stain {stain!r}; available: {', '.join(STAINS)} (or pass a StainProfile)")
+    return STAINS[stain]
+
 # %% ../../nbs/02a_synthetic.stains.ipynb #8a54b1b4
 def stain_object(stain: str | StainProfile, size: int = 128, seed=0) -> np.ndarray:
     "The in-focus 2-D object of a stain (float64, roughly 0..1) before the PSF, bleaching and noise."
@@ -148,29 +121,25 @@ def stain_object(stain: str | StainProfile, size: int = 128, seed=0) -> np.ndarr
         raise InputError(f"unknown structure {p.structure!r}; use one of {list(_STRUCTURES)}")
     return _STRUCTURES[p.structure](as_rng(seed), int(size), p.density)
 
-# %% ../../nbs/02a_synthetic.stains.ipynb #c1db46af
-def _profile(stain) -> StainProfile:
-    if isinstance(stain, StainProfile):
-        return stain
-    if stain not in STAINS:
-        raise InputError(f"unknown stain {stain!r}; available: {', '.join(STAINS)} (or pass a StainProfile)")
-    return STAINS[stain]
+# %% ../../nbs/02a_synthetic.stains.ipynb #9b302b8d
+def _defocus(obj: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    "The 2-D `obj` blurred by a Gaussian of each width in `sigma` (Z, 1, 1): a (Z, Y, X) stack from one FFT."
+    size = obj.shape[0]
+    fy, fx = np.fft.fftfreq(size)[:, None], np.fft.rfftfreq(size)[None, :]
+    otf = np.exp(-2 * np.pi**2 * sigma**2 * (fy**2 + fx**2))
+    return np.fft.irfft2(np.fft.rfft2(obj)[None] * otf, s=(size, size))
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #c9b116fd
 def stain_zstack(
     stain: str | StainProfile, n_planes: int = 32, z_focus: float = 16, size: int = 128, seed=0, noise: bool = True
 ) -> np.ndarray:
-    "A (Z, Y, X) float32 stack of one stain: the same object defocused around `z_focus`, bleached in acquisition order, with noise."
+    "A (Z, Y, X) float32 stack: one stain's object defocused around `z_focus`, bleached in acquisition order, noisy."
     p = _profile(stain)
     if n_planes < 1 or size < 8:
         raise InputError(f"need n_planes >= 1 and size >= 8, got {n_planes}, {size}")
     rng = as_rng(seed)
     obj = stain_object(p, size, rng)
-    dz = np.arange(n_planes) - z_focus
-    sigma = p.psf_sigma(dz)[:, None, None]
-    fy, fx = np.fft.fftfreq(size)[:, None], np.fft.rfftfreq(size)[None, :]
-    otf = np.exp(-2 * np.pi**2 * sigma**2 * (fy**2 + fx**2))
-    planes = np.fft.irfft2(np.fft.rfft2(obj)[None] * otf, s=(size, size))
+    planes = _defocus(obj, p.psf_sigma(np.arange(n_planes) - z_focus)[:, None, None])
     bleach = (1 - p.bleach_per_plane) ** np.arange(n_planes)
     signal = planes * bleach[:, None, None] + p.background
     if noise:
@@ -188,6 +157,14 @@ def z_to_rank(z, z_focus: int = 16, n_planes: int = 32, n_ranks: int = 10) -> np
     max_dz = max(z_focus, n_planes - 1 - z_focus)
     return np.minimum(n_ranks - 1, (np.abs(z - z_focus) * n_ranks) // (max_dz + 1)).astype(int)
 
+# %% ../../nbs/02a_synthetic.stains.ipynb #08d94c08
+def _stack_rows(stain: str, stack: int, optical: float, ranks: np.ndarray, z_focus: int) -> list[dict]:
+    "The table rows of one stack: stain, stack, plane z, annotated focus, optical focus and rank of every plane."
+    return [
+        dict(stain=stain, stack=stack, z=z, z_focus=z_focus, optical_focus=round(float(optical), 3), rank=int(r))
+        for z, r in enumerate(ranks)
+    ]
+
 # %% ../../nbs/02a_synthetic.stains.ipynb #d6050b21
 def stain_focus_dataset(
     stains: Sequence[str] | None = None,
@@ -198,7 +175,7 @@ def stain_focus_dataset(
     n_ranks: int = 10,
     z_focus: int = 16,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    "Images (N, Y, X) float32 and a table (stain, stack, z, z_focus, optical_focus, rank) of synthetic stain-dependent z-stacks."
+    "Images (N, Y, X) float32 and a table (stain, stack, z, z_focus, optical_focus, rank) of synthetic z-stacks."
     stains = list(stains or STAINS)
     for s in stains:
         _profile(s)
@@ -209,36 +186,36 @@ def stain_focus_dataset(
         for k in range(n_stacks):
             optical = z_focus + rng.normal(0, p.focus_jitter) if p.focus_jitter else float(z_focus)
             images.append(stain_zstack(p, n_planes, optical, size, rng))
-            ranks = z_to_rank(np.arange(n_planes), z_focus, n_planes, n_ranks)
-            rows += [
-                dict(
-                    stain=p.name,
-                    stack=k,
-                    z=z,
-                    z_focus=z_focus,
-                    optical_focus=round(float(optical), 3),
-                    rank=int(ranks[z]),
-                )
-                for z in range(n_planes)
-            ]
+            rows += _stack_rows(p.name, k, optical, z_to_rank(np.arange(n_planes), z_focus, n_planes, n_ranks), z_focus)
     return np.concatenate(images), pd.DataFrame(rows)
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #fd7bd58c
 def _to_uint16(img: np.ndarray, scale: float = 4000.0) -> np.ndarray:
+    "`img` × `scale`, rounded and clipped to 0..65535, as uint16."
     return np.clip(np.round(img * scale), 0, 65535).astype(np.uint16)
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #f26a4188
 def _write_tiff(path: Path, data: np.ndarray):
-    import tifffile
-
+    "Write `data` as a plain grayscale TIFF, atomically."
     with atomic_write(path, 'wb') as f:
         tifffile.imwrite(f, data, photometric='minisblack')
+
+# %% ../../nbs/02a_synthetic.stains.ipynb #a7b9df61
+_WELLS = [f'{r}{c:02d}' for r in 'abcdefgh' for c in range(1, 13)]
+
+
+def _bbbc006_path(z: int, field: int, w: str) -> Path:
+    "Relative path of plane `z` of field `field` (two sites per well) in channel `w` ('w1' or 'w2')."
+    well, site = _WELLS[(field // 2) % len(_WELLS)], field % 2 + 1
+    uid = hashlib.md5(f'{well}{site}{w}'.encode()).hexdigest().upper()
+    uid = f'{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}'
+    return Path(f'BBBC006_v1_images_z_{z:02d}') / f'mcf-z-stacks-03212011_{well}_s{site}_{w}{uid}.tif'
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #fe67b409
 def write_bbbc006_layout(
     root: str | Path, images: np.ndarray, table: pd.DataFrame, channels: dict | None = None, scale: float = 4000.0
 ) -> list[Path]:
-    "Write images in BBBC006's layout (folder per z, w1/w2 channels, 16-bit); `channels` maps 'w1'/'w2' to stain names."
+    "Write images in BBBC006's layout (folder per z, w1/w2 channels, 16-bit); `channels` maps 'w1'/'w2' to stains."
     channels = channels or {'w1': 'Hoechst', 'w2': 'Alexa488'}
     stain_to_w = {v: k for k, v in channels.items()}
     if len(images) != len(table):
@@ -246,21 +223,20 @@ def write_bbbc006_layout(
     unknown = sorted(set(table.stain) - set(stain_to_w))
     if unknown:
         raise InputError(
-            f"BBBC006 has two channels ({channels}); stains {unknown} have no channel: pass channels= or select those stains"
+            f"BBBC006 has two channels ({channels}); stains {unknown} have no channel: "
+            "pass channels= or select those stains"
         )
-    root = Path(root)
     paths = []
-    wells = [f'{r}{c:02d}' for r in 'abcdefgh' for c in range(1, 13)]
     for img, row in zip(images, table.itertuples()):
-        field = int(row.stack)
-        well, site = wells[(field // 2) % len(wells)], field % 2 + 1
-        w = stain_to_w[row.stain]
-        uid = hashlib.md5(f'{well}{site}{w}'.encode()).hexdigest().upper()
-        uid = f'{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}'
-        p = root / f'BBBC006_v1_images_z_{int(row.z):02d}' / f'mcf-z-stacks-03212011_{well}_s{site}_{w}{uid}.tif'
+        p = Path(root) / _bbbc006_path(int(row.z), int(row.stack), stain_to_w[row.stain])
         _write_tiff(p, _to_uint16(img, scale))
         paths.append(p)
     return paths
+
+# %% ../../nbs/02a_synthetic.stains.ipynb #899dcf58
+def _fluomix_name(prefix: str, stack: int, z: int, channel: int, stain: str) -> str:
+    "FluoMix's file name of plane `z` of stack `stack` in `channel` for `stain`."
+    return f'{prefix}_Mosaic{stack:03d}_s{stack % 100:02d}_z{z:02d}_ch{channel:02d}_SV_{stain}.tif'
 
 # %% ../../nbs/02a_synthetic.stains.ipynb #fec735c8
 def write_fluomix_layout(
@@ -272,17 +248,16 @@ def write_fluomix_layout(
     scale: float = 4000.0,
     list_name: str = 'fluomix_list.txt',
 ) -> list[Path]:
-    "Write images with FluoMix file names (`..._Mosaic###_s##_z##_ch0#_SV_<Stain>.tif`) and a list file of 'image label stain' lines (label = |z − 16|)."
+    "Write images with FluoMix file names and a list file of 'image label stain' lines (label = |z − 16|)."
     if len(images) != len(table):
         raise InputError(f"{len(images)} images but {len(table)} table rows")
     root = Path(root)
     paths, lines = [], []
     channel = {s: i for i, s in enumerate(sorted(table.stain.unique()))}
     for img, row in zip(images, table.itertuples()):
-        name = f'{prefix}_Mosaic{int(row.stack):03d}_s{int(row.stack) % 100:02d}_z{int(row.z):02d}_ch{channel[row.stain]:02d}_SV_{row.stain}.tif'
-        p = root / name
-        _write_tiff(p, _to_uint16(img, scale))
-        paths.append(p)
+        name = _fluomix_name(prefix, int(row.stack), int(row.z), channel[row.stain], row.stain)
+        _write_tiff(root / name, _to_uint16(img, scale))
+        paths.append(root / name)
         lines.append(f'{name} {abs(int(row.z) - z_focus)} {row.stain}')
     with atomic_write(root / list_name, 'w') as f:
         f.write('\n'.join(lines) + '\n')
