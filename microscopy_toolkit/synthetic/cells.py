@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
+from PIL import Image
 from scipy import ndimage
 
 from ..core import InputError, atomic_write, as_rng
@@ -16,9 +18,20 @@ from ..core import InputError, atomic_write, as_rng
 __all__ = ['cell_image', 'cell_batch', 'TimeLapse', 'validate_tracks', 'cell_timelapse', 'write_ctc_gt', 'density_map',
            'dot_image', 'write_vgg_layout', 'read_vgg_dots']
 
+# %% ../../nbs/02b_synthetic.cells.ipynb #ed750550
+def _keep_largest_piece(labels: np.ndarray) -> np.ndarray:
+    "`labels` with every label reduced to its largest 4-connected piece (the rest set to background), in place."
+    for k in np.unique(labels[labels > 0]):
+        comp, n = ndimage.label(labels == k)
+        if n > 1:
+            sizes = np.bincount(comp.ravel())
+            sizes[0] = 0
+            labels[(comp > 0) & (comp != sizes.argmax())] = 0
+    return labels
+
 # %% ../../nbs/02b_synthetic.cells.ipynb #ce046719
 def _render_cells(size: int, centers: np.ndarray, axes: np.ndarray, angles: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    "Label image of ellipses (centers (n,2) y,x; semi-axes (n,2); angles (n,)) clipped to their Voronoi regions; label = ids."
+    "Label image of ellipses (centres (n, 2) y, x; semi-axes (n, 2); angles (n,)) clipped to their Voronoi regions."
     labels = np.zeros((size, size), np.int32)
     if len(centers) == 0:
         return labels
@@ -31,13 +44,7 @@ def _render_cells(size: int, centers: np.ndarray, axes: np.ndarray, angles: np.n
     own = inside[nearest, yy.astype(int), xx.astype(int)]
     labels[own] = ids[nearest[own]]
     # a clipped sliver can break into diagonal-only pieces: keep each cell's largest 4-connected piece
-    for k in np.unique(labels[labels > 0]):
-        comp, n = ndimage.label(labels == k)
-        if n > 1:
-            sizes = np.bincount(comp.ravel())
-            sizes[0] = 0
-            labels[(comp > 0) & (comp != sizes.argmax())] = 0
-    return labels
+    return _keep_largest_piece(labels)
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #193bb260
 def _place_centers(rng, size, radii, touching: bool, max_tries: int = 200):
@@ -63,8 +70,10 @@ def _place_centers(rng, size, radii, touching: bool, max_tries: int = 200):
     return np.array(pts).reshape(-1, 2), np.array(rs)
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #80ca2039
-def _texture_image(rng, labels: np.ndarray, brightness: np.ndarray, noise: float, background: float, blur: float = 1.0):
-    "Intensity image of labelled cells: per-cell brightness, interior texture, brighter rim, uneven background, blur and noise."
+def _texture_image(
+    rng, labels: np.ndarray, brightness: np.ndarray, noise: float, background: float, blur: float = 1.0
+) -> np.ndarray:
+    "Intensity image of labelled cells: brightness per cell, texture, brighter rim, uneven background, blur, noise."
     size = labels.shape[0]
     lut = np.r_[0.0, brightness]
     img = lut[labels] * (0.85 + 0.15 * ndimage.gaussian_filter(rng.standard_normal(labels.shape), 1.5) / 0.19)
@@ -74,6 +83,14 @@ def _texture_image(rng, labels: np.ndarray, brightness: np.ndarray, noise: float
     bg = background * (1 + 0.5 * (yy - 0.5) + 0.3 * np.sin(3 * xx))
     img = ndimage.gaussian_filter(img, blur) + bg
     return (img + rng.normal(0, noise, img.shape)).astype(np.float32)
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #0da58808
+def _consecutive(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    "`labels` renumbered 1..N in the order of their values (0 stays background), and N."
+    present = np.unique(labels[labels > 0])
+    lut = np.zeros(labels.max() + 1, np.int32)
+    lut[present] = np.arange(1, len(present) + 1)
+    return lut[labels], len(present)
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #381bb769
 def cell_image(
@@ -85,7 +102,7 @@ def cell_image(
     noise: float = 0.03,
     background: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    "A fluorescence-like image of cells and its instance labels (0 = background, cells 1..N consecutive, each connected)."
+    "A fluorescence-like image of cells and its instance labels (0 = background, cells 1..N, each connected)."
     if size < 16:
         raise InputError(f"size must be at least 16, got {size}")
     if not 0 < radius[0] <= radius[1]:
@@ -95,13 +112,8 @@ def cell_image(
     ecc = rng.uniform(0.65, 1.0, len(r))
     axes = np.stack([r * ecc, r], 1)
     labels = _render_cells(size, centers, axes, rng.uniform(0, np.pi, len(r)), np.arange(1, len(r) + 1))
-    # relabel consecutively (a cell may vanish under a neighbour's Voronoi region only if centres coincide)
-    present = np.unique(labels[labels > 0])
-    lut = np.zeros(labels.max() + 1, np.int32)
-    lut[present] = np.arange(1, len(present) + 1)
-    labels = lut[labels]
-    img = _texture_image(rng, labels, rng.uniform(0.5, 1.0, len(present)), noise, background)
-    return img, labels
+    labels, n = _consecutive(labels)
+    return _texture_image(rng, labels, rng.uniform(0.5, 1.0, n), noise, background), labels
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #57e63503
 def cell_batch(n: int, seed=0, **kw) -> tuple[np.ndarray, np.ndarray]:
@@ -121,42 +133,121 @@ class TimeLapse:
 
     @property
     def n_divisions(self) -> int:
+        "The number of cells that divided (distinct parents in the track table)."
         return int(len(np.unique(self.tracks[self.tracks[:, 3] > 0, 3])))
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #38196a0e
+def _presence(labels: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    "(T, largest label + 1) booleans: label k present in frame t (column 0, the background, all False)."
+    present = np.zeros((len(labels), int(max(labels.max(), tracks[:, 0].max(initial=0))) + 1), bool)
+    for t in range(len(labels)):
+        present[t, np.unique(labels[t])] = True
+    present[:, 0] = False
+    return present
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #fdc19340
+def _row_problems(row, present: np.ndarray, rows: dict) -> list[str]:
+    "What is wrong with CTC row L B E P, given label presence per frame and every row by its label."
+    L, B, E, P = row
+    T = len(present)
+    if not 0 <= B <= E < T:
+        return [f'track {L}: frames {B}..{E} outside 0..{T - 1}']
+    out = []
+    expect = np.zeros(T, bool)
+    expect[B : E + 1] = True
+    if (present[:, L] != expect).any():
+        out.append(f'track {L}: present in frames {np.flatnonzero(present[:, L]).tolist()}, table says {B}..{E}')
+    if P:
+        if P not in rows:
+            out.append(f'track {L}: parent {P} does not exist')
+        elif rows[P][2] >= B:
+            out.append(f'track {L}: parent {P} ends at {rows[P][2]}, not before {B}')
+    return out
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #b0f77653
 def validate_tracks(labels: np.ndarray, tracks: np.ndarray) -> bool:
-    "Check CTC consistency: each track's label is present exactly in frames B..E, parents exist and end before children begin."
+    "Check CTC consistency: each track's label is in frames B..E only, parents exist and end before children begin."
     labels, tracks = np.asarray(labels), np.asarray(tracks, dtype=int).reshape(-1, 4)
-    T = len(labels)
-    present = np.zeros((T, int(max(labels.max(), tracks[:, 0].max(initial=0))) + 1), bool)
-    for t in range(T):
-        present[t, np.unique(labels[t])] = True
-    present[:, 0] = False
-    problems = []
+    present = _presence(labels, tracks)
     rows = {int(r[0]): r for r in tracks}
-    if len(rows) != len(tracks):
-        problems.append('duplicate track labels')
-    for L, B, E, P in tracks:
-        if not 0 <= B <= E < T:
-            problems.append(f'track {L}: frames {B}..{E} outside 0..{T - 1}')
-            continue
-        expect = np.zeros(T, bool)
-        expect[B : E + 1] = True
-        if (present[:, L] != expect).any():
-            problems.append(
-                f'track {L}: present in frames {np.flatnonzero(present[:, L]).tolist()}, table says {B}..{E}'
-            )
-        if P:
-            if P not in rows:
-                problems.append(f'track {L}: parent {P} does not exist')
-            elif rows[P][2] >= B:
-                problems.append(f'track {L}: parent {P} ends at {rows[P][2]}, not before {B}')
-    orphans = set(np.flatnonzero(present.any(0))) - set(rows)
+    problems = ['duplicate track labels'] if len(rows) != len(tracks) else []
+    for row in tracks:
+        problems += _row_problems(row, present, rows)
+    orphans = {int(k) for k in np.flatnonzero(present.any(0))} - set(rows)
     if orphans:
         problems.append(f'labels {sorted(orphans)[:10]} in the masks have no track row')
     if problems:
         raise InputError('inconsistent tracks: ' + '; '.join(problems[:10]))
     return True
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #92f7b9cc
+def _new_cells(rng, size: int, n_cells: int, radius: tuple, min_age: int) -> dict:
+    "The first frame's cells, as arrays: ids 1..n, centres, semi-axes, angles, ages and brightness."
+    centers, r = _place_centers(rng, size, rng.uniform(*radius, n_cells), touching=False)
+    n = len(r)
+    return {
+        'id': np.arange(1, n + 1),
+        'c': centers,
+        'ax': np.stack([r * rng.uniform(0.75, 1, n), r], 1),
+        'ang': rng.uniform(0, np.pi, n),
+        'age': rng.integers(0, min_age, n),
+        'bright': rng.uniform(0.5, 1.0, n),
+    }
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #c478fa1a
+def _render_frame(rng, cells: dict, size: int, noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "One frame's labels (the track ids), its intensity image, and which cells are visible in it."
+    lab = _render_cells(size, cells['c'], cells['ax'], cells['ang'], cells['id'])
+    present = np.isin(cells['id'], np.unique(lab))
+    bright = np.zeros(lab.max() + 1)
+    bright[cells['id'][present]] = cells['bright'][present]
+    return lab, _texture_image(rng, lab, bright[1:] if lab.max() else np.zeros(0), noise, 0.1), present
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #509b665d
+def _step_cells(
+    rng, cells, present, size, drift, move_sigma, min_age, division_prob
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    "The cells moved, grown, turned and aged; which of them stay (visible and in the field) and which divide."
+    c = cells['c'] + np.asarray(drift) + rng.normal(0, move_sigma, cells['c'].shape)
+    ax = cells['ax'] * 1.03
+    moved = dict(cells, c=c, ax=ax, ang=cells['ang'] + rng.normal(0, 0.1, len(ax)), age=cells['age'] + 1)
+    keep = present & (c >= 0).all(1) & (c < size).all(1)  # left the field: track ends
+    divide = keep & (moved['age'] >= min_age) & (rng.random(len(c)) < division_prob)
+    return moved, keep, divide
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #52944149
+def _next_cells(rng, moved: dict, keep, divide, tracks: dict, next_id: int, t: int, size: int) -> tuple[dict, int]:
+    "The next frame's cells: survivors as they are, each dividing cell replaced by two daughters (new track rows)."
+    new = {k: [] for k in moved}
+    for k in np.flatnonzero(keep & ~divide):
+        for key in new:
+            new[key].append(moved[key][k])
+    for k in np.flatnonzero(divide):
+        theta = rng.uniform(0, np.pi)
+        off = 0.6 * moved['ax'][k, 1] * np.array([np.sin(theta), np.cos(theta)])
+        for sign in (1, -1):
+            tracks[next_id] = [next_id, t + 1, t + 1, int(moved['id'][k])]
+            daughter = dict(
+                id=next_id,
+                c=np.clip(moved['c'][k] + sign * off, 0, size - 1),
+                ax=moved['ax'][k] * 0.72,
+                ang=theta + np.pi / 2,
+                age=0,
+                bright=moved['bright'][k] * rng.uniform(0.9, 1.1),
+            )
+            for key in new:
+                new[key].append(daughter[key])
+            next_id += 1
+    cells = {k: np.array(v).reshape((-1, 2) if k in ('c', 'ax') else (-1,)) for k, v in new.items()}
+    cells['id'] = cells['id'].astype(int)
+    return cells, next_id
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #d4602ec3
+def _visible_tracks(tracks: dict, labels: np.ndarray) -> np.ndarray:
+    "The CTC rows (N, 4) sorted by label, without tracks that do not appear in their first frame."
+    rows = [row for row in tracks.values() if (labels[row[1]] == row[0]).any()]
+    tr = np.array(rows, dtype=int).reshape(-1, 4)
+    return tr[np.argsort(tr[:, 0])]
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #1271884e
 def cell_timelapse(
@@ -171,88 +262,36 @@ def cell_timelapse(
     min_age: int = 3,
     noise: float = 0.03,
 ) -> TimeLapse:
-    "Cells moving (random walk + drift), growing and dividing over `n_frames`; labels are track ids, `tracks` CTC rows L B E P."
+    "Cells moving (random walk + drift), growing and dividing; labels are track ids, `tracks` CTC rows L B E P."
     if n_frames < 1:
         raise InputError(f"n_frames must be >= 1, got {n_frames}")
     rng = as_rng(seed)
-    centers, r = _place_centers(rng, size, rng.uniform(*radius, n_cells), touching=False)
-    n = len(r)
-    cells = {
-        'id': np.arange(1, n + 1),
-        'c': centers,
-        'ax': np.stack([r * rng.uniform(0.75, 1, n), r], 1),
-        'ang': rng.uniform(0, np.pi, n),
-        'age': rng.integers(0, min_age, n),
-        'bright': rng.uniform(0.5, 1.0, n),
-    }
+    cells = _new_cells(rng, size, n_cells, radius, min_age)
     tracks = {int(i): [int(i), 0, 0, 0] for i in cells['id']}
-    next_id = n + 1
+    next_id = len(cells['id']) + 1
     frames, labels = [], []
     for t in range(n_frames):
-        lab = _render_cells(size, cells['c'], cells['ax'], cells['ang'], cells['id'])
-        present = np.isin(cells['id'], np.unique(lab))
-        for k, i in enumerate(cells['id']):
-            if present[k]:
-                tracks[int(i)][2] = t
-        bright = np.zeros(lab.max() + 1)
-        bright[cells['id'][present]] = cells['bright'][present]
+        lab, frame, present = _render_frame(rng, cells, size, noise)
+        for i in cells['id'][present]:
+            tracks[int(i)][2] = t
         labels.append(lab)
-        frames.append(_texture_image(rng, lab, bright[1:] if lab.max() else np.zeros(0), noise, 0.1))
+        frames.append(frame)
         if t == n_frames - 1:
             break
-        keep = present.copy()
-        # move, grow, rotate a little
-        c = cells['c'] + np.asarray(drift) + rng.normal(0, move_sigma, cells['c'].shape)
-        ax = cells['ax'] * 1.03
-        ang = cells['ang'] + rng.normal(0, 0.1, len(ax))
-        age = cells['age'] + 1
-        keep &= (c >= 0).all(1) & (c < size).all(1)  # left the field: track ends
-        divide = keep & (age >= min_age) & (rng.random(len(c)) < division_prob)
-        new = {k: [] for k in cells}
-        for k in np.flatnonzero(keep & ~divide):
-            for key, val in (
-                ('id', cells['id'][k]),
-                ('c', c[k]),
-                ('ax', ax[k]),
-                ('ang', ang[k]),
-                ('age', age[k]),
-                ('bright', cells['bright'][k]),
-            ):
-                new[key].append(val)
-        for k in np.flatnonzero(divide):
-            theta = rng.uniform(0, np.pi)
-            off = 0.6 * ax[k, 1] * np.array([np.sin(theta), np.cos(theta)])
-            for sign in (1, -1):
-                tracks[next_id] = [next_id, t + 1, t + 1, int(cells['id'][k])]
-                for key, val in (
-                    ('id', next_id),
-                    ('c', np.clip(c[k] + sign * off, 0, size - 1)),
-                    ('ax', ax[k] * 0.72),
-                    ('ang', theta + np.pi / 2),
-                    ('age', 0),
-                    ('bright', cells['bright'][k] * rng.uniform(0.9, 1.1)),
-                ):
-                    new[key].append(val)
-                next_id += 1
-        cells = {k: np.array(v).reshape((-1, 2) if k in ('c', 'ax') else (-1,)) for k, v in new.items()}
-        cells['id'] = cells['id'].astype(int)
-    T = len(labels)
+        moved, keep, divide = _step_cells(rng, cells, present, size, drift, move_sigma, min_age, division_prob)
+        cells, next_id = _next_cells(rng, moved, keep, divide, tracks, next_id, t, size)
     lab_stack = np.stack(labels)
-    # drop daughters that never appeared (hidden under a neighbour in their first frame)
-    rows = [row for row in tracks.values() if (lab_stack[row[1]] == row[0]).any()]
-    tr = np.array(rows, dtype=int).reshape(-1, 4)
-    return TimeLapse(np.stack(frames), lab_stack, tr[np.argsort(tr[:, 0])])
+    return TimeLapse(np.stack(frames), lab_stack, _visible_tracks(tracks, lab_stack))
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #e220128a
 def _imwrite(path: Path, data: np.ndarray):
-    import tifffile
-
+    "Write `data` as a zlib-compressed grayscale TIFF, atomically."
     with atomic_write(path, 'wb') as f:
         tifffile.imwrite(f, data, photometric='minisblack', compression='zlib')
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #d387137c
 def write_ctc_gt(root: str | Path, timelapse: TimeLapse, sequence: str = '01', scale: float = 4000.0) -> dict:
-    "Write a time-lapse in the Cell Tracking Challenge ground-truth layout under `root`; returns the folders and track file."
+    "Write a time-lapse in the Cell Tracking Challenge ground-truth layout under `root`; returns folders, track file."
     validate_tracks(timelapse.labels, timelapse.tracks)
     root = Path(root)
     T = len(timelapse.frames)
@@ -269,7 +308,7 @@ def write_ctc_gt(root: str | Path, timelapse: TimeLapse, sequence: str = '01', s
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #787ed647
 def density_map(dots: np.ndarray, shape: tuple, sigma: float = 1.0) -> np.ndarray:
-    "Gaussian density map of dots (N, 2) (y, x) whose sum equals the number of dots inside `shape`, border dots included."
+    "Gaussian density map of dots (N, 2) (y, x) whose sum is the number of dots inside `shape`, border dots included."
     dots = np.asarray(dots, dtype=float).reshape(-1, 2)
     iy, ix = np.round(dots[:, 0]).astype(int), np.round(dots[:, 1]).astype(int)
     ok = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < shape[1])
@@ -293,7 +332,7 @@ def dot_image(
     noise: float = 0.02,
     density_sigma: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Many small blurred cells (overlap allowed, like VGG's synthetic cells): image, dots (N, 2) at integer (y, x), density map."
+    "Many small blurred cells (overlap allowed, like VGG's synthetic cells): image, dots (N, 2) (y, x), density map."
     rng = as_rng(seed)
     flat = rng.choice(size * size, n_objects, replace=False)  # unique pixel positions
     dots = np.stack(np.divmod(flat, size), 1).astype(float)
@@ -311,9 +350,7 @@ def dot_image(
 def write_vgg_layout(
     root: str | Path, n_images: int = 4, seed=0, size: int = 256, n_objects: int = 80
 ) -> list[tuple[Path, Path]]:
-    "Write `n_images` counting images as VGG cells files: `001cell.png` (RGB) and `001dots.png` (red (255, 0, 0) dots on black)."
-    from PIL import Image
-
+    "Write `n_images` counting images as VGG cells files: `001cell.png` (RGB), `001dots.png` (red dots on black)."
     rng = as_rng(seed)
     root = Path(root)
     out = []
@@ -333,8 +370,6 @@ def write_vgg_layout(
 # %% ../../nbs/02b_synthetic.cells.ipynb #625d969c
 def read_vgg_dots(path: str | Path) -> np.ndarray:
     "Dot positions (N, 2) (y, x) from a VGG-style `XXXdots.png` (red pixels)."
-    from PIL import Image
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist")
