@@ -14,17 +14,8 @@ import pandas as pd
 
 from ..core import InputError, atomic_write, progress
 from ..io import read_zstack, list_images, read_image
-from microscopy_toolkit.focus.sharpness import (
-    FOCUS_MEASURES,
-    focus_measure,
-    score_images,
-    best_focus,
-    per_rank_summary,
-    per_stain_srcc,
-    srcc_table,
-    plot_rank_curve,
-    plot_stain_boxplots,
-)
+from .sharpness import FOCUS_MEASURES, focus_measure, score_images, best_focus, per_rank_summary
+from .sharpness import per_stain_srcc, srcc_table, plot_rank_curve, plot_stain_boxplots
 
 # %% auto #0
 __all__ = ['REQUIRED_COLUMNS', 'score_stack', 'score_stacks', 'load_labelled_collection', 'FocusAnalysis', 'analyze_collection',
@@ -40,15 +31,21 @@ def _check_measures(measures: str | Sequence[str]) -> list[str]:
             focus_measure(np.zeros((2, 2)), m)  # raises the registry's error with a suggestion
     return measures
 
-# %% ../../nbs/16_focus.analysis.ipynb #a31a6abe
-def score_stack(stack: np.ndarray, measures: str | Sequence[str] = ('sf',), smooth: float = 0) -> pd.DataFrame:
-    "Per-slice focus scores of one (Z, Y, X) stack: columns z, one per measure, `best` (by the first measure), `relative_rank`, `distance_to_best`."
-    measures = _check_measures(measures)
+# %% ../../nbs/16_focus.analysis.ipynb #a536d52d
+def _as_stack(stack) -> np.ndarray:
     stack = np.asarray(stack)
     if stack.ndim == 2:
         stack = stack[None]
     if stack.ndim != 3:
         raise InputError(f"a z-stack must be (Z, Y, X), got shape {stack.shape}")
+    return stack
+
+# %% ../../nbs/16_focus.analysis.ipynb #a31a6abe
+def score_stack(stack: np.ndarray, measures: str | Sequence[str] = ('sf',), smooth: float = 0) -> pd.DataFrame:
+    """Per-slice focus scores of one (Z, Y, X) stack: columns z, one per measure, `best` (by the first measure),
+    `relative_rank`, `distance_to_best`."""
+    measures = _check_measures(measures)
+    stack = _as_stack(stack)
     bf = best_focus(stack, measure=measures[0], smooth=smooth)
     df = pd.DataFrame({'z': np.arange(len(stack))})
     df[measures[0]] = np.asarray(bf.scores, dtype=float)
@@ -59,6 +56,18 @@ def score_stack(stack: np.ndarray, measures: str | Sequence[str] = ('sf',), smoo
     df['distance_to_best'] = np.abs(df['z'] - bf.best)
     return df
 
+# %% ../../nbs/16_focus.analysis.ipynb #996cabe0
+def _score_or_skip(f, measures: list, channel, smooth: float, on_error: str, failed: list) -> pd.DataFrame | None:
+    try:
+        df = score_stack(read_zstack(f, channel=channel), measures, smooth=smooth)
+    except InputError as e:
+        if on_error == 'raise':
+            raise
+        failed.append((str(f), str(e)))
+        return None
+    df.insert(0, 'file', str(f))
+    return df
+
 # %% ../../nbs/16_focus.analysis.ipynb #7d78bb2c
 def score_stacks(
     paths: str | Path | Sequence[str | Path],
@@ -67,35 +76,27 @@ def score_stacks(
     smooth: float = 0,
     on_error: str = 'raise',
 ) -> pd.DataFrame:
-    "Score every TIFF z-stack in `paths` (files, folders or globs): one row per slice with `file` and the columns of `score_stack`."
+    """Score every TIFF z-stack in `paths` (files, folders or globs): one row per slice with `file` and the columns of
+    `score_stack`."""
     if on_error not in ('raise', 'skip'):
         raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     measures = _check_measures(measures)
     files = list_images(paths)
-    rows, failed = [], []
-    for f in progress(files, desc='scoring stacks', unit='file'):
-        try:
-            df = score_stack(read_zstack(f, channel=channel), measures, smooth=smooth)
-        except InputError as e:
-            if on_error == 'raise':
-                raise
-            failed.append((str(f), str(e)))
-            continue
-        df.insert(0, 'file', str(f))
-        rows.append(df)
+    failed = []
+    files_bar = progress(files, desc='scoring stacks', unit='file')
+    scored = [_score_or_skip(f, measures, channel, smooth, on_error, failed) for f in files_bar]
+    rows = [df for df in scored if df is not None]
     if not rows:
         raise InputError(f"none of the {len(files)} file(s) could be scored: " + '; '.join(m for _, m in failed))
     out = pd.concat(rows, ignore_index=True)
     out.attrs['failed'] = failed
     return out
 
-# %% ../../nbs/16_focus.analysis.ipynb #5d731e49
+# %% ../../nbs/16_focus.analysis.ipynb #1cf9f5b5
 REQUIRED_COLUMNS = ('path', 'stain', 'rank')
 
-
-def load_labelled_collection(csv: str | Path) -> pd.DataFrame:
-    "Read a CSV of `path, stain, rank[, dataset, ...]`, resolve relative paths against the CSV's folder and validate every row."
-    csv = Path(csv)
+# %% ../../nbs/16_focus.analysis.ipynb #c6158710
+def _read_collection_csv(csv: Path) -> pd.DataFrame:
     if not csv.exists():
         raise InputError(f"collection file {csv} does not exist")
     try:
@@ -109,11 +110,24 @@ def load_labelled_collection(csv: str | Path) -> pd.DataFrame:
         )
     if df.empty:
         raise InputError(f"{csv} has no rows")
-    bad_rank = pd.to_numeric(df['rank'], errors='coerce')
-    if bad_rank.isna().any() or (bad_rank < 0).any() or (bad_rank != bad_rank.round()).any():
-        rows = df.index[bad_rank.isna() | (bad_rank < 0) | (bad_rank != bad_rank.round())].tolist()[:5]
+    return df
+
+# %% ../../nbs/16_focus.analysis.ipynb #decb9421
+def _integer_ranks(df: pd.DataFrame, csv: Path) -> pd.Series:
+    rank = pd.to_numeric(df['rank'], errors='coerce')
+    bad = rank.isna() | (rank < 0) | (rank != rank.round())
+    if bad.any():
+        rows = df.index[bad].tolist()[:5]
         raise InputError(f"{csv}: 'rank' must be a non-negative integer (0 = in focus); bad rows (0-based): {rows}")
-    df['rank'] = bad_rank.astype(int)
+    return rank.astype(int)
+
+# %% ../../nbs/16_focus.analysis.ipynb #a8d5c56d
+def load_labelled_collection(csv: str | Path) -> pd.DataFrame:
+    """Read a CSV of `path, stain, rank[, dataset, ...]`, resolve relative paths against the CSV's folder and validate
+    every row."""
+    csv = Path(csv)
+    df = _read_collection_csv(csv)
+    df['rank'] = _integer_ranks(df, csv)
     df['path'] = [str(p if Path(p).is_absolute() else (csv.parent / p)) for p in df['path'].astype(str)]
     gone = [p for p in df['path'] if not Path(p).exists()]
     if gone:
@@ -124,7 +138,8 @@ def load_labelled_collection(csv: str | Path) -> pd.DataFrame:
 # %% ../../nbs/16_focus.analysis.ipynb #dbab7452
 @dataclass
 class FocusAnalysis:
-    "Result of `analyze_collection`: per-image scores, per-rank summary, per-stain SRCC, the Table-1 row and written files."
+    """Result of `analyze_collection`: per-image scores, per-rank summary, per-stain SRCC, the Table-1 row and written
+    files."""
 
     scores: pd.DataFrame
     per_rank: pd.DataFrame
@@ -161,7 +176,8 @@ def analyze_collection(
     out_dir: str | Path | None = None,
     dataset: str = 'collection',
 ) -> FocusAnalysis:
-    "Section 5 of the FluoCLIP paper on a labelled collection (`table` with stain and rank; images given or read from `path`)."
+    """Section 5 of the FluoCLIP paper on a labelled collection (`table` with stain and rank; images given or read
+    from `path`)."""
     for c in ('stain', 'rank'):
         if c not in table.columns:
             raise InputError(f"the collection table needs a {c!r} column; it has {list(table.columns)}")
@@ -178,25 +194,22 @@ def analyze_collection(
         res.files = write_analysis(res, out_dir)
     return res
 
-# %% ../../nbs/16_focus.analysis.ipynb #13e4820e
-def write_analysis(res: FocusAnalysis, out_dir: str | Path) -> dict:
-    "Write scores / per-rank / per-stain / Table-1 CSVs, the two figures and metrics.json into `out_dir`; return the paths."
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+# %% ../../nbs/16_focus.analysis.ipynb #e7447000
+def _write_tables(res: FocusAnalysis, out: Path) -> dict:
     files = {}
-    for name, df in [
-        ('scores', res.scores),
-        ('per_rank', res.per_rank),
-        ('per_stain_srcc', res.per_stain),
-        ('table1', res.table1),
-    ]:
+    tables = [('scores', res.scores), ('per_rank', res.per_rank), ('per_stain_srcc', res.per_stain)]
+    for name, df in tables + [('table1', res.table1)]:
         p = out / f'{name}.csv'
         with atomic_write(p, 'w') as f:
             df.to_csv(f, index=name == 'table1')
         files[name] = p
+    return files
+
+# %% ../../nbs/16_focus.analysis.ipynb #2492904f
+def _write_figures(res: FocusAnalysis, out: Path) -> dict:
+    import matplotlib.pyplot as plt
+
+    files = {}
     for name, plot in [
         ('rank_curve', lambda ax: plot_rank_curve(res.scores, res.measure, by='stain', ax=ax)),
         ('stain_boxplots', lambda ax: plot_stain_boxplots(res.scores, res.measure, ax=ax)),
@@ -209,6 +222,15 @@ def write_analysis(res: FocusAnalysis, out_dir: str | Path) -> dict:
             fig.savefig(f, format='png', dpi=110)
         plt.close(fig)
         files[name] = p
+    return files
+
+# %% ../../nbs/16_focus.analysis.ipynb #d47bdd9e
+def write_analysis(res: FocusAnalysis, out_dir: str | Path) -> dict:
+    """Write scores / per-rank / per-stain / Table-1 CSVs, the two figures and metrics.json into `out_dir`; return the
+    paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {**_write_tables(res, out), **_write_figures(res, out)}
     p = out / 'metrics.json'
     with atomic_write(p, 'w') as f:
         json.dump(res.metrics(), f, indent=2)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import InputError
+from .model import FocusModel
 
 # %% auto #0
 __all__ = ['RANK_LOSSES', 'ordinal_encoding_targets', 'ordinal_encoding_loss', 'ordinal_encoding_probabilities', 'co2_loss',
@@ -27,7 +28,8 @@ def ordinal_encoding_loss(logits: torch.Tensor, ranks: torch.Tensor) -> torch.Te
 
 # %% ../../nbs/13b_focus.baselines.ipynb #33292818
 def ordinal_encoding_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    "(B, K) level probabilities from (B, K−1) OE logits: differences of the exceedance probabilities, clamped and renormalised."
+    """(B, K) level probabilities from (B, K−1) OE logits: differences of the exceedance probabilities,
+    clamped and renormalised."""
     s = torch.sigmoid(logits)
     one, zero = torch.ones_like(s[:, :1]), torch.zeros_like(s[:, :1])
     p = (torch.cat([one, s], 1) - torch.cat([s, zero], 1)).clamp(min=0)
@@ -60,11 +62,11 @@ def qulce_loss(logits: torch.Tensor, ranks: torch.Tensor, margin: float = 0.05, 
     far_hi = ((k > hi[:, None]).to(p) * F.relu(margin + p - p_hi[:, None])).sum(1)
     return F.cross_entropy(logits, ranks) + (near + lam * (far_lo + far_hi)).mean()
 
-# %% ../../nbs/13b_focus.baselines.ipynb #696122a0
+# %% ../../nbs/13b_focus.baselines.ipynb #ba9deaec
 RANK_LOSSES = ('ce', 'oe', 'co2', 'qulce')
 
-
-class RankClassifier(nn.Module):
+# %% ../../nbs/13b_focus.baselines.ipynb #696122a0
+class RankClassifier(FocusModel):
     "Image encoder + head for the CE / OE / CO2 / QULCE baselines, following the focus-model protocol."
 
     def __init__(
@@ -118,10 +120,6 @@ class RankClassifier(nn.Module):
             ordinal_encoding_probabilities(output.float()) if self.method == 'oe' else torch.softmax(output.float(), 1)
         )
 
-    def expected_rank(self, output):
-        p = self.probabilities(output)
-        return p @ torch.arange(p.shape[1], dtype=p.dtype, device=p.device)
-
 # %% ../../nbs/13b_focus.baselines.ipynb #ad82e969
 def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     "−Pearson correlation between predictions and targets over the batch."
@@ -132,8 +130,11 @@ def plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(x * y).sum() / (x.norm() * y.norm()).clamp(min=1e-12)
 
 # %% ../../nbs/13b_focus.baselines.ipynb #54602751
-class FocusLiteNN(nn.Module):
-    "FocusLiteNN: conv(7, stride 5) → min-pool 47 → (1×1 conv) → mean; one score per image, −PLCC loss, calibrated to ranks."
+class FocusLiteNN(FocusModel):
+    """FocusLiteNN: conv(7, stride 5) → min-pool 47 → (1×1 conv) → mean; one score per image, −PLCC loss,
+    calibrated to ranks."""
+
+    needs_calibration = True
 
     def __init__(self, n_kernels: int = 1, n_ranks: int = 10, image_size: int = 235, pool: int = 47):
         super().__init__()
@@ -170,6 +171,9 @@ class FocusLiteNN(nn.Module):
         self.scale.fill_(float(a))
         self.offset.fill_(float(b))
         return float(a), float(b)
+
+    def learning_rates(self, stage: str) -> dict[str, float]:
+        return {'all': 1e-2}
 
     def probabilities(self, output):
         return None

@@ -41,7 +41,8 @@ _BBBC006_FILE = re.compile(r'_([a-p]\d{2})_s(\d)_(w\d)', re.I)
 def read_bbbc006(
     root: str | Path, n_ranks: int = 10, channels: dict | None = None, z_focus: int = 16, n_planes: int = 32
 ) -> pd.DataFrame:
-    "BBBC006 z-stacks as a table: z from the folder name, stain from the w1/w2 channel, rank = |z − 16| in `n_ranks` levels."
+    """BBBC006 z-stacks as a table: z from the folder name, stain from the w1/w2 channel, rank = |z − 16| in `n_ranks`
+    levels."""
     channels = channels or {'w1': 'Hoechst', 'w2': 'phalloidin'}
     root = Path(root)
     rows = []
@@ -72,50 +73,65 @@ def read_bbbc006(
     t['rank'] = z_to_rank(t.z.values, z_focus, n_planes, n_ranks)
     return t.sort_values(['stack', 'z']).reset_index(drop=True)[['path', 'rank', 'stain', 'z', 'stack', 'dataset']]
 
-# %% ../../nbs/11_focus.data.ipynb #ab919c74
-def read_focuspath(
-    root: str | Path, csv: str | Path | None = None, n_ranks: int = 12, slide_stains: dict | None = None
-) -> pd.DataFrame:
-    """FocusPath: CSV `Name, Subjective Score` (found under `root` when `csv` is None); rank = min(|score|, n_ranks − 1),
-    i.e. levels 12–14 merged into 11; stain per slide from `slide_stains` ({1: 'H&E', ...}) or 'slide01', ...; stack = slide+strip+position.
-    """
-    root = Path(root)
-    if csv is None:
-        found = sorted(root.rglob('*.csv'))
-        if len(found) != 1:
-            raise InputError(f"pass csv=: found {len(found)} CSV files under {root}")
-        csv = found[0]
+# %% ../../nbs/11_focus.data.ipynb #6ef2ec25
+def _find_csv(root: Path, csv) -> Path:
+    if csv is not None:
+        return csv
+    found = sorted(root.rglob('*.csv'))
+    if len(found) != 1:
+        raise InputError(f"pass csv=: found {len(found)} CSV files under {root}")
+    return found[0]
+
+# %% ../../nbs/11_focus.data.ipynb #e1d3ede2
+def _read_focuspath_csv(csv) -> pd.DataFrame:
     t = pd.read_csv(csv)
     t.columns = [c.strip() for c in t.columns]
     for col in ('Name', 'Subjective Score'):
         if col not in t.columns:
             raise InputError(
-                f"{csv} has no column {col!r} (columns: {list(t.columns)}); FocusPath's CSV has 'Name' and 'Subjective Score'"
+                f"{csv} has no column {col!r} (columns: {list(t.columns)}); "
+                "FocusPath's CSV has 'Name' and 'Subjective Score'"
             )
+    return t
+
+# %% ../../nbs/11_focus.data.ipynb #d37f456a
+def _focuspath_row(name: str, score, where: str, files: dict, root: Path, n_ranks: int, slide_stains) -> dict:
+    m = re.search(r'Slide(\d+)_Strip(\d+)_Slice(\d+)_Position(\d+)', name, re.I)
+    if m is None:
+        raise InputError(f"{where}: name {name!r} is not SlideNN_StripNN_SliceNN_PositionNN")
+    stem = Path(name).stem
+    if stem not in files:
+        raise InputError(f"{where}: image {name!r} not found under {root}")
+    slide = int(m.group(1))
+    return dict(
+        path=str(files[stem]),
+        rank=int(min(abs(float(score)), n_ranks - 1)),
+        stain=(slide_stains or {}).get(slide, f'slide{slide:02d}'),
+        z=int(m.group(3)),
+        stack=f'slide{slide:02d}_strip{int(m.group(2)):02d}_pos{int(m.group(4)):02d}',
+        dataset='FocusPath',
+    )
+
+# %% ../../nbs/11_focus.data.ipynb #2decbb6f
+def read_focuspath(
+    root: str | Path, csv: str | Path | None = None, n_ranks: int = 12, slide_stains: dict | None = None
+) -> pd.DataFrame:
+    """FocusPath: CSV `Name, Subjective Score` (found under `root` when `csv` is None);
+    rank = min(|score|, n_ranks − 1), i.e. levels 12–14 merged into 11; stain per slide from `slide_stains`
+    ({1: 'H&E', ...}) or 'slide01', ...; stack = slide+strip+position.
+    """
+    root = Path(root)
+    csv = _find_csv(root, csv)
+    t = _read_focuspath_csv(csv)
     files = {p.stem: p for p in _files(root)}
     rows = []
     for i, r in t.iterrows():
+        where = f"{csv} row {i + 2}"
         name = str(r['Name']).strip()
-        m = re.search(r'Slide(\d+)_Strip(\d+)_Slice(\d+)_Position(\d+)', name, re.I)
-        if m is None:
-            raise InputError(f"{csv} row {i + 2}: name {name!r} is not SlideNN_StripNN_SliceNN_PositionNN")
-        stem = Path(name).stem
-        if stem not in files:
-            raise InputError(f"{csv} row {i + 2}: image {name!r} not found under {root}")
-        slide = int(m.group(1))
-        rows.append(
-            dict(
-                path=str(files[stem]),
-                rank=int(min(abs(float(r['Subjective Score'])), n_ranks - 1)),
-                stain=(slide_stains or {}).get(slide, f'slide{slide:02d}'),
-                z=int(m.group(3)),
-                stack=f'slide{slide:02d}_strip{int(m.group(2)):02d}_pos{int(m.group(4)):02d}',
-                dataset='FocusPath',
-            )
-        )
+        rows.append(_focuspath_row(name, r['Subjective Score'], where, files, root, n_ranks, slide_stains))
     return pd.DataFrame(rows)
 
-
+# %% ../../nbs/11_focus.data.ipynb #33ee2632
 _FLUOMIX = re.compile(r'^(D\d+)_?([A-Za-z]*)?.*_Mosaic(\d+)_s(\d+)_z(\d+)_ch(\d+)_SV_(.+)$')
 FLUOMIX_TISSUES = {
     'D1': 'brain',
@@ -144,6 +160,37 @@ def parse_fluomix_name(name: str) -> dict:
         stain=m.group(7),
     )
 
+# %% ../../nbs/11_focus.data.ipynb #9240b179
+def _fluomix_from_list(root: Path, list_file) -> list[dict]:
+    rows = []
+    for i, line in enumerate(Path(list_file).read_text().splitlines()):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) < 3:
+            raise InputError(f"{list_file} line {i + 1}: expected 'image label stain', got {line!r}")
+        info = parse_fluomix_name(parts[0])
+        p = root / parts[0]
+        if not p.exists():
+            raise InputError(f"{list_file} line {i + 1}: {p} does not exist")
+        rows.append(dict(path=str(p), rank=int(parts[1]), **{**info, 'stain': ' '.join(parts[2:])}))
+    return rows
+
+# %% ../../nbs/11_focus.data.ipynb #c1d272b8
+def _fluomix_from_names(root: Path, n_ranks: int, z_focus: int, half_step_sets) -> list[dict]:
+    rows = []
+    for p in _files(root, ('.tif', '.tiff', '.png')):
+        info = parse_fluomix_name(p.name)
+        dz = abs(info['z'] - z_focus)
+        if info['dataset'] in half_step_sets:
+            if info['z'] % 2:
+                continue
+            dz //= 2
+        if dz > n_ranks - 1:
+            continue
+        rows.append(dict(path=str(p), rank=dz, **info))
+    return rows
+
 # %% ../../nbs/11_focus.data.ipynb #a18d3a62
 def read_fluomix(
     root: str | Path,
@@ -156,30 +203,10 @@ def read_fluomix(
     the 1 µm sets), planes beyond level `n_ranks − 1` dropped; tissue from the set (D1–D4 brain, D5–D6 lung, D7 liver).
     """
     root = Path(root)
-    rows = []
     if list_file is not None:
-        for i, line in enumerate(Path(list_file).read_text().splitlines()):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) < 3:
-                raise InputError(f"{list_file} line {i + 1}: expected 'image label stain', got {line!r}")
-            info = parse_fluomix_name(parts[0])
-            p = root / parts[0]
-            if not p.exists():
-                raise InputError(f"{list_file} line {i + 1}: {p} does not exist")
-            rows.append(dict(path=str(p), rank=int(parts[1]), **{**info, 'stain': ' '.join(parts[2:])}))
+        rows = _fluomix_from_list(root, list_file)
     else:
-        for p in _files(root, ('.tif', '.tiff', '.png')):
-            info = parse_fluomix_name(p.name)
-            dz = abs(info['z'] - z_focus)
-            if info['dataset'] in half_step_sets:
-                if info['z'] % 2:
-                    continue
-                dz //= 2
-            if dz > n_ranks - 1:
-                continue
-            rows.append(dict(path=str(p), rank=dz, **info))
+        rows = _fluomix_from_names(root, n_ranks, z_focus, half_step_sets)
     if not rows:
         raise InputError(f"no FluoMix images under {root}")
     t = pd.DataFrame(rows)
@@ -188,7 +215,8 @@ def read_fluomix(
 
 # %% ../../nbs/11_focus.data.ipynb #2f1364f0
 def read_focus_table(source: str | Path | pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame:
-    "Your own data as a CSV (or DataFrame) with columns path, rank, stain[, tissue, stack]; relative paths are under `root` (default: the CSV's folder)."
+    """Your own data as a CSV (or DataFrame) with columns path, rank, stain[, tissue, stack]; relative paths are under
+    `root` (default: the CSV's folder)."""
     if isinstance(source, pd.DataFrame):
         t, base = source.copy(), Path(root) if root else Path('.')
     else:
@@ -224,12 +252,12 @@ def read_focus_folder(root: str | Path) -> pd.DataFrame:
         raise InputError(f"no images under {root} (expected root/<stain>/<rank>/<image>)")
     return pd.DataFrame(rows)
 
-# %% ../../nbs/11_focus.data.ipynb #d98fbf1f
+# %% ../../nbs/11_focus.data.ipynb #d793c6cc
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SCALINGS = ('percentile', 'dtype', 'reference')
 
-
+# %% ../../nbs/11_focus.data.ipynb #d98fbf1f
 def scale_intensities(
     image: np.ndarray, scaling: str = 'percentile', low: float = 0.1, high: float = 99.9
 ) -> np.ndarray:
@@ -258,9 +286,27 @@ def to_single_channel(image: np.ndarray) -> np.ndarray:
             return a[a.reshape(a.shape[0], -1).mean(1).argmax()]
     raise InputError(f"expected a 2-D image or a multi-channel image with at most 4 channels, got shape {a.shape}")
 
+# %% ../../nbs/11_focus.data.ipynb #b7c7bba2
+def _resize_shorter(x: torch.Tensor, r: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if min(h, w) == r:
+        return x
+    s = r / min(h, w)
+    size = (max(r, round(h * s)), max(r, round(w * s)))
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False, antialias=True)
+
+# %% ../../nbs/11_focus.data.ipynb #30baa942
+def _crop_corner(h: int, w: int, size: int, train: bool) -> tuple[int, int]:
+    if train:
+        i = int(torch.randint(0, h - size + 1, ()).item())
+        j = int(torch.randint(0, w - size + 1, ()).item())
+        return i, j
+    return (h - size) // 2, (w - size) // 2
+
 # %% ../../nbs/11_focus.data.ipynb #5386361b
 class FocusTransform:
-    "The paper's transform on numpy images: scale, single channel, resize shorter side, crop (random in training), flip, 3 channels, normalise."
+    """The paper's transform on numpy images: scale, single channel, resize shorter side, crop (random in training),
+    flip, 3 channels, normalise."""
 
     def __init__(
         self,
@@ -283,25 +329,11 @@ class FocusTransform:
         if a.size == 0:
             raise InputError("empty image")
         x = torch.from_numpy(scale_intensities(a, self.scaling))[None, None]
-        h, w = x.shape[-2:]
-        r = self.resize or min(h, w)
-        if min(h, w) != r:
-            s = r / min(h, w)
-            x = F.interpolate(
-                x,
-                size=(max(r, round(h * s)), max(r, round(w * s))),
-                mode='bilinear',
-                align_corners=False,
-                antialias=True,
-            )
+        x = _resize_shorter(x, self.resize or min(x.shape[-2:]))
         h, w = x.shape[-2:]
         if min(h, w) < self.size:
             raise InputError(f"image of {h}x{w} pixels is smaller than the crop size {self.size}")
-        if self.train:
-            i = int(torch.randint(0, h - self.size + 1, ()).item())
-            j = int(torch.randint(0, w - self.size + 1, ()).item())
-        else:
-            i, j = (h - self.size) // 2, (w - self.size) // 2
+        i, j = _crop_corner(h, w, self.size, self.train)
         x = x[0, :, i : i + self.size, j : j + self.size]
         if self.train and self.flip and torch.rand(()) < 0.5:
             x = x.flip(-1)
@@ -337,6 +369,24 @@ def read_image_2d(path: str | Path) -> np.ndarray:
         raise InputError(f"{p} has shape {a.shape}; expected one 2-D plane (pick the plane before training)")
     return a
 
+# %% ../../nbs/11_focus.data.ipynb #d947cfcf
+def _check_focus_table(table: pd.DataFrame, images):
+    missing = [c for c in ('rank', 'stain') if c not in table.columns]
+    if missing:
+        raise InputError(f"the table needs columns rank and stain; missing {missing}")
+    if images is None and 'path' not in table.columns:
+        raise InputError("give images= or a table with a path column")
+    if images is not None and len(images) != len(table):
+        raise InputError(f"{len(images)} images for {len(table)} table rows")
+
+# %% ../../nbs/11_focus.data.ipynb #ac01291e
+def _rank_labels(table: pd.DataFrame, n_ranks: int | None) -> tuple[np.ndarray, int]:
+    ranks = table['rank'].to_numpy().astype(int)
+    n_ranks = int(n_ranks) if n_ranks is not None else int(ranks.max()) + 1 if len(ranks) else 0
+    if len(ranks) and (ranks.min() < 0 or ranks.max() >= n_ranks):
+        raise InputError(f"ranks must lie in 0..{n_ranks - 1}; found {ranks.min()}..{ranks.max()}")
+    return ranks, n_ranks
+
 # %% ../../nbs/11_focus.data.ipynb #0dd2079a
 class FocusDataset(torch.utils.data.Dataset):
     "Focus-labelled images from a table (files or an in-memory array) → items {'image', 'rank', 'stain', 'index'}."
@@ -350,13 +400,7 @@ class FocusDataset(torch.utils.data.Dataset):
         transform: Callable | None = None,
         n_ranks: int | None = None,
     ):
-        missing = [c for c in ('rank', 'stain') if c not in table.columns]
-        if missing:
-            raise InputError(f"the table needs columns rank and stain; missing {missing}")
-        if images is None and 'path' not in table.columns:
-            raise InputError("give images= or a table with a path column")
-        if images is not None and len(images) != len(table):
-            raise InputError(f"{len(images)} images for {len(table)} table rows")
+        _check_focus_table(table, images)
         self.table = table.reset_index(drop=True)
         self.images, self.root, self.transform = images, Path(root) if root else None, transform
         self.stains = list(stains) if stains is not None else sorted(self.table.stain.astype(str).unique())
@@ -365,10 +409,7 @@ class FocusDataset(torch.utils.data.Dataset):
         if unknown:
             raise InputError(f"stain(s) {unknown} are not among the model's stains {self.stains}")
         self.stain_ids = self.table.stain.astype(str).map(self.stain_to_id).to_numpy()
-        self.ranks = self.table['rank'].to_numpy().astype(int)
-        self.n_ranks = int(n_ranks) if n_ranks is not None else int(self.ranks.max()) + 1 if len(self.ranks) else 0
-        if len(self.ranks) and (self.ranks.min() < 0 or self.ranks.max() >= self.n_ranks):
-            raise InputError(f"ranks must lie in 0..{self.n_ranks - 1}; found {self.ranks.min()}..{self.ranks.max()}")
+        self.ranks, self.n_ranks = _rank_labels(self.table, n_ranks)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -423,7 +464,8 @@ def synthetic_focus_dataset(
 def train_test_split_by_group(
     table: pd.DataFrame, test_fraction: float = 0.25, seed=0, group: str = 'stack'
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Split rows so that every group (stack) falls wholly on one side; about `test_fraction` of the groups of each stain go to test."
+    """Split rows so that every group (stack) falls wholly on one side; about `test_fraction` of the groups of each
+    stain go to test."""
     if not 0 < test_fraction < 1:
         raise InputError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
     if group not in table.columns:
@@ -441,7 +483,8 @@ def train_test_split_by_group(
 
 # %% ../../nbs/11_focus.data.ipynb #9b35cbf1
 def few_shot_sample(table: pd.DataFrame, k: int, seed=0, by: Sequence[str] = ('stain', 'rank')) -> pd.DataFrame:
-    "k rows per (stain, rank) group, drawn without replacement, seeded; groups with fewer rows give all they have (with a warning)."
+    """k rows per (stain, rank) group, drawn without replacement, seeded; groups with fewer rows give all they have
+    (with a warning)."""
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
     rng = as_rng(seed)
@@ -465,7 +508,7 @@ class GeneralizationSetting:
     adapt: dict = field(default_factory=dict)
     description: str = ''
 
-
+# %% ../../nbs/11_focus.data.ipynb #90b44cb3
 GENERALIZATION_SETTINGS = {
     'few_shot': GeneralizationSetting(
         'few_shot',
@@ -508,7 +551,8 @@ def apply_setting(
     test_fraction: float = 0.5,
     group: str = 'stack',
 ) -> dict:
-    "Tables `pretrain` (empty when starting from CLIP), `adapt` (k per rank per stain) and `test` (held-out stacks of the adaptation domain)."
+    """Tables `pretrain` (empty when starting from CLIP), `adapt` (k per rank per stain) and `test` (held-out stacks
+    of the adaptation domain)."""
     if isinstance(setting, str) and setting not in GENERALIZATION_SETTINGS:
         raise InputError(f"unknown setting {setting!r}; known: {', '.join(GENERALIZATION_SETTINGS)}")
     s = GENERALIZATION_SETTINGS[setting] if isinstance(setting, str) else setting

@@ -14,10 +14,10 @@ from torch import nn
 
 from ..core import InputError
 from .clip import ClipBackbone, assemble_prompts, word_embeddings, word_token_ids
-from .ordinal import RankPromptCLIP, RankEmbeddings, ce_kl_loss
+from .ordinal import DEFAULT_LEARNING_RATES, RankPromptCLIP, RankEmbeddings, ce_kl_loss
 
 # %% auto #0
-__all__ = ['STAIN_TOKEN_MODES', 'FLUOCLIP_VARIANTS', 'DEFAULT_LEARNING_RATES', 'TextAdapter', 'StainConditioner', 'FluoCLIP']
+__all__ = ['STAIN_TOKEN_MODES', 'FLUOCLIP_VARIANTS', 'TextAdapter', 'StainConditioner', 'FluoCLIP']
 
 # %% ../../nbs/14_focus.fluoclip.ipynb #a79d886c
 def _heads(dim: int, wanted: int = 8) -> int:
@@ -25,7 +25,8 @@ def _heads(dim: int, wanted: int = 8) -> int:
 
 # %% ../../nbs/14_focus.fluoclip.ipynb #44fc5f1d
 class TextAdapter(nn.Module):
-    "FluoCLIP's text-side adapter: self-attention across a set of text features + a two-layer MLP, each with residual + LayerNorm."
+    """FluoCLIP's text-side adapter: self-attention across a set of text features + a two-layer MLP,
+    each with residual + LayerNorm."""
 
     def __init__(self, dim: int, heads: int = 8, reduction: int = 4):
         super().__init__()
@@ -47,7 +48,8 @@ class TextAdapter(nn.Module):
 
 # %% ../../nbs/14_focus.fluoclip.ipynb #ed877b54
 class StainConditioner(nn.Module):
-    "f_θ(R_base, S_l): stain-conditioned base rank embeddings (L, K', T, D) from bases (K', T, D) and stain tokens (L, C, D)."
+    """f_θ(R_base, S_l): stain-conditioned base rank embeddings (L, K', T, D) from bases (K', T, D)
+    and stain tokens (L, C, D)."""
 
     def __init__(self, dim: int, n_queries: int = 2, reduction: int = 16, alpha: float = 0.1, seed: int = 0):
         super().__init__()
@@ -58,7 +60,7 @@ class StainConditioner(nn.Module):
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
 
     def summary(self, stain_tokens: torch.Tensor) -> torch.Tensor:
-        "(L, C, D) → (L, D): attention pooling of each stain's tokens with the learnable queries, averaged over queries."
+        "(L, C, D) → (L, D): attention pooling of each stain's tokens with the learnable queries, averaged."
         scores = torch.einsum('qd,lcd->lqc', self.queries, stain_tokens) / math.sqrt(stain_tokens.shape[-1])
         return torch.einsum('lqc,lcd->lqd', scores.softmax(-1), stain_tokens).mean(1)
 
@@ -68,9 +70,10 @@ class StainConditioner(nn.Module):
         b = base[None].expand(L, Kb, T, D)
         return b + self.alpha * self.net(torch.cat([b, s], dim=-1))
 
-# %% ../../nbs/14_focus.fluoclip.ipynb #ffb987ea
+# %% ../../nbs/14_focus.fluoclip.ipynb #6d4e5029
 STAIN_TOKEN_MODES = ('none', 'plain', 'trainable', 'grounded')
 
+# %% ../../nbs/14_focus.fluoclip.ipynb #407838fb
 FLUOCLIP_VARIANTS = {
     'ordinalclip': dict(stain_tokens='none', adapter=False, stain_guided_ranks=False),
     'fluoclip': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=True),
@@ -89,21 +92,113 @@ FLUOCLIP_VARIANTS = {
     'table13_F': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=False),
 }
 
-DEFAULT_LEARNING_RATES = {
-    'stain': {'stain_tokens': 1e-4, 'adapter': 1e-5},
-    'rank': {
-        'context': 1e-4,
-        'ranks': 1e-4,
-        'image_encoder': 1e-4,
-        'stain_tokens': 1e-4,
-        'adapter': 1e-5,
-        'conditioner': 1e-5,
-    },
-}
+# %% ../../nbs/14_focus.fluoclip.ipynb #18ba5940
+def _stain_names(stains) -> list[str]:
+    stains = list(stains or [])
+    if not stains:
+        raise InputError("FluoCLIP needs the list of stain names (the data set's stains)")
+    if len(set(stains)) != len(stains):
+        raise InputError(f"stain names must be unique, got {stains}")
+    return stains
 
+# %% ../../nbs/14_focus.fluoclip.ipynb #6c938ba7
+def _fluoclip_switches(variant, stain_tokens, adapter, stain_guided_ranks, stains) -> tuple:
+    if variant is not None:
+        if variant not in FLUOCLIP_VARIANTS:
+            raise InputError(f"unknown variant {variant!r}; known: {', '.join(FLUOCLIP_VARIANTS)}")
+        stain_tokens, adapter, stain_guided_ranks = FLUOCLIP_VARIANTS[variant].values()
+    if stain_tokens not in STAIN_TOKEN_MODES:
+        raise InputError(f"stain_tokens must be one of {STAIN_TOKEN_MODES}, got {stain_tokens!r}")
+    stains = _stain_names(stains)
+    if stain_tokens == 'none' and stain_guided_ranks:
+        raise InputError("stain-guided ranks need stain tokens: set stain_tokens to 'plain', 'trainable' or 'grounded'")
+    return stain_tokens, bool(adapter), bool(stain_guided_ranks), stains
 
-class FluoCLIP(RankPromptCLIP):
+# %% ../../nbs/14_focus.fluoclip.ipynb #26475e70
+def _stain_token_init(text_encoder, stains, descriptions: dict | None, g: torch.Generator) -> torch.Tensor:
+    names = [(descriptions or {}).get(s, s) for s in stains]
+    n_tok = max(len(word_token_ids(n)) for n in names)
+    return torch.stack([word_embeddings(text_encoder, n, n_tok, generator=g) for n in names])
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #6aa0b9e9
+class _StainPrompts(RankPromptCLIP):
+    "FluoCLIP's stain prompts (stage 1), through the adapter."
+
+    def _adapt(self, feats: torch.Tensor) -> torch.Tensor:
+        feats = F.normalize(feats, dim=-1)
+        return F.normalize(self.adapter(feats), dim=-1) if self.adapter is not None else feats
+
+    def stain_text_features(self) -> torch.Tensor:
+        "(L, E) features of the stain prompts `SOT [stain-context] [S_l] . EOT` (stage 1)."
+        x, eot = assemble_prompts(self.text_encoder, [self.context, self.stain_tokens])
+        return self._adapt(self.text_encoder(x, eot))
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #1ee6a269
+class _StainRankPrompts(_StainPrompts):
+    "Stage 2's rank prompts: per stain, the rank embeddings moved by f_θ, each stain's K prompts one adapter set."
+
+    def stain_rank_embeddings(self) -> torch.Tensor:
+        "Rank embeddings (L, K, T, D) per stain (conditioned by f_θ), or (1, K, T, D) shared."
+        if self.conditioner is None:
+            return self.ranks()[None]
+        return self.ranks.interpolate(self.conditioner(self.ranks.base, self.stain_tokens))
+
+    def rank_text_features(self) -> torch.Tensor:
+        L, K = len(self.stains), self.n_ranks
+        R = self.stain_rank_embeddings()  # (L or 1, K, T, D)
+        if self.stain_token_mode == 'none':
+            x, eot = assemble_prompts(self.text_encoder, [self.context, self.rank_context, R[0]])
+            return self._adapt(self.text_encoder(x, eot))[None]
+        R = R.expand(L, -1, -1, -1).reshape(L * K, *R.shape[2:])
+        S = self.stain_tokens[:, None].expand(-1, K, -1, -1).reshape(L * K, *self.stain_tokens.shape[1:])
+        x, eot = assemble_prompts(self.text_encoder, [self.context, S, self.rank_context, R])
+        return self._adapt(self.text_encoder(x, eot).reshape(L, K, -1))  # the adapter runs over each stain's K prompts
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #e0c972bd
+def _fluoclip_param_groups(model, stage: str) -> dict[str, list[nn.Parameter]]:
+    adapter = list(model.adapter.parameters()) if model.adapter is not None else []
+    if stage == 'stain':
+        return {'stain_tokens': [model.stain_tokens], **({'adapter': adapter} if adapter else {})}
+    g = {
+        'context': [model.context, model.rank_context],
+        'ranks': list(model.ranks.parameters()),
+        'image_encoder': list(model.image_encoder.parameters()),
+    }
+    if model.conditioner is not None:
+        g['conditioner'] = list(model.conditioner.parameters())
+    if model.stain_token_mode == 'trainable':
+        g['stain_tokens'] = [model.stain_tokens]
+    if adapter and model.stain_token_mode != 'grounded':
+        g['adapter'] = adapter
+    return g
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #e0f8bfbc
+class _StainStages(_StainRankPrompts):
+    "FluoCLIP's two stages: stain grounding (targets are stains), then stain-guided ranking."
+
+    def forward(self, images: torch.Tensor, stain_ids: torch.Tensor | None = None) -> torch.Tensor:
+        img = self.image_features(images)
+        if self.stage == 'stain':
+            return self.logit_scale * img @ self.stain_text_features().T
+        return self.rank_logits(img, stain_ids)
+
+    def targets(self, ranks, stain_ids):
+        return stain_ids if self.stage == 'stain' else ranks
+
+    def loss(self, output, ranks, stain_ids=None):
+        target = self.targets(ranks, stain_ids)
+        if target is None:
+            raise InputError("the stain-grounding stage needs the stain id of every image")
+        return ce_kl_loss(output, torch.as_tensor(target, device=output.device), self.ce_weight, self.kl_weight)
+
+    def param_groups(self, stage=None):
+        return _fluoclip_param_groups(self, stage or self.stage)
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #95e34055
+class FluoCLIP(_StainStages):
     "FluoCLIP (stain grounding + stain-guided ranking) and its ablations; `variant=` picks a row of Tables 6/13."
+
+    needs_stains = True
 
     def __init__(
         self,
@@ -124,28 +219,11 @@ class FluoCLIP(RankPromptCLIP):
         kl_weight: float = 1.0,
         seed: int = 0,
     ):
-        if variant is not None:
-            if variant not in FLUOCLIP_VARIANTS:
-                raise InputError(f"unknown variant {variant!r}; known: {', '.join(FLUOCLIP_VARIANTS)}")
-            stain_tokens, adapter, stain_guided_ranks = FLUOCLIP_VARIANTS[variant].values()
-        if stain_tokens not in STAIN_TOKEN_MODES:
-            raise InputError(f"stain_tokens must be one of {STAIN_TOKEN_MODES}, got {stain_tokens!r}")
-        stains = list(stains or [])
-        if not stains:
-            raise InputError("FluoCLIP needs the list of stain names (the data set's stains)")
-        if len(set(stains)) != len(stains):
-            raise InputError(f"stain names must be unique, got {stains}")
-        if stain_tokens == 'none' and stain_guided_ranks:
-            raise InputError(
-                "stain-guided ranks need stain tokens: set stain_tokens to 'plain', 'trainable' or 'grounded'"
-            )
+        switches = _fluoclip_switches(variant, stain_tokens, adapter, stain_guided_ranks, stains)
+        stain_tokens, adapter, stain_guided_ranks, stains = switches
         super().__init__(backbone, n_ranks, stains, ce_weight, kl_weight, train_image_encoder=True)
         self.variant = variant
-        self.stain_token_mode, self.use_adapter, self.stain_guided_ranks = (
-            stain_tokens,
-            bool(adapter),
-            bool(stain_guided_ranks),
-        )
+        self.stain_token_mode, self.use_adapter, self.stain_guided_ranks = stain_tokens, adapter, stain_guided_ranks
         self.stages = ('stain', 'rank') if stain_tokens == 'grounded' else ('rank',)
         self.stage = self.stages[-1]
         g = torch.Generator().manual_seed(seed)
@@ -153,78 +231,13 @@ class FluoCLIP(RankPromptCLIP):
         self.context = nn.Parameter(word_embeddings(enc, context_init, generator=g))
         self.rank_context = nn.Parameter(torch.randn(rank_context_tokens, D, generator=g) * 0.02)
         self.ranks = RankEmbeddings(n_ranks, D, n_base_ranks, tokens_per_rank, interpolation, generator=g)
-        names = [(stain_descriptions or {}).get(s, s) for s in stains]
-        n_tok = max(len(word_token_ids(n)) for n in names)
-        self.stain_tokens = nn.Parameter(torch.stack([word_embeddings(enc, n, n_tok, generator=g) for n in names]))
+        self.stain_tokens = nn.Parameter(_stain_token_init(enc, stains, stain_descriptions, g))
         with torch.random.fork_rng():  # the adapter's and f_θ's layers draw from the global RNG: seed them
             torch.manual_seed(seed)
             self.adapter = TextAdapter(backbone.embed_dim) if adapter else None
             self.conditioner = StainConditioner(D, seed=seed + 1) if stain_guided_ranks else None
         self.set_stage(self.stage)
 
-    # --- prompts -----------------------------------------------------------------------------------
-    def _adapt(self, feats: torch.Tensor) -> torch.Tensor:
-        feats = F.normalize(feats, dim=-1)
-        return F.normalize(self.adapter(feats), dim=-1) if self.adapter is not None else feats
-
-    def stain_text_features(self) -> torch.Tensor:
-        "(L, E) features of the stain prompts `SOT [stain-context] [S_l] . EOT` (stage 1)."
-        x, eot = assemble_prompts(self.text_encoder, [self.context, self.stain_tokens])
-        return self._adapt(self.text_encoder(x, eot))
-
-    def stain_rank_embeddings(self) -> torch.Tensor:
-        "Rank embeddings (L, K, T, D) per stain (conditioned by f_θ), or (1, K, T, D) shared."
-        if self.conditioner is None:
-            return self.ranks()[None]
-        return self.ranks.interpolate(self.conditioner(self.ranks.base, self.stain_tokens))
-
-    def rank_text_features(self) -> torch.Tensor:
-        L, K = len(self.stains), self.n_ranks
-        R = self.stain_rank_embeddings()  # (L or 1, K, T, D)
-        if self.stain_token_mode == 'none':
-            x, eot = assemble_prompts(self.text_encoder, [self.context, self.rank_context, R[0]])
-            return self._adapt(self.text_encoder(x, eot))[None]
-        R = R.expand(L, -1, -1, -1).reshape(L * K, *R.shape[2:])
-        S = self.stain_tokens[:, None].expand(-1, K, -1, -1).reshape(L * K, *self.stain_tokens.shape[1:])
-        x, eot = assemble_prompts(self.text_encoder, [self.context, S, self.rank_context, R])
-        return self._adapt(self.text_encoder(x, eot).reshape(L, K, -1))  # the adapter runs over each stain's K prompts
-
-    # --- stage-dependent behaviour -----------------------------------------------------------------
-    def forward(self, images: torch.Tensor, stain_ids: torch.Tensor | None = None) -> torch.Tensor:
-        img = self.image_features(images)
-        if self.stage == 'stain':
-            return self.logit_scale * img @ self.stain_text_features().T
-        return self.rank_logits(img, stain_ids)
-
-    def targets(self, ranks, stain_ids):
-        return stain_ids if self.stage == 'stain' else ranks
-
-    def loss(self, output, ranks, stain_ids=None):
-        target = self.targets(ranks, stain_ids)
-        if target is None:
-            raise InputError("the stain-grounding stage needs the stain id of every image")
-        return ce_kl_loss(output, torch.as_tensor(target, device=output.device), self.ce_weight, self.kl_weight)
-
-    def param_groups(self, stage=None):
-        stage = stage or self.stage
-        adapter = list(self.adapter.parameters()) if self.adapter is not None else []
-        if stage == 'stain':
-            return {'stain_tokens': [self.stain_tokens], **({'adapter': adapter} if adapter else {})}
-        g = {
-            'context': [self.context, self.rank_context],
-            'ranks': list(self.ranks.parameters()),
-            'image_encoder': list(self.image_encoder.parameters()),
-        }
-        if self.conditioner is not None:
-            g['conditioner'] = list(self.conditioner.parameters())
-        if self.stain_token_mode == 'trainable':
-            g['stain_tokens'] = [self.stain_tokens]
-        if adapter and self.stain_token_mode != 'grounded':
-            g['adapter'] = adapter
-        return g
-
     def extra_repr(self):
-        return (
-            super().extra_repr()
-            + f", stain_tokens={self.stain_token_mode!r}, adapter={self.use_adapter}, stain_guided_ranks={self.stain_guided_ranks}"
-        )
+        switches = f"stain_tokens={self.stain_token_mode!r}, adapter={self.use_adapter}"
+        return super().extra_repr() + f", {switches}, stain_guided_ranks={self.stain_guided_ranks}"

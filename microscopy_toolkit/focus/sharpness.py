@@ -62,7 +62,8 @@ _BLOCK_ELEMS = 1 << 17  # 512 KB of float32 per block: stays in L2 cache (measur
 
 
 def _sum_sq_diffs_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Sums of squared row-to-row and column-to-column differences over the last two axes (float64), in cache-sized row blocks."
+    """Sums of squared row-to-row and column-to-column differences over the last two axes (float64), in cache-sized
+    row blocks."""
     lead, (m, n) = x.shape[:-2], x.shape[-2:]
     x3 = x.reshape(-1, m, n)
     rows, cols = np.zeros(len(x3)), np.zeros(len(x3))
@@ -88,7 +89,8 @@ def _sum_sq_diffs_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../../nbs/10_focus.sharpness.ipynb #edced978
 def spatial_frequency(x, return_components: bool = False):
-    "Spatial frequency SF = sqrt(RF² + CF²) of each image in `x` (..., M, N) (FluoCLIP Eq. 11); `(sf, rf, cf)` with `return_components`."
+    """Spatial frequency SF = sqrt(RF² + CF²) of each image in `x` (..., M, N) (FluoCLIP Eq. 11); `(sf, rf, cf)` with
+    `return_components`."""
     x = _prepare(x, 2, 'spatial_frequency', check_nan=False)  # NaN propagates into the sums: checked after, for free
     m, n = x.shape[-2:]
     if _is_torch(x) and x.device.type == 'cpu' and not x.requires_grad:  # the blocked NumPy path is faster on the CPU
@@ -151,7 +153,8 @@ def variance_of_laplacian(x):
 
 # %% ../../nbs/10_focus.sharpness.ipynb #a8d8f6b3
 def normalized_variance(x, eps: float = 1e-12):
-    "Intensity variance divided by the mean intensity (Groen et al.): insensitive to overall brightness scaling up to the mean."
+    """Intensity variance divided by the mean intensity (Groen et al.): insensitive to overall brightness scaling up
+    to the mean."""
     x = _prepare(x, 2, 'normalized_variance')
     mu = _mean2(x)
     if _is_torch(x):
@@ -167,7 +170,8 @@ def normalized_variance(x, eps: float = 1e-12):
 
 # %% ../../nbs/10_focus.sharpness.ipynb #513f4b29
 def plls(x, fmin: float = 0.0, fmax: float = 0.5):
-    "Power log-log slope (Bray et al. 2012): least-squares slope of log radially averaged power vs log frequency over (fmin, fmax] cycles/pixel."
+    """Power log-log slope (Bray et al. 2012): least-squares slope of log radially averaged power vs log frequency
+    over (fmin, fmax] cycles/pixel."""
     xt = _prepare(x, 4, 'plls')
     was_torch = _is_torch(xt)
     if was_torch:
@@ -225,7 +229,8 @@ def focus_measure(x, name: str = 'sf'):
 
 # %% ../../nbs/10_focus.sharpness.ipynb #8711e755
 def score_images(images, measures: str | Sequence[str] = ('sf',)) -> pd.DataFrame:
-    "One row per image, one column per measure; `images` is an (N, M, N') array or a list of 2-D images (stacked and scored at once when they share a size)."
+    """One row per image, one column per measure; `images` is an (N, M, N') array or a list of 2-D images (stacked and
+    scored at once when they share a size)."""
     measures = [measures] if isinstance(measures, str) else list(measures)
     if not (isinstance(images, np.ndarray) or _is_torch(images)):
         if len(images) == 0:
@@ -339,7 +344,8 @@ class BestFocus:
 
 # %% ../../nbs/10_focus.sharpness.ipynb #ae11e0dc
 def best_focus(stack, measure: str = 'sf', smooth: float = 0) -> BestFocus:
-    "Score each plane of a (Z, Y, X) stack with `measure`, pick the best (optionally after Gaussian smoothing of the curve by `smooth` planes)."
+    """Score each plane of a (Z, Y, X) stack with `measure`, pick the best (optionally after Gaussian smoothing of the
+    curve by `smooth` planes)."""
     stack = stack.detach().cpu().numpy() if _is_torch(stack) else np.asarray(stack)
     if stack.ndim != 3:
         raise InputError(f"best_focus needs a (Z, Y, X) stack, got shape {stack.shape}")

@@ -4,9 +4,10 @@
 
 # %% ../../nbs/15_focus.train.ipynb #92f7ea45
 from __future__ import annotations
-import copy, json, math, time, warnings
+import copy, difflib, json, time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,24 +15,92 @@ import torch
 from torch import nn
 
 from ..core import InputError, atomic_write, get_device, progress, load_config
+from ..core import save_checkpoint, load_checkpoint
 from ..metrics import ordinal_metrics
 from .clip import ClipBackbone, build_clip, load_clip_backbone
-from .ordinal import OrdinalCLIP, CoOp
-from .fluoclip import FluoCLIP, FLUOCLIP_VARIANTS, DEFAULT_LEARNING_RATES
-from .data import FocusDataset, focus_transform
+from .model import FocusModel
+from .ordinal import CoOp
+from .fluoclip import FluoCLIP, FLUOCLIP_VARIANTS
+from .baselines import FocusLiteNN, RankClassifier
+from microscopy_toolkit.focus.data import (
+    FocusDataset,
+    focus_transform,
+    few_shot_sample,
+    read_bbbc006,
+    read_fluomix,
+    read_focus_folder,
+    read_focus_table,
+    read_focuspath,
+    synthetic_focus_dataset,
+    train_test_split_by_group,
+)
 
 # %% auto #0
 __all__ = ['CLIP_METHODS', 'BASELINE_METHODS', 'METHODS', 'TRAIN_DEFAULTS', 'DATA_DEFAULTS', 'build_model', 'rebuild_model',
-           'with_transform', 'evaluate', 'metrics_from_predictions', 'fit', 'save_focus_model', 'load_focus_model',
-           'load_matching_weights', 'predict', 'results_table', 'ablation_table', 'plot_history', 'plot_confusion',
-           'plot_rank_agreement', 'load_focus_data', 'run_experiment']
+           'TrainConfig', 'with_transform', 'evaluate', 'metrics_from_predictions', 'fit', 'save_focus_model',
+           'load_focus_model', 'load_matching_weights', 'predict', 'results_table', 'ablation_table', 'plot_history',
+           'plot_confusion', 'plot_rank_agreement', 'load_focus_data', 'run_experiment']
 
-# %% ../../nbs/15_focus.train.ipynb #b3f1e471
+# %% ../../nbs/15_focus.train.ipynb #12ce16c4
 CLIP_METHODS = tuple(FLUOCLIP_VARIANTS) + ('coop', 'coop+image')
 BASELINE_METHODS = ('ce', 'oe', 'co2', 'qulce')
 METHODS = CLIP_METHODS + BASELINE_METHODS + ('focuslitenn', 'focuslitenn-10')
 
+# %% ../../nbs/15_focus.train.ipynb #0b2354e2
+def _check_method(method: str):
+    if method in METHODS:
+        return
+    close = difflib.get_close_matches(method, METHODS, 3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(METHODS)}"
+    raise InputError(f"unknown method {method!r}{hint}")
 
+# %% ../../nbs/15_focus.train.ipynb #3ea74026
+def _focuslitenn(method: str, stains: list, n_ranks: int, seed: int, kwargs: dict) -> FocusLiteNN:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = FocusLiteNN(n_kernels=10 if method.endswith('-10') else 1, n_ranks=n_ranks, **kwargs)
+    model.stains = stains
+    return model
+
+# %% ../../nbs/15_focus.train.ipynb #7b4cd31e
+def _model_on_backbone(method: str, bb: ClipBackbone, stains: list, n_ranks: int, seed: int, kwargs: dict):
+    if method in FLUOCLIP_VARIANTS:
+        return FluoCLIP(bb, stains, n_ranks, variant=method, seed=seed, **kwargs)
+    if method.startswith('coop'):
+        return CoOp(bb, n_ranks, train_image_encoder=method == 'coop+image', stains=stains, seed=seed, **kwargs)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = RankClassifier(bb.model.visual, bb.embed_dim, n_ranks, method=method, **kwargs)
+    model.image_size, model.mean, model.std, model.stains = bb.image_size, bb.mean, bb.std, stains
+    return model
+
+# %% ../../nbs/15_focus.train.ipynb #43db9f18
+def build_model(
+    method: str,
+    stains: Sequence[str],
+    n_ranks: int = 10,
+    backbone: str | ClipBackbone = 'RN50',
+    pretrained: str | None = None,
+    seed: int = 0,
+    **kwargs,
+) -> FocusModel:
+    """A focus assessor by method name (see the table), built on `backbone` (name or `ClipBackbone`);
+    extra kwargs go to the model."""
+    _check_method(method)
+    stains = list(stains)
+    spec = {'method': method, 'stains': stains, 'n_ranks': int(n_ranks), 'seed': seed, 'kwargs': kwargs}
+    if method.startswith('focuslitenn'):
+        model = _focuslitenn(method, stains, n_ranks, seed, kwargs)
+        spec.update(backbone=None, image_size=model.image_size)
+    else:
+        bb = backbone if isinstance(backbone, ClipBackbone) else load_clip_backbone(backbone, pretrained, seed=seed)
+        spec.update(backbone=bb.name, model_cfg=bb.model_cfg, image_size=bb.image_size)
+        spec.update(mean=list(bb.mean), std=list(bb.std))
+        model = _model_on_backbone(method, bb, stains, n_ranks, seed, kwargs)
+    model.build_spec = spec
+    return model
+
+# %% ../../nbs/15_focus.train.ipynb #2f0da9f4
 def _backbone_from_spec(spec: dict) -> ClipBackbone:
     return ClipBackbone(
         build_clip(spec['model_cfg']),
@@ -41,56 +110,6 @@ def _backbone_from_spec(spec: dict) -> ClipBackbone:
         tuple(spec['mean']),
         tuple(spec['std']),
     )
-
-# %% ../../nbs/15_focus.train.ipynb #315bb882
-def build_model(
-    method: str,
-    stains: Sequence[str],
-    n_ranks: int = 10,
-    backbone: str | ClipBackbone = 'RN50',
-    pretrained: str | None = None,
-    seed: int = 0,
-    **kwargs,
-) -> nn.Module:
-    "A focus assessor by method name (see the table), built on `backbone` (name or `ClipBackbone`); extra kwargs go to the model."
-    if method not in METHODS:
-        import difflib
-
-        close = difflib.get_close_matches(method, METHODS, 3)
-        raise InputError(
-            f"unknown method {method!r}"
-            + (f"; did you mean {', '.join(close)}?" if close else f"; choose from {', '.join(METHODS)}")
-        )
-    stains = list(stains)
-    spec = {'method': method, 'stains': stains, 'n_ranks': int(n_ranks), 'seed': seed, 'kwargs': kwargs}
-    if method.startswith('focuslitenn'):
-        from microscopy_toolkit.focus.baselines import FocusLiteNN
-
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = FocusLiteNN(n_kernels=10 if method.endswith('-10') else 1, n_ranks=n_ranks, **kwargs)
-        model.mean, model.std = ClipBackbone.mean, ClipBackbone.std
-        model.stains = stains
-        spec.update(backbone=None, image_size=model.image_size)
-        model.build_spec = spec
-        return model
-    bb = backbone if isinstance(backbone, ClipBackbone) else load_clip_backbone(backbone, pretrained, seed=seed)
-    spec.update(
-        backbone=bb.name, model_cfg=bb.model_cfg, image_size=bb.image_size, mean=list(bb.mean), std=list(bb.std)
-    )
-    if method in FLUOCLIP_VARIANTS:
-        model = FluoCLIP(bb, stains, n_ranks, variant=method, seed=seed, **kwargs)
-    elif method.startswith('coop'):
-        model = CoOp(bb, n_ranks, train_image_encoder=method == 'coop+image', stains=stains, seed=seed, **kwargs)
-    else:
-        from microscopy_toolkit.focus.baselines import RankClassifier
-
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = RankClassifier(bb.model.visual, bb.embed_dim, n_ranks, method=method, **kwargs)
-        model.image_size, model.mean, model.std, model.stains = bb.image_size, bb.mean, bb.std, stains
-    model.build_spec = spec
-    return model
 
 # %% ../../nbs/15_focus.train.ipynb #a1d6207a
 def rebuild_model(spec: dict) -> nn.Module:
@@ -106,7 +125,7 @@ def rebuild_model(spec: dict) -> nn.Module:
         **spec['kwargs']
     )
 
-# %% ../../nbs/15_focus.train.ipynb #203c042d
+# %% ../../nbs/15_focus.train.ipynb #e1c41bad
 TRAIN_DEFAULTS = dict(
     method='fluoclip',
     backbone='RN50',
@@ -128,26 +147,46 @@ TRAIN_DEFAULTS = dict(
     out_dir='mtk_output/focus_train',
 )
 
-
-def _learning_rates(model, method: str, stage: str, overrides: dict) -> dict:
-    if hasattr(model, 'param_groups'):
-        base = dict(DEFAULT_LEARNING_RATES.get(stage, {}))
-        if method.startswith('coop'):
-            base.update(context=2e-3, ranks=2e-3)
-    else:
-        base = {'all': 1e-2 if method.startswith('focuslitenn') else 1e-4}
+# %% ../../nbs/15_focus.train.ipynb #9c444601
+def _learning_rates(model: FocusModel, stage: str, overrides: dict | None) -> dict:
+    base = model.learning_rates(stage)
+    if model.method_name.startswith('coop'):
+        base.update(context=2e-3, ranks=2e-3)
     ov = overrides.get(stage, overrides) if isinstance(overrides, dict) else {}
     return {**base, **{k: float(v) for k, v in ov.items() if not isinstance(v, dict)}}
 
-# %% ../../nbs/15_focus.train.ipynb #6a5735fa
-def _stages(model) -> tuple:
-    return tuple(getattr(model, 'stages', ('rank',)))
+# %% ../../nbs/15_focus.train.ipynb #0dc69585
+@dataclass
+class TrainConfig:
+    "The options of one `fit` run."
 
-# %% ../../nbs/15_focus.train.ipynb #7a22d60b
-def _groups(model, stage: str) -> dict:
-    if hasattr(model, 'set_stage'):
-        return model.set_stage(stage)
-    return {'all': [p for p in model.parameters() if p.requires_grad]}
+    epochs: dict | int | None = None  # per stage, or one number for every stage (default 10 grounding, 100 ranking)
+    batch_size: int = 32
+    eval_batch_size: int = 80
+    learning_rates: dict | None = None
+    weight_decay: float = 5e-4
+    seed: int = 27
+    out_dir: str | Path | None = None
+    resume: bool = True
+    max_steps_per_epoch: int | None = None
+    device: Any = 'auto'
+    stop_after_epochs: int | None = None
+    show: bool = True
+    eval_every: int = 1
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return Path(self.out_dir) / 'checkpoint.pt' if self.out_dir is not None else None
+
+# %% ../../nbs/15_focus.train.ipynb #71563349
+def _epochs_per_stage(epochs: dict | int | None, model: FocusModel) -> dict:
+    stages = tuple(model.stages)
+    if isinstance(epochs, int) or epochs is None:
+        epochs = {s: epochs if epochs is not None else (10 if s == 'stain' else 100) for s in stages}
+    missing = [s for s in stages if s not in epochs]
+    if missing:
+        raise InputError(f"epochs gives no number for stage(s) {missing} of {model.method_name} (stages {stages})")
+    return epochs
 
 # %% ../../nbs/15_focus.train.ipynb #a8bd3243
 def _loader(ds, batch_size: int, shuffle: bool, seed: int | None = None, drop_last: bool = False):
@@ -165,56 +204,51 @@ def _loader(ds, batch_size: int, shuffle: bool, seed: int | None = None, drop_la
 def _epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
     return (seed * 1_000_003 + stage_index * 10_007 + epoch) % 2**63
 
-# %% ../../nbs/15_focus.train.ipynb #c2cf11ff
-def with_transform(ds: FocusDataset, model: nn.Module, train: bool) -> FocusDataset:
-    "A shallow copy of a focus data set with the paper's transform at the model's input size (train: random crop + flip)."
-    size = int(getattr(model, 'image_size', 224))
+# %% ../../nbs/15_focus.train.ipynb #b3309d6f
+def _model_transform(model: FocusModel, train: bool):
+    size = int(model.image_size)
+    resize = int(round(size * 256 / 224))
+    return focus_transform(train, size=size, resize=resize, mean=tuple(model.mean), std=tuple(model.std))
+
+# %% ../../nbs/15_focus.train.ipynb #675ad7fa
+def with_transform(ds: FocusDataset, model: FocusModel, train: bool) -> FocusDataset:
+    "A shallow copy of a focus data set with the paper's transform at the model's input size (train: crop + flip)."
     out = copy.copy(ds)
-    out.transform = focus_transform(
-        train,
-        size=size,
-        resize=int(round(size * 256 / 224)),
-        mean=tuple(getattr(model, 'mean', ClipBackbone.mean)),
-        std=tuple(getattr(model, 'std', ClipBackbone.std)),
-    )
+    out.transform = _model_transform(model, train)
     return out
 
-# %% ../../nbs/15_focus.train.ipynb #a87d32a2
-@torch.no_grad()
-def evaluate(model: nn.Module, ds, batch_size: int = 80, device='auto', show: bool = False) -> pd.DataFrame:
-    "Per-image predictions on a data set: index, stain, rank, expected rank, arg-max rank and the K probabilities."
-    device = get_device(device)
-    model.to(device).eval()
-    if hasattr(model, 'stage') and model.stage != _stages(model)[-1]:
-        model.set_stage(_stages(model)[-1])
-    rows, probs = [], []
-    for b in progress(_loader(ds, batch_size, False), desc='evaluate', disable=None if show else True):
-        out = model(b['image'].to(device), b['stain'].to(device))
-        p = model.probabilities(out)
-        er = model.expected_rank(out).float().cpu().numpy()
-        probs.append(p.float().cpu().numpy() if p is not None else np.full((len(er), model.n_ranks), np.nan))
-        rows.append(
-            pd.DataFrame(
-                {
-                    'index': b['index'].numpy(),
-                    'stain_id': b['stain'].numpy(),
-                    'rank': b['rank'].numpy(),
-                    'expected_rank': er,
-                    'argmax_rank': (
-                        p.argmax(1).cpu().numpy()
-                        if p is not None
-                        else np.clip(np.round(er), 0, model.n_ranks - 1).astype(int)
-                    ),
-                }
-            )
-        )
-    df = pd.concat(rows, ignore_index=True)
-    stains = list(getattr(ds, 'stains', None) or getattr(model, 'stains', []))
-    df.insert(1, 'stain', [stains[i] if i < len(stains) else str(i) for i in df.stain_id])
-    P = np.concatenate(probs)
+# %% ../../nbs/15_focus.train.ipynb #292d9c87
+def _rank_outputs(model: FocusModel, out: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = model.probabilities(out)
+    er = model.expected_rank(out).float().cpu().numpy()
+    if p is None:
+        nan = np.full((len(er), model.n_ranks), np.nan)
+        return er, np.clip(np.round(er), 0, model.n_ranks - 1).astype(int), nan
+    return er, p.argmax(1).cpu().numpy(), p.float().cpu().numpy()
+
+# %% ../../nbs/15_focus.train.ipynb #6b0dc897
+def _with_probabilities(df: pd.DataFrame, P: np.ndarray) -> pd.DataFrame:
     for k in range(P.shape[1]):
         df[f'p{k}'] = P[:, k]
     return df
+
+# %% ../../nbs/15_focus.train.ipynb #f2c98dd3
+@torch.no_grad()
+def evaluate(model: FocusModel, ds, batch_size: int = 80, device='auto', show: bool = False) -> pd.DataFrame:
+    "Per-image predictions on a data set: index, stain, rank, expected rank, arg-max rank and the K probabilities."
+    device = get_device(device)
+    model.to(device).eval()
+    model.to_last_stage()
+    rows, probs = [], []
+    for b in progress(_loader(ds, batch_size, False), desc='evaluate', disable=None if show else True):
+        er, am, P = _rank_outputs(model, model(b['image'].to(device), b['stain'].to(device)))
+        probs.append(P)
+        cols = {'index': b['index'].numpy(), 'stain_id': b['stain'].numpy(), 'rank': b['rank'].numpy()}
+        rows.append(pd.DataFrame({**cols, 'expected_rank': er, 'argmax_rank': am}))
+    df = pd.concat(rows, ignore_index=True)
+    stains = list(getattr(ds, 'stains', None) or model.stains)  # a Subset has no stains: the model's
+    df.insert(1, 'stain', [stains[i] if i < len(stains) else str(i) for i in df.stain_id])
+    return _with_probabilities(df, np.concatenate(probs))
 
 # %% ../../nbs/15_focus.train.ipynb #a1dc8b19
 def metrics_from_predictions(pred: pd.DataFrame, per_stain: bool = True) -> pd.DataFrame | dict:
@@ -232,21 +266,125 @@ def _stain_accuracy(model, ds, batch_size, device) -> float:
         n += len(b['stain'])
     return hits / max(n, 1)
 
-# %% ../../nbs/15_focus.train.ipynb #dc73d899
-def _save(path: Path, model, opt, sched, state: dict):
-    ck = {
-        'build_spec': getattr(model, 'build_spec', None),
-        'model': model.state_dict(),
-        'optimizer': opt.state_dict() if opt is not None else None,
-        'scheduler': sched.state_dict() if sched is not None else None,
-        **state,
-    }
-    with atomic_write(path, 'wb') as f:
-        torch.save(ck, f)
+# %% ../../nbs/15_focus.train.ipynb #7912b63b
+@dataclass
+class _Progress:
+    history: list = field(default_factory=list)
+    stage_index: int = 0
+    epoch: int = 0  # epochs of stage `stage_index` already done
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    done_now: int = 0  # epochs trained by this call
 
-# %% ../../nbs/15_focus.train.ipynb #ec51e16e
+# %% ../../nbs/15_focus.train.ipynb #378423cd
+def _save_progress(path: Path, model: FocusModel, opt, sched, history: list, stage_index: int, epoch: int):
+    state = dict(history=history, stage_index=stage_index, epoch=epoch, stages=tuple(model.stages))
+    save_checkpoint(path, model, opt, sched, build_spec=model.build_spec, **state)
+
+# %% ../../nbs/15_focus.train.ipynb #fa598f8c
+def _resume(model: FocusModel, path: Path, device, show: bool) -> _Progress:
+    ck = load_checkpoint(path, map_location=device)
+    spec = ck.get('build_spec')
+    if spec and model.build_spec and spec['method'] != model.build_spec['method']:
+        raise InputError(
+            f"{path} holds a {spec['method']} run, not {model.build_spec['method']}; "
+            "use another out_dir or resume=False"
+        )
+    model.load_state_dict(ck['model'])
+    p = _Progress(ck['history'], ck['stage_index'], ck['epoch'], ck.get('optimizer'), ck.get('scheduler'))
+    if show:
+        stage = model.stages[p.stage_index] if p.stage_index < len(model.stages) else 'calibration'
+        print(f"resuming from {path}: stage {stage!r}, {p.epoch} epoch(s) done")
+    return p
+
+# %% ../../nbs/15_focus.train.ipynb #5674954b
+def _stage_optimizer(model: FocusModel, stage: str, n_epochs: int, cfg: TrainConfig):
+    groups = model.set_stage(stage)
+    lrs = _learning_rates(model, stage, cfg.learning_rates)
+    unknown = [g for g in groups if g not in lrs]
+    if unknown:
+        raise InputError(f"no learning rate for parameter group(s) {unknown} in stage {stage!r}")
+    params = [{'params': ps, 'lr': lrs[g], 'name': g} for g, ps in groups.items() if ps]
+    opt = torch.optim.RAdam(params, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1))
+
+# %% ../../nbs/15_focus.train.ipynb #d0d12c84
+def _train_epoch(model, ds, opt, cfg: TrainConfig, device, stage_index: int, epoch: int, n_epochs: int) -> list:
+    es = _epoch_seed(cfg.seed, stage_index, epoch)
+    torch.manual_seed(es)
+    model.train()
+    loader = _loader(ds, cfg.batch_size, True, es, drop_last=True)
+    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    desc = f'{model.method_name} {model.stage} {epoch + 1}/{n_epochs}'
+    losses = []
+    for step, b in enumerate(progress(loader, desc=desc, total=steps, disable=None if cfg.show else True)):
+        if step >= steps:
+            break
+        x, r, s = b['image'].to(device), b['rank'].to(device), b['stain'].to(device)
+        loss = model.loss(model(x, s), r, s)
+        if not torch.isfinite(loss):
+            where = f"{model.stage} epoch {epoch + 1} step {step}"
+            raise FloatingPointError(f"non-finite loss at {where}: lower the learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+# %% ../../nbs/15_focus.train.ipynb #274d16d9
+def _validate(model: FocusModel, ds, stage: str, batch_size: int, device) -> dict:
+    if stage == 'stain':
+        out = {'val_stain_accuracy': _stain_accuracy(model, ds, batch_size, device)}
+    else:
+        m = metrics_from_predictions(evaluate(model, ds, batch_size, device), per_stain=False)
+        out = {f'val_{k}': v for k, v in m.items() if k != 'n'}
+    model.set_stage(stage)
+    return out
+
+# %% ../../nbs/15_focus.train.ipynb #32a8aaa7
+def _epoch_record(model, train_ds, val_ds, opt, sched, cfg: TrainConfig, device, si: int, epoch: int, n: int) -> dict:
+    t0 = time.time()
+    losses = _train_epoch(model, train_ds, opt, cfg, device, si, epoch, n)
+    sched.step()
+    loss = float(np.mean(losses)) if losses else float('nan')
+    lr = opt.param_groups[0]['lr']
+    rec = dict(stage=model.stage, epoch=epoch + 1, train_loss=loss, lr=lr, seconds=time.time() - t0)
+    if val_ds is not None and len(val_ds) and ((epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == n):
+        rec.update(_validate(model, val_ds, model.stage, cfg.eval_batch_size, device))
+    return rec
+
+# %% ../../nbs/15_focus.train.ipynb #590c60e3
+def _train_stage(model, train_ds, val_ds, cfg: TrainConfig, device, si: int, n_epochs: int, p: _Progress) -> bool:
+    "Train stage `si` from where `p` stands; False when `stop_after_epochs` ended the call."
+    opt, sched = _stage_optimizer(model, model.stages[si], n_epochs, cfg)
+    first = p.epoch if si == p.stage_index else 0
+    if first >= n_epochs:
+        return True
+    if si == p.stage_index and p.optimizer and first > 0:
+        opt.load_state_dict(p.optimizer)
+        sched.load_state_dict(p.scheduler)
+    for epoch in range(first, n_epochs):
+        if cfg.stop_after_epochs is not None and p.done_now >= cfg.stop_after_epochs:
+            return False
+        p.history.append(_epoch_record(model, train_ds, val_ds, opt, sched, cfg, device, si, epoch, n_epochs))
+        p.done_now += 1
+        if cfg.checkpoint is not None:
+            _save_progress(cfg.checkpoint, model, opt, sched, p.history, si, epoch + 1)
+    return True
+
+# %% ../../nbs/15_focus.train.ipynb #0892a7da
+@torch.no_grad()
+def _calibrate(model: FocusModel, ds, batch_size: int, device):
+    scores, ranks = [], []
+    model.eval()
+    for b in _loader(ds, batch_size, False):
+        scores.append(model(b['image'].to(device), b['stain'].to(device)).cpu())
+        ranks.append(b['rank'])
+    model.calibrate(torch.cat(scores), torch.cat(ranks))
+
+# %% ../../nbs/15_focus.train.ipynb #a06122fc
 def fit(
-    model: nn.Module,
+    model: FocusModel,
     train_ds,
     val_ds=None,
     epochs: dict | int | None = None,
@@ -265,183 +403,68 @@ def fit(
 ) -> pd.DataFrame:
     """Train `model` stage by stage (RAdam + cosine), evaluating `val_ds` after each epoch; returns the history.
 
-    `epochs`: per stage (`{'stain': 10, 'rank': 100}`) or one number for every stage. With `out_dir`, a checkpoint is written
-    after every epoch and `resume=True` continues from it. `stop_after_epochs` stops early (used to test resuming).
-    `eval_every`: evaluate `val_ds` every that many epochs (and always after a stage's last epoch)."""
-    device = get_device(device)
+    `epochs`: per stage (`{'stain': 10, 'rank': 100}`) or one number for every stage. With `out_dir`, a checkpoint is
+    written after every epoch and `resume=True` continues from it. `stop_after_epochs` stops early (used to test
+    resuming). `eval_every`: evaluate `val_ds` every that many epochs (and always after a stage's last epoch)."""
+    cfg = TrainConfig(**{k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__})  # the options
+    device = get_device(cfg.device)
     model.to(device)
-    method = (getattr(model, 'build_spec', None) or {}).get('method', type(model).__name__.lower())
-    stages = _stages(model)
-    if isinstance(epochs, int) or epochs is None:
-        epochs = {s: epochs if epochs is not None else (10 if s == 'stain' else 100) for s in stages}
-    missing = [s for s in stages if s not in epochs]
-    if missing:
-        raise InputError(f"epochs gives no number for stage(s) {missing} of {method} (stages {stages})")
+    n_epochs = _epochs_per_stage(cfg.epochs, model)
     if len(train_ds) == 0:
         raise InputError("the training set is empty")
-    lrs_cfg = learning_rates or {}
-    ck_path = Path(out_dir) / 'checkpoint.pt' if out_dir is not None else None
-    history, start_stage, start_epoch = [], 0, 0
-    ck = None
-    if ck_path is not None and resume and ck_path.exists():
-        ck = torch.load(ck_path, map_location=device, weights_only=False)
-        if (
-            ck.get('build_spec')
-            and getattr(model, 'build_spec', None)
-            and ck['build_spec']['method'] != model.build_spec['method']
-        ):
-            raise InputError(
-                f"{ck_path} holds a {ck['build_spec']['method']} run, not {model.build_spec['method']}; use another out_dir or resume=False"
-            )
-        model.load_state_dict(ck['model'])
-        history, start_stage, start_epoch = ck['history'], ck['stage_index'], ck['epoch']
-        if show:
-            print(f"resuming from {ck_path}: stage {stages[start_stage]!r}, {start_epoch} epoch(s) done")
-    done_now = 0
-    for si, stage in enumerate(stages):
-        if si < start_stage:
-            continue
-        n_epochs = int(epochs[stage])
-        groups = _groups(model, stage)
-        lrs = _learning_rates(model, method, stage, lrs_cfg)
-        unknown = [g for g in groups if g not in lrs]
-        if unknown:
-            raise InputError(f"no learning rate for parameter group(s) {unknown} in stage {stage!r}")
-        opt = torch.optim.RAdam(
-            [{'params': ps, 'lr': lrs[g], 'name': g} for g, ps in groups.items() if ps], weight_decay=weight_decay
-        )
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1))
-        first = 0
-        if ck is not None and si == start_stage:
-            if start_epoch >= n_epochs:
-                continue
-            if ck.get('optimizer') and start_epoch > 0:
-                opt.load_state_dict(ck['optimizer'])
-                sched.load_state_dict(ck['scheduler'])
-            first = start_epoch
-        for epoch in range(first, n_epochs):
-            if stop_after_epochs is not None and done_now >= stop_after_epochs:
-                return pd.DataFrame(history)
-            es = _epoch_seed(seed, si, epoch)
-            torch.manual_seed(es)
-            model.train()
-            t0 = time.time()
-            losses = []
-            loader = _loader(train_ds, batch_size, True, es, drop_last=True)
-            steps = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
-            bar = progress(
-                loader, desc=f'{method} {stage} {epoch + 1}/{n_epochs}', total=steps, disable=None if show else True
-            )
-            for step, b in enumerate(bar):
-                if step >= steps:
-                    break
-                x, r, s = b['image'].to(device), b['rank'].to(device), b['stain'].to(device)
-                out = model(x, s)
-                loss = model.loss(out, r, s)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss at {stage} epoch {epoch + 1} step {step}: lower the learning rate"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                if hasattr(bar, 'set_postfix'):
-                    bar.set_postfix(loss=f'{loss.item():.3f}')
-            sched.step()
-            rec = {
-                'stage': stage,
-                'epoch': epoch + 1,
-                'train_loss': float(np.mean(losses)) if losses else float('nan'),
-                'lr': opt.param_groups[0]['lr'],
-                'seconds': time.time() - t0,
-            }
-            if val_ds is not None and len(val_ds) and ((epoch + 1) % max(1, eval_every) == 0 or epoch + 1 == n_epochs):
-                if stage == 'stain':
-                    rec['val_stain_accuracy'] = _stain_accuracy(model, val_ds, eval_batch_size, device)
-                else:
-                    rec.update(
-                        {
-                            f'val_{k}': v
-                            for k, v in metrics_from_predictions(
-                                evaluate(model, val_ds, eval_batch_size, device), per_stain=False
-                            ).items()
-                            if k != 'n'
-                        }
-                    )
-                model.set_stage(stage) if hasattr(model, 'set_stage') else None
-            history.append(rec)
-            done_now += 1
-            if ck_path is not None:
-                _save(
-                    ck_path,
-                    model,
-                    opt,
-                    sched,
-                    {'history': history, 'stage_index': si, 'epoch': epoch + 1, 'stages': stages},
-                )
-        if ck is not None and si == start_stage:
-            ck = None
-    if hasattr(model, 'set_stage'):
-        model.set_stage(stages[-1])
-    if hasattr(model, 'calibrate'):
-        scores, ranks = [], []
-        model.eval()
-        with torch.no_grad():
-            for b in _loader(train_ds, eval_batch_size, False):
-                scores.append(model(b['image'].to(device), b['stain'].to(device)).cpu())
-                ranks.append(b['rank'])
-        model.calibrate(torch.cat(scores), torch.cat(ranks))
-        if ck_path is not None:
-            _save(
-                ck_path,
-                model,
-                None,
-                None,
-                {'history': history, 'stage_index': len(stages), 'epoch': 0, 'stages': stages},
-            )
+    path = cfg.checkpoint
+    p = _resume(model, path, device, cfg.show) if path is not None and cfg.resume and path.exists() else _Progress()
+    for si, stage in enumerate(model.stages):
+        if si >= p.stage_index and not _train_stage(model, train_ds, val_ds, cfg, device, si, int(n_epochs[stage]), p):
+            return pd.DataFrame(p.history)
+    model.set_stage(model.stages[-1])
+    if model.needs_calibration:
+        _calibrate(model, train_ds, cfg.eval_batch_size, device)
+        if path is not None:
+            _save_progress(path, model, None, None, p.history, len(model.stages), 0)
     model.eval()
-    return pd.DataFrame(history)
+    return pd.DataFrame(p.history)
 
-# %% ../../nbs/15_focus.train.ipynb #a0de1823
-def save_focus_model(model: nn.Module, path: str | Path, extra: dict | None = None) -> Path:
+# %% ../../nbs/15_focus.train.ipynb #d29ee06c
+def save_focus_model(model: FocusModel, path: str | Path, extra: dict | None = None) -> Path:
     "Write a trained focus model (build spec + weights) to one file, atomically."
-    spec = getattr(model, 'build_spec', None)
-    if spec is None:
+    if model.build_spec is None:
         raise InputError(
             "this model was not made by build_model, so it cannot be rebuilt from a file; build it with build_model"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, 'wb') as f:
-        torch.save({'build_spec': spec, 'model': model.state_dict(), **(extra or {})}, f)
-    return path
+    return save_checkpoint(path, model, build_spec=model.build_spec, **(extra or {}))
 
-# %% ../../nbs/15_focus.train.ipynb #02be2483
-def load_focus_model(path: str | Path, device='auto') -> nn.Module:
+# %% ../../nbs/15_focus.train.ipynb #4154d1b0
+def _read_focus_checkpoint(path: Path) -> dict:
+    try:
+        ck = load_checkpoint(path)
+    except InputError as e:
+        raise InputError(f"{path} is not a focus-model checkpoint ({e})") from e
+    except Exception as e:
+        raise InputError(f"{path} is not a readable focus checkpoint ({type(e).__name__}: {e})") from e
+    if 'build_spec' not in ck or 'model' not in ck:
+        raise InputError(f"{path} is not a focus-model checkpoint (no build_spec / model entries)")
+    return ck
+
+# %% ../../nbs/15_focus.train.ipynb #1fe0d41d
+def load_focus_model(path: str | Path, device='auto') -> FocusModel:
     "Rebuild a focus model saved by `save_focus_model` or `fit` (its `checkpoint.pt`), in evaluation mode."
     path = Path(path)
     if path.is_dir():
         path = path / 'model.pt' if (path / 'model.pt').exists() else path / 'checkpoint.pt'
     if not path.exists():
         raise InputError(f"no focus model at {path}")
-    try:
-        ck = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e:
-        raise InputError(f"{path} is not a readable focus checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ck, dict) or 'build_spec' not in ck or 'model' not in ck:
-        raise InputError(f"{path} is not a focus-model checkpoint (no build_spec / model entries)")
+    ck = _read_focus_checkpoint(path)
     model = rebuild_model(ck['build_spec'])
     model.load_state_dict(ck['model'])
-    if hasattr(model, 'set_stage'):
-        model.set_stage(_stages(model)[-1])
+    model.set_stage(model.stages[-1])
     return model.to(get_device(device)).eval()
 
 # %% ../../nbs/15_focus.train.ipynb #3a54f59e
-def load_matching_weights(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
-    """Start `model` from a trained focus model's weights wherever names and shapes agree (few-shot adaptation: a
-    FluoCLIP pre-trained on brain adapted to lung, or to new stains whose tokens then start fresh). Returns (loaded, skipped).
-    """
+def load_matching_weights(model: FocusModel, path: str | Path) -> tuple[list[str], list[str]]:
+    """Start `model` from a trained focus model's weights wherever names and shapes agree (few-shot adaptation:
+    a FluoCLIP pre-trained on brain adapted to lung, or to new stains whose tokens then start fresh).
+    Returns (loaded, skipped)."""
     path = Path(path)
     if path.is_dir():
         path = path / 'model.pt'
@@ -453,7 +476,8 @@ def load_matching_weights(model: nn.Module, path: str | Path) -> tuple[list[str]
     take = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     if not take:
         raise InputError(
-            f"{path} shares no weights with this {type(model).__name__}; is it a model of the same method and backbone?"
+            f"{path} shares no weights with this {type(model).__name__}; "
+            "is it a model of the same method and backbone?"
         )
     own.update(take)
     model.load_state_dict(own)
@@ -470,7 +494,8 @@ def _as_image_list(images) -> list[np.ndarray]:
             images = list(images)
         else:
             raise InputError(
-                f"images must be a 2-D image, an (N, Y, X) stack or a list of images, got an array of shape {images.shape}"
+                "images must be a 2-D image, an (N, Y, X) stack or a list of images, "
+                f"got an array of shape {images.shape}"
             )
     images = list(images)
     if not images:
@@ -496,9 +521,9 @@ def _as_image_list(images) -> list[np.ndarray]:
 
 # %% ../../nbs/15_focus.train.ipynb #a49e0631
 def _stain_ids(model, stains, n: int) -> torch.Tensor:
-    known = list(getattr(model, 'stains', []) or [])
+    known = list(model.stains or [])
     if stains is None:
-        if isinstance(model, FluoCLIP):
+        if model.needs_stains:
             raise InputError(f"this model is stain-aware: pass stains= (one of {', '.join(known)})")
         return torch.zeros(n, dtype=torch.long)
     names = [stains] * n if isinstance(stains, str) else list(stains)
@@ -511,10 +536,17 @@ def _stain_ids(model, stains, n: int) -> torch.Tensor:
         raise InputError(f"unknown stain(s) {bad}: this model knows {', '.join(known)}")
     return torch.tensor([known.index(s) for s in names])
 
-# %% ../../nbs/15_focus.train.ipynb #9a9368b8
+# %% ../../nbs/15_focus.train.ipynb #fd53512d
+def _stain_column(model: FocusModel, stains, sid: torch.Tensor) -> list[str]:
+    known = list(model.stains or [])
+    if known and stains is not None:
+        return [known[i] for i in sid.tolist()]
+    return [stains if isinstance(stains, str) else ''] * len(sid)
+
+# %% ../../nbs/15_focus.train.ipynb #98d5abda
 @torch.no_grad()
 def predict(
-    model: nn.Module | str | Path,
+    model: FocusModel | str | Path,
     images,
     stains: str | Sequence[str] | None = None,
     batch_size: int = 80,
@@ -527,42 +559,18 @@ def predict(
     sid = _stain_ids(model, stains, len(imgs))
     device = get_device(device)
     model.to(device).eval()
-    if hasattr(model, 'set_stage') and model.stage != _stages(model)[-1]:
-        model.set_stage(_stages(model)[-1])
-    size = int(getattr(model, 'image_size', 224))
-    tf = focus_transform(
-        False,
-        size=size,
-        resize=int(round(size * 256 / 224)),
-        mean=tuple(getattr(model, 'mean', ClipBackbone.mean)),
-        std=tuple(getattr(model, 'std', ClipBackbone.std)),
-    )
+    model.to_last_stage()
+    tf = _model_transform(model, False)
     er, am, ps = [], [], []
     for a in range(0, len(imgs), batch_size):
         x = torch.stack([torch.as_tensor(tf(im)) for im in imgs[a : a + batch_size]]).float().to(device)
-        out = model(x, sid[a : a + batch_size].to(device))
-        p = model.probabilities(out)
-        e = model.expected_rank(out).float().cpu().numpy()
+        e, m, p = _rank_outputs(model, model(x, sid[a : a + batch_size].to(device)))
         er.append(e)
-        am.append(
-            p.argmax(1).cpu().numpy() if p is not None else np.clip(np.round(e), 0, model.n_ranks - 1).astype(int)
-        )
-        ps.append(p.float().cpu().numpy() if p is not None else np.full((len(e), model.n_ranks), np.nan))
-    known = list(getattr(model, 'stains', []) or [])
-    df = pd.DataFrame(
-        {
-            'stain': [
-                known[i] if known and stains is not None else (stains if isinstance(stains, str) else '')
-                for i in sid.tolist()
-            ],
-            'expected_rank': np.concatenate(er),
-            'argmax_rank': np.concatenate(am),
-        }
-    )
-    P = np.concatenate(ps)
-    for k in range(P.shape[1]):
-        df[f'p{k}'] = P[:, k]
-    return df
+        am.append(m)
+        ps.append(p)
+    cols = {'stain': _stain_column(model, stains, sid), 'expected_rank': np.concatenate(er)}
+    df = pd.DataFrame({**cols, 'argmax_rank': np.concatenate(am)})
+    return _with_probabilities(df, np.concatenate(ps))
 
 # %% ../../nbs/15_focus.train.ipynb #ee999c57
 def results_table(per_seed: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
@@ -590,7 +598,8 @@ def results_table(per_seed: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
 
 # %% ../../nbs/15_focus.train.ipynb #c482c700
 def ablation_table(per_seed: pd.DataFrame, rows: Sequence[str]) -> pd.DataFrame:
-    "Table 6 form: mean accuracy (%) of the given methods in order, step gain over the previous row, total gain over the first."
+    """Table 6 form: mean accuracy (%) of the given methods in order, step gain over the previous row,
+    total gain over the first."""
     acc = per_seed.groupby('method')['accuracy'].mean() * 100
     rows = [r for r in rows if r in acc.index]
     if not rows:
@@ -662,7 +671,7 @@ def plot_rank_agreement(pred: pd.DataFrame, ax=None, title: str = ''):
     ax.set_title(title)
     return ax
 
-# %% ../../nbs/15_focus.train.ipynb #1c2a56e1
+# %% ../../nbs/15_focus.train.ipynb #479a72f1
 DATA_DEFAULTS = dict(
     layout='synthetic',
     path=None,
@@ -678,59 +687,111 @@ DATA_DEFAULTS = dict(
     few_shot=None,
 )
 
-
-def load_focus_data(data: dict | None = None, n_ranks: int | None = None) -> tuple[FocusDataset, FocusDataset]:
-    "Train and test focus data sets from a `data` config block (layout synthetic / bbbc006 / focuspath / fluomix / table / folder)."
-    from microscopy_toolkit.focus import data as fd
-
-    d = load_config(data or {}, DATA_DEFAULTS)
-    layout = d['layout']
-    if layout == 'synthetic':
-        ds = fd.synthetic_focus_dataset(
+# %% ../../nbs/15_focus.train.ipynb #4606ef15
+def _read_layout(d: dict) -> tuple[pd.DataFrame, np.ndarray | None]:
+    if d['layout'] == 'synthetic':
+        ds = synthetic_focus_dataset(
             stains=d['stains'], n_stacks=d['n_stacks'], size=d['size'], seed=d['split_seed'], n_planes=d['n_planes']
         )
-        table, images = ds.table, ds.images
-    else:
-        if d['path'] is None:
-            raise InputError(f"data layout {layout!r} needs data.path (the folder that holds the images)")
-        readers = {
-            'bbbc006': lambda: fd.read_bbbc006(d['path']),
-            'focuspath': lambda: fd.read_focuspath(d['path'], d['csv']),
-            'fluomix': lambda: fd.read_fluomix(d['path'], d['list_file']),
-            'table': lambda: fd.read_focus_table(d['csv'] or d['path'], root=d['path'] if d['csv'] else None),
-            'folder': lambda: fd.read_focus_folder(d['path']),
-        }
-        if layout not in readers:
-            raise InputError(f"unknown data layout {layout!r}; choose synthetic, {', '.join(readers)}")
-        table, images = readers[layout](), None
-        if d['tissue'] is not None and 'tissue' in table:
-            table = table[table.tissue.isin([d['tissue']] if isinstance(d['tissue'], str) else d['tissue'])]
-        if d['stains'] is not None:
-            table = table[table.stain.isin(d['stains'])]
+        return ds.table, ds.images
+    if d['path'] is None:
+        raise InputError(f"data layout {d['layout']!r} needs data.path (the folder that holds the images)")
+    readers = {
+        'bbbc006': lambda: read_bbbc006(d['path']),
+        'focuspath': lambda: read_focuspath(d['path'], d['csv']),
+        'fluomix': lambda: read_fluomix(d['path'], d['list_file']),
+        'table': lambda: read_focus_table(d['csv'] or d['path'], root=d['path'] if d['csv'] else None),
+        'folder': lambda: read_focus_folder(d['path']),
+    }
+    if d['layout'] not in readers:
+        raise InputError(f"unknown data layout {d['layout']!r}; choose synthetic, {', '.join(readers)}")
+    table = readers[d['layout']]()
+    if d['tissue'] is not None and 'tissue' in table:
+        table = table[table.tissue.isin([d['tissue']] if isinstance(d['tissue'], str) else d['tissue'])]
+    if d['stains'] is not None:
+        table = table[table.stain.isin(d['stains'])]
+    return table, None
+
+# %% ../../nbs/15_focus.train.ipynb #64777420
+def load_focus_data(data: dict | None = None, n_ranks: int | None = None) -> tuple[FocusDataset, FocusDataset]:
+    """Train and test focus data sets from a `data` config block
+    (layout synthetic / bbbc006 / focuspath / fluomix / table / folder)."""
+    d = load_config(data or {}, DATA_DEFAULTS)
+    table, images = _read_layout(d)
     if table.empty:
         raise InputError(f"no images left after selecting tissue={d['tissue']} and stains={d['stains']}")
     group = next((c for c in ('stack', 'field', 'group') if c in table.columns), None)
     if group is None:
         table, group = table.assign(stack=np.arange(len(table)).astype(str)), 'stack'  # no stacks known: split images
-    train_t, test_t = fd.train_test_split_by_group(table, d['test_fraction'], seed=d['split_seed'], group=group)
+    train_t, test_t = train_test_split_by_group(table, d['test_fraction'], seed=d['split_seed'], group=group)
     if d['few_shot']:
-        train_t = fd.few_shot_sample(train_t, int(d['few_shot']), seed=d['split_seed'])
+        train_t = few_shot_sample(train_t, int(d['few_shot']), seed=d['split_seed'])
     stains = sorted(table.stain.unique())
 
     def make(t):
         imgs = images[t.index.values] if images is not None else None
-        return fd.FocusDataset(t.reset_index(drop=True), images=imgs, stains=stains, n_ranks=n_ranks)
+        return FocusDataset(t.reset_index(drop=True), images=imgs, stains=stains, n_ranks=n_ranks)
 
     return make(train_t), make(test_t)
 
-# %% ../../nbs/15_focus.train.ipynb #02b86c84
+# %% ../../nbs/15_focus.train.ipynb #8c3ecf72
+def _plot_run(run_dir: Path, hist: pd.DataFrame, pred: pd.DataFrame, n_ranks: int, title: str):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    plot_history(hist, axes[0], title)
+    plot_confusion(pred, n_ranks, axes[1], 'confusion')
+    plot_rank_agreement(pred, axes[2], 'per stain')
+    fig.tight_layout()
+    fig.savefig(run_dir / 'curves.png', dpi=90)
+    plt.close(fig)
+
+# %% ../../nbs/15_focus.train.ipynb #f6d7e014
+def _write_run(run_dir: Path, model: FocusModel, pred: pd.DataFrame, per_stain: pd.DataFrame, hist: pd.DataFrame):
+    save_focus_model(model, run_dir / 'model.pt')
+    with atomic_write(run_dir / 'predictions.csv', 'w') as f:
+        pred.to_csv(f, index=False)
+    with atomic_write(run_dir / 'metrics_per_stain.csv', 'w') as f:
+        per_stain.to_csv(f)
+    with atomic_write(run_dir / 'history.csv', 'w') as f:
+        hist.to_csv(f, index=False)
+
+# %% ../../nbs/15_focus.train.ipynb #0170c70d
+def _start_from(model: FocusModel, init_checkpoint, show: bool):
+    _, skipped = load_matching_weights(model, init_checkpoint)
+    if show and skipped:
+        n = len(skipped)
+        print(f"{model.method_name}: {n} tensor(s) not taken from {init_checkpoint} (shapes differ): {skipped[:4]}")
+
+# %% ../../nbs/15_focus.train.ipynb #995aa80e
+def _run_one(method: str, seed: int, cfg: dict, train_ds, test_ds, n_ranks: int, run_dir: Path, show: bool) -> dict:
+    model = build_model(method, train_ds.stains, n_ranks, cfg['backbone'], cfg['pretrained'], seed=seed, **cfg['model'])
+    if cfg['init_checkpoint']:
+        _start_from(model, cfg['init_checkpoint'], show)
+    epochs = cfg['epochs'] if isinstance(cfg['epochs'], dict) else int(cfg['epochs'])
+    if isinstance(epochs, dict):
+        epochs = {s: epochs.get(s, epochs.get('rank', 100)) for s in model.stages}
+    tr, te = with_transform(train_ds, model, True), with_transform(test_ds, model, False)
+    opts = {k: cfg[k] for k in ('batch_size', 'eval_batch_size', 'learning_rates', 'weight_decay')}
+    opts.update(max_steps_per_epoch=cfg['max_steps_per_epoch'], device=cfg['device'], eval_every=cfg['eval_every'])
+    hist = fit(model, tr, te, epochs, seed=seed, out_dir=run_dir, resume=True, show=show, **opts)
+    pred = evaluate(model, te, cfg['eval_batch_size'], cfg['device'])
+    per_stain = metrics_from_predictions(pred)
+    _write_run(run_dir, model, pred, per_stain, hist)
+    _plot_run(run_dir, hist, pred, n_ranks, f'{method} seed {seed}')
+    row = {'method': method, 'seed': seed, **{k: float(v) for k, v in per_stain.loc['all'].items()}}
+    with atomic_write(run_dir / 'metrics.json', 'w') as f:
+        json.dump(row, f, indent=1)
+    return row
+
+# %% ../../nbs/15_focus.train.ipynb #3259136a
 def run_experiment(config: dict | str | Path, show: bool = True) -> pd.DataFrame:
-    "Train and evaluate every method × seed of a config (see `TRAIN_DEFAULTS`); returns per-seed metrics and writes everything to out_dir."
+    """Train and evaluate every method × seed of a config (see `TRAIN_DEFAULTS`); returns per-seed metrics and
+    writes everything to out_dir."""
     cfg = load_config(config, TRAIN_DEFAULTS)
     methods = cfg['method'] if isinstance(cfg['method'], (list, tuple)) else [cfg['method']]
     for m in methods:
-        if m not in METHODS:
-            build_model(m, [])  # raises the "did you mean" error before any work
+        _check_method(m)  # the "did you mean" error before any work
     seeds = cfg['seeds'] if isinstance(cfg['seeds'], (list, tuple)) else [cfg['seeds']]
     out = Path(cfg['out_dir'])
     out.mkdir(parents=True, exist_ok=True)
@@ -742,69 +803,16 @@ def run_experiment(config: dict | str | Path, show: bool = True) -> pd.DataFrame
     for method in methods:
         for seed in seeds:
             run_dir = out / method / f'seed{seed}'
-            done = run_dir / 'metrics.json'
-            if done.exists():
-                rows.append(json.loads(done.read_text()))
+            if (run_dir / 'metrics.json').exists():
+                rows.append(json.loads((run_dir / 'metrics.json').read_text()))
                 continue
-            model = build_model(
-                method, train_ds.stains, n_ranks, cfg['backbone'], cfg['pretrained'], seed=seed, **cfg['model']
-            )
-            if cfg['init_checkpoint']:
-                _, skipped = load_matching_weights(model, cfg['init_checkpoint'])
-                if show and skipped:
-                    print(
-                        f"{method}: {len(skipped)} tensor(s) not taken from {cfg['init_checkpoint']} (shapes differ): {skipped[:4]}"
-                    )
-            epochs = cfg['epochs'] if isinstance(cfg['epochs'], dict) else int(cfg['epochs'])
-            if isinstance(epochs, dict):
-                epochs = {s: epochs.get(s, epochs.get('rank', 100)) for s in _stages(model)}
-            tr, te = with_transform(train_ds, model, True), with_transform(test_ds, model, False)
-            hist = fit(
-                model,
-                tr,
-                te,
-                epochs,
-                cfg['batch_size'],
-                cfg['eval_batch_size'],
-                cfg['learning_rates'],
-                cfg['weight_decay'],
-                seed,
-                run_dir,
-                True,
-                cfg['max_steps_per_epoch'],
-                cfg['device'],
-                show=show,
-                eval_every=cfg['eval_every'],
-            )
-            pred = evaluate(model, te, cfg['eval_batch_size'], cfg['device'])
-            per_stain = metrics_from_predictions(pred)
-            save_focus_model(model, run_dir / 'model.pt')
-            with atomic_write(run_dir / 'predictions.csv', 'w') as f:
-                pred.to_csv(f, index=False)
-            with atomic_write(run_dir / 'metrics_per_stain.csv', 'w') as f:
-                per_stain.to_csv(f)
-            with atomic_write(run_dir / 'history.csv', 'w') as f:
-                hist.to_csv(f, index=False)
-            import matplotlib
-            import matplotlib.pyplot as plt
-
-            fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-            plot_history(hist, axes[0], f'{method} seed {seed}')
-            plot_confusion(pred, n_ranks, axes[1], 'confusion')
-            plot_rank_agreement(pred, axes[2], 'per stain')
-            fig.tight_layout()
-            fig.savefig(run_dir / 'curves.png', dpi=90)
-            plt.close(fig)
-            row = {'method': method, 'seed': seed, **{k: float(v) for k, v in per_stain.loc['all'].items()}}
-            with atomic_write(done, 'w') as f:
-                json.dump(row, f, indent=1)
-            rows.append(row)
+            rows.append(_run_one(method, seed, cfg, train_ds, test_ds, n_ranks, run_dir, show))
             if show:
-                print(f"{method} seed {seed}: accuracy {row['accuracy']:.3f}  MAE {row['mae']:.3f}  -> {run_dir}")
+                r = rows[-1]
+                print(f"{method} seed {seed}: accuracy {r['accuracy']:.3f}  MAE {r['mae']:.3f}  -> {run_dir}")
     per_seed = pd.DataFrame(rows)
     with atomic_write(out / 'per_seed.csv', 'w') as f:
         per_seed.to_csv(f, index=False)
-    table = results_table(per_seed)
     with atomic_write(out / 'results_table.csv', 'w') as f:
-        table.to_csv(f)
+        results_table(per_seed).to_csv(f)
     return per_seed
