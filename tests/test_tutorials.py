@@ -2,7 +2,7 @@
 
 `mtk quickstart` runs the tutorials with `smoke=True, quick=True`: the short runs (a few minutes on 2 cores) that a new
 user sees first; `mtk quickstart --full` (`quick=False`) gives the longer smoke runs. The checks below hold for the quick
-runs of 01, 02 (the same FluoCLIP, OrdinalCLIP and CE runs as --full) and 05 (fewer bootstrap resamples); 03 and 04 run
+runs of 01 (the same run as --full) and 02 (the same FluoCLIP, OrdinalCLIP and CE runs as --full); 03, 04 and 05 run
 with --full (FULL below) until their quick runs are shown to pass the same checks, on an idle machine, with margin.
 This is the only place CI runs all the tutorials (tests/test_wheel.py runs one, from the installed wheel). The module is
 one xdist group, so under `pytest -n 2 --dist loadgroup` the quickstart fixture runs once, on one worker.
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.xdist_group('quickstart')
 
 
 # tutorials whose checks need the longer smoke runs: `mtk quickstart --full` (smoke=True, quick=False) for these
-FULL = ('03_microscopy_matching', '04_tracking')
+FULL = ('03_microscopy_matching', '04_tracking', '05_micro_bench')
 
 
 @pytest.fixture(scope='module')
