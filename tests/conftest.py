@@ -20,3 +20,13 @@ def run_mtk(*args, cwd=None, check=True, timeout=900):
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
+
+
+# `pytest -n 2 --dist loadgroup` (the README's test command) keeps each `xdist_group` on one worker and hands out the
+# groups largest first, then single tests in collection order. The wheel test is one test but minutes long (a fresh
+# venv, mostly waiting on pip), so it is collected first: it starts at once, beside the quickstart group, instead of last.
+SLOW_FIRST = ('test_wheel.py',)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name not in SLOW_FIRST)     # stable: the order within each group is kept

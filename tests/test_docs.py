@@ -17,6 +17,8 @@ import docsite  # noqa: E402
 
 SECTIONS = ['Tutorials', 'Core', 'Focus', 'Matching', 'Tracking', 'Bench']
 PILLARS = {'Focus': '1', 'Matching': '2', 'Tracking': '3', 'Bench': '4'}   # notebook number prefixes per section
+# the `site` fixture builds the whole site once per module: under pytest-xdist, keep the module on one worker
+pytestmark = pytest.mark.xdist_group('docsite')
 
 
 # ------------------------------------------------------------------------------------------- sidebar and config

@@ -52,6 +52,18 @@ def test_papermill_parameters_tag_survives_clean(root):
         assert len(tagged) == 1, f"{nb.name}: needs exactly one cell tagged 'parameters' for papermill"
 
 
+def test_every_tutorial_takes_the_quick_parameter(root):
+    "`mtk quickstart` runs the tutorials with quick=True (the short runs), `--full` with quick=False (the default here)."
+    import ast, json
+    for nb in sorted((root/'tutorials').glob('*.ipynb')):
+        cells = json.loads(nb.read_text())['cells']
+        src = next(''.join(c['source']) for c in cells if 'parameters' in c.get('metadata', {}).get('tags', []))
+        values = {t.id: n.value for n in ast.parse(src).body if isinstance(n, ast.Assign) for t in n.targets
+                  if isinstance(t, ast.Name)}
+        assert 'quick' in values and ast.literal_eval(values['quick']) is False, f"{nb.name}: needs `quick = False`"
+        assert ast.literal_eval(values['smoke']) is True, f"{nb.name}: smoke mode is the default"
+
+
 def _make_readme(root):
     import importlib.util
     spec = importlib.util.spec_from_file_location('make_readme', root/'tools'/'make_readme.py')
