@@ -55,7 +55,8 @@ def _stain_stacks(stacks, stains: Sequence[str] | None = None) -> dict[str, np.n
             names = list(stains) if stains is not None else [f'channel {i}' for i in range(a.shape[0])]
             if len(names) != a.shape[0]:
                 raise InputError(
-                    f'{len(names)} stain names for {a.shape[0]} channels; give one name per channel of the (C, Z, Y, X) stack'
+                    f'{len(names)} stain names for {a.shape[0]} channels; '
+                    'give one name per channel of the (C, Z, Y, X) stack'
                 )
             out = {str(n): c for n, c in zip(names, a)}
         else:
@@ -71,9 +72,72 @@ def _stain_stacks(stacks, stains: Sequence[str] | None = None) -> dict[str, np.n
         out[k] = v.astype(np.float32, copy=False)
     return out
 
-# %% ../nbs/50_widgets.ipynb #837bdde2
-class ZStackViewer(W.VBox):
-    "Browse a z-stack plane by plane beside its focus curve (best plane starred); stain and focus measure are selectable."
+# %% ../nbs/50_widgets.ipynb #45930808
+def _draw_focus_curve(cx, r, z: int, stain: str, measure: str):
+    "Draw `BestFocus` `r` on the axes `cx`; returns the curve, best-plane and current-plane artists."
+    cx.clear()
+    (curve,) = cx.plot(np.arange(len(r.scores)), r.scores, '.-', color='C0')
+    (best,) = cx.plot([r.best], [r.scores[r.best]], 'r*', ms=13, label=f'best z = {r.best}')
+    zline = cx.axvline(z, color='k', ls='--', lw=1)
+    cx.set_xlabel('plane z')
+    cx.set_ylabel(measure)
+    cx.legend(loc='upper right')
+    cx.set_title(f'{stain}: {measure} focus curve', fontsize=10)
+    return curve, best, zline
+
+# %% ../nbs/50_widgets.ipynb #77bd0c83
+def _plane_info(stain: str, measure: str, z: int, r) -> str:
+    "The line under the viewer: the plane's score, its rank and its distance from the best plane."
+    return (
+        f'<b>{stain}</b>, plane z = {z}: {measure} = {r.scores[z]:.4g}, '
+        f'rank {r.relative_rank[z] + 1} of {len(r.scores)}, {r.distance[z]} plane(s) from the best (z = {r.best})'
+    )
+
+# %% ../nbs/50_widgets.ipynb #3051f783
+class _ZStackPanels:
+    "Drawing for `ZStackViewer`: the plane and the focus curve of the selected stain and measure."
+
+    @property
+    def stack(self) -> np.ndarray:
+        "The z-stack of the selected stain."
+        return self.stacks[self.stain.value]
+
+    @property
+    def result(self):
+        "`BestFocus` of the selected stain and measure (cached)."
+        key = (self.stain.value, self.measure.value)
+        if key not in self._curves:
+            self._curves[key] = best_focus(self.stack, self.measure.value, smooth=self.smooth)
+        return self._curves[key]
+
+    def _draw_stack(self):
+        "Redraw both panels for the current stain and measure."
+        ax = self.ax_image
+        ax.clear()
+        lo, hi = _display_range(self.stack)
+        self._im = ax.imshow(self.stack[min(self.z.value, len(self.stack) - 1)], cmap='gray', vmin=lo, vmax=hi)
+        ax.axis('off')
+        r, stain, measure = self.result, self.stain.value, self.measure.value
+        self._curve, self._best, self._zline = _draw_focus_curve(self.ax_curve, r, self.z.value, stain, measure)
+        self.figure.tight_layout()
+
+    def _update_plane(self):
+        "Show plane `z` and move the marker; re-render."
+        z, r = self.z.value, self.result
+        self._im.set_data(self.stack[z])
+        self._zline.set_xdata([z, z])
+        self.ax_image.set_title(f'z = {z}' + ('  (best)' if z == r.best else ''), fontsize=10)
+        self.info.value = _plane_info(self.stain.value, self.measure.value, z, r)
+        self.render()
+
+    def render(self):
+        "Render the figure into the widget."
+        self.image.value = figure_png(self.figure, self.dpi)
+        self.renders += 1
+
+# %% ../nbs/50_widgets.ipynb #d3eb6e6e
+class ZStackViewer(_ZStackPanels, W.VBox):
+    "Browse a z-stack plane by plane beside its focus curve (best plane starred); stain and measure are selectable."
 
     def __init__(
         self,
@@ -94,8 +158,7 @@ class ZStackViewer(W.VBox):
         self.measure = W.Dropdown(options=list(FOCUS_MEASURES), value=measure, description='measure')
         self.z = W.IntSlider(min=0, max=len(self.stacks[first]) - 1, description='plane z', continuous_update=True)
         self.best_button = W.Button(description='go to best plane', icon='crosshairs')
-        self.info = W.HTML()
-        self.image = W.Image(format='png')
+        self.info, self.image = W.HTML(), W.Image(format='png')
         self.figure = Figure(figsize=figsize)
         self.ax_image, self.ax_curve = self.figure.subplots(1, 2, gridspec_kw=dict(width_ratios=[1, 1.4]))
         self._draw_stack()
@@ -103,59 +166,10 @@ class ZStackViewer(W.VBox):
         self._update_plane()
         self.stain.observe(self._on_stain, names='value')
         self.measure.observe(self._on_measure, names='value')
-        self.z.observe(self._on_z, names='value')
+        self.z.observe(lambda _: self._update_plane(), names='value')
         self.best_button.on_click(lambda _: setattr(self.z, 'value', self.result.best))
-        super().__init__(
-            [W.HBox([self.stain, self.measure]), W.HBox([self.z, self.best_button]), self.info, self.image]
-        )
-
-    @property
-    def stack(self) -> np.ndarray:
-        "The z-stack of the selected stain."
-        return self.stacks[self.stain.value]
-
-    @property
-    def result(self):
-        "`BestFocus` of the selected stain and measure (cached)."
-        key = (self.stain.value, self.measure.value)
-        if key not in self._curves:
-            self._curves[key] = best_focus(self.stack, self.measure.value, smooth=self.smooth)
-        return self._curves[key]
-
-    def _draw_stack(self):
-        "Redraw both panels for the current stain and measure."
-        ax, cx, r = self.ax_image, self.ax_curve, self.result
-        ax.clear()
-        cx.clear()
-        lo, hi = _display_range(self.stack)
-        self._im = ax.imshow(self.stack[min(self.z.value, len(self.stack) - 1)], cmap='gray', vmin=lo, vmax=hi)
-        ax.axis('off')
-        zs = np.arange(len(r.scores))
-        (self._curve,) = cx.plot(zs, r.scores, '.-', color='C0')
-        (self._best,) = cx.plot([r.best], [r.scores[r.best]], 'r*', ms=13, label=f'best z = {r.best}')
-        self._zline = cx.axvline(self.z.value, color='k', ls='--', lw=1)
-        cx.set_xlabel('plane z')
-        cx.set_ylabel(self.measure.value)
-        cx.legend(loc='upper right')
-        cx.set_title(f'{self.stain.value}: {self.measure.value} focus curve', fontsize=10)
-        self.figure.tight_layout()
-
-    def _update_plane(self):
-        "Show plane `z` and move the marker; re-render."
-        z, r = self.z.value, self.result
-        self._im.set_data(self.stack[z])
-        self._zline.set_xdata([z, z])
-        self.ax_image.set_title(f'z = {z}' + ('  (best)' if z == r.best else ''), fontsize=10)
-        self.info.value = (
-            f'<b>{self.stain.value}</b>, plane z = {z}: {self.measure.value} = {r.scores[z]:.4g}, '
-            f'rank {r.relative_rank[z] + 1} of {len(r.scores)}, {r.distance[z]} plane(s) from the best (z = {r.best})'
-        )
-        self.render()
-
-    def render(self):
-        "Render the figure into the widget."
-        self.image.value = figure_png(self.figure, self.dpi)
-        self.renders += 1
+        rows = [W.HBox([self.stain, self.measure]), W.HBox([self.z, self.best_button]), self.info, self.image]
+        super().__init__(rows)
 
     def _on_stain(self, change):
         self.z.max = len(self.stack) - 1  # clips z if the new stack is shorter
@@ -166,15 +180,13 @@ class ZStackViewer(W.VBox):
         self._draw_stack()
         self._update_plane()
 
-    def _on_z(self, change):
-        self._update_plane()
-
 # %% ../nbs/50_widgets.ipynb #2ab27cd3
 _NUMBER = re.compile(r'[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 
 
 def parse_boxes(text: str, shape: tuple | None = None) -> np.ndarray:
-    "Boxes typed as `x0, y0, x1, y1; x0, y0, x1, y1` (any separators, brackets allowed) as an `(n, 4)` array; empty text gives no boxes."
+    """Boxes typed as `x0, y0, x1, y1; x0, y0, x1, y1` (any separators, brackets allowed) as an `(n, 4)` array;
+    empty text gives no boxes."""
     nums = [float(t) for t in _NUMBER.findall(text or '')]
     if not nums:
         return np.zeros((0, 4))
@@ -208,84 +220,40 @@ def _rgb_png(image: np.ndarray) -> bytes:
     PILImage.fromarray(u8).save(buf, format='PNG')
     return buf.getvalue()
 
-# %% ../nbs/50_widgets.ipynb #1bd50e9e
-class BoxPicker(W.VBox):
-    "Draw or type exemplar boxes on an image; optionally run a `MatchingModel` with them and show the result."
-
-    def __init__(
-        self,
-        image,
-        boxes=None,
-        backend: str = 'auto',
-        on_change: Callable | None = None,
-        model=None,
-        task: str = 'segment',
-        label: str = 'object',
-        dpi: int = 80,
-    ):
-        image = check_finite(np.asarray(image), 'image')
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
-            raise InputError(f'the box picker needs a 2-D image (Y, X) or (Y, X, channels); got shape {image.shape}')
-        if task not in ('segment', 'count'):
-            raise InputError(f"task must be 'segment' or 'count', got {task!r}")
-        if backend not in ('auto', 'bbox', 'matplotlib'):
-            raise InputError(f"backend must be 'auto', 'bbox' or 'matplotlib', got {backend!r}")
-        if backend in ('auto', 'bbox'):
-            try:
-                from jupyter_bbox_widget import BBoxWidget
-            except ImportError:
-                if backend == 'bbox':
-                    raise InputError('jupyter-bbox-widget is not installed: pip install jupyter-bbox-widget') from None
-                backend = 'matplotlib'
-            else:
-                backend = 'bbox'
-        self.image_array, self.shape, self.backend = image, image.shape[:2], backend
-        self.model, self.task, self.label, self.dpi = model, task, label, dpi
-        self._boxes, self._callbacks, self._syncing, self.result = np.zeros((0, 4)), [], False, None
-        self.text = W.Text(
-            placeholder='x0, y0, x1, y1; x0, y0, x1, y1', description='boxes', layout=W.Layout(width='60%')
-        )
-        self.set_button = W.Button(description='set typed boxes')
-        self.undo_button = W.Button(description='undo last')
-        self.clear_button = W.Button(description='clear')
-        self.message = W.HTML()
-        self.set_button.on_click(lambda _: self.set_from_text())
-        self.undo_button.on_click(lambda _: self._set(self._boxes[:-1]))
-        self.clear_button.on_click(lambda _: self._set(np.zeros((0, 4))))
+# %% ../nbs/50_widgets.ipynb #dec39312
+def _picker_backend(backend: str) -> str:
+    "'bbox' (jupyter-bbox-widget) or 'matplotlib' for the box picker's `backend` argument ('auto' prefers bbox)."
+    if backend not in ('auto', 'bbox', 'matplotlib'):
+        raise InputError(f"backend must be 'auto', 'bbox' or 'matplotlib', got {backend!r}")
+    if backend == 'matplotlib':
+        return backend
+    try:
+        import jupyter_bbox_widget  # noqa: F401
+    except ImportError:
         if backend == 'bbox':
-            self.canvas = BBoxWidget(image_bytes=_rgb_png(image), classes=[label], hide_buttons=True)
-            self.canvas.observe(self._on_canvas, names='bboxes')
-            drawing = self.canvas
-        else:
-            from matplotlib.widgets import RectangleSelector
+            raise InputError('jupyter-bbox-widget is not installed: pip install jupyter-bbox-widget') from None
+        return 'matplotlib'
+    return 'bbox'
 
-            self.figure = Figure(figsize=(5, 5))
-            ax = self.figure.subplots()
-            lo, hi = _display_range(image)
-            ax.imshow(image, cmap='gray', vmin=lo, vmax=hi)
-            ax.axis('off')
-            self._ax, self._patches = ax, []
-            self.selector = RectangleSelector(ax, self._on_rectangle, useblit=False, interactive=False, button=[1])
-            self.canvas = W.Image(format='png')
-            drawing = self.figure.canvas if isinstance(self.figure.canvas, W.DOMWidget) else self.canvas
-        rows = [
-            drawing,
-            W.HBox([self.text, self.set_button]),
-            W.HBox([self.undo_button, self.clear_button]),
-            self.message,
-        ]
-        if model is not None:
-            self.run_button = W.Button(description=f'{task} with these boxes', button_style='primary')
-            self.run_button.on_click(lambda _: self.run())
-            self.output = W.Image(format='png')
-            rows += [self.run_button, self.output]
-        if on_change is not None:
-            self.on_change(on_change)
-        super().__init__(rows)
-        if boxes is not None:
-            self.boxes = boxes
-        else:
-            self._refresh()
+# %% ../nbs/50_widgets.ipynb #92676688
+def _picker_image(image, task: str) -> np.ndarray:
+    "The picker's image, checked: finite, 2-D or (Y, X, channels); and its task, 'segment' or 'count'."
+    image = check_finite(np.asarray(image), 'image')
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
+        raise InputError(f'the box picker needs a 2-D image (Y, X) or (Y, X, channels); got shape {image.shape}')
+    if task not in ('segment', 'count'):
+        raise InputError(f"task must be 'segment' or 'count', got {task!r}")
+    return image
+
+# %% ../nbs/50_widgets.ipynb #74f2ea7d
+def _boxes_message(n: int, note: str = '') -> str:
+    "The line under the picker: `note`, or how many boxes there are (and how to add one when there are none)."
+    hint = '' if n else ' — draw one around an example object, or type x0, y0, x1, y1'
+    return note or f'{n} box{"es" if n != 1 else ""}' + hint
+
+# %% ../nbs/50_widgets.ipynb #6992685b
+class _BoxState:
+    "The boxes of a `BoxPicker`: set, checked, refused with a message, and announced to `on_change` listeners."
 
     @property
     def boxes(self) -> np.ndarray:
@@ -311,34 +279,6 @@ class BoxPicker(W.VBox):
             for fn in self._callbacks:
                 fn(self.boxes)
 
-    def _refresh(self, note: str = ''):
-        "Show the boxes on the canvas and in the text field."
-        self._syncing = True
-        try:
-            self.text.value = _format_boxes(self._boxes)
-            if self.backend == 'bbox':
-                self.canvas.bboxes = [
-                    dict(x=float(x0), y=float(y0), width=float(x1 - x0), height=float(y1 - y0), label=self.label)
-                    for x0, y0, x1, y1 in self._boxes
-                ]
-            else:
-                import matplotlib.patches as mpatches
-
-                for p in self._patches:
-                    p.remove()
-                self._patches = [
-                    self._ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='lime', lw=1.5))
-                    for x0, y0, x1, y1 in self._boxes
-                ]
-                self.canvas.value = figure_png(self.figure, self.dpi)
-                self.figure.canvas.draw_idle()
-        finally:
-            self._syncing = False
-        n = len(self._boxes)
-        self.message.value = note or f'{n} box{"es" if n != 1 else ""}' + (
-            '' if n else ' — draw one around an example object, or type x0, y0, x1, y1'
-        )
-
     def _error(self, msg: str):
         "Refuse an edit: keep the boxes, say why."
         self._refresh(f'<span style="color:#c0392b">✗ {msg}; kept the {len(self._boxes)} box(es) you had</span>')
@@ -351,13 +291,68 @@ class BoxPicker(W.VBox):
             return self._error(str(e))
         self._set(b)
 
+# %% ../nbs/50_widgets.ipynb #b49ff2f2
+class _BoxCanvas:
+    "The drawing surface of a `BoxPicker`: jupyter-bbox-widget, or matplotlib with a `RectangleSelector`."
+
+    def _make_canvas(self, image: np.ndarray):
+        "Build the canvas for the backend; returns the widget to show."
+        if self.backend == 'bbox':
+            from jupyter_bbox_widget import BBoxWidget
+
+            self.canvas = BBoxWidget(image_bytes=_rgb_png(image), classes=[self.label], hide_buttons=True)
+            self.canvas.observe(self._on_canvas, names='bboxes')
+            return self.canvas
+        from matplotlib.widgets import RectangleSelector
+
+        self.figure = Figure(figsize=(5, 5))
+        self._ax, self._patches = self.figure.subplots(), []
+        lo, hi = _display_range(image)
+        self._ax.imshow(image, cmap='gray', vmin=lo, vmax=hi)
+        self._ax.axis('off')
+        self.selector = RectangleSelector(self._ax, self._on_rectangle, useblit=False, interactive=False, button=[1])
+        self.canvas = W.Image(format='png')
+        return self.figure.canvas if isinstance(self.figure.canvas, W.DOMWidget) else self.canvas
+
+    def _draw_boxes(self):
+        "Show the boxes on the canvas."
+        if self.backend == 'bbox':
+            self.canvas.bboxes = [
+                dict(x=float(x0), y=float(y0), width=float(x1 - x0), height=float(y1 - y0), label=self.label)
+                for x0, y0, x1, y1 in self._boxes
+            ]
+            return
+        import matplotlib.patches as mpatches
+
+        for p in self._patches:
+            p.remove()
+        self._patches = [
+            self._ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='lime', lw=1.5))
+            for x0, y0, x1, y1 in self._boxes
+        ]
+        self.canvas.value = figure_png(self.figure, self.dpi)
+        self.figure.canvas.draw_idle()
+
+    def _refresh(self, note: str = ''):
+        "Show the boxes on the canvas and in the text field, and the message."
+        self._syncing = True
+        try:
+            self.text.value = _format_boxes(self._boxes)
+            self._draw_boxes()
+        finally:
+            self._syncing = False
+        self.message.value = _boxes_message(len(self._boxes), note)
+
+# %% ../nbs/50_widgets.ipynb #5aa581f4
+class _BoxEvents:
+    "What the user does on a `BoxPicker`'s canvas, turned into box edits."
+
     def _on_canvas(self, change):
         "Boxes drawn, moved or deleted on the bbox canvas (`x, y, width, height` dicts)."
         if self._syncing:
             return
-        b = _clip_boxes(
-            [(d['x'], d['y'], d['x'] + d['width'], d['y'] + d['height']) for d in change['new']], self.shape
-        )
+        drawn = [(d['x'], d['y'], d['x'] + d['width'], d['y'] + d['height']) for d in change['new']]
+        b = _clip_boxes(drawn, self.shape)
         keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         self._set(b[keep], '' if keep.all() else f'dropped {int((~keep).sum())} empty box(es)')
 
@@ -371,23 +366,65 @@ class BoxPicker(W.VBox):
     def run(self):
         "Run the model with the current boxes (template mode when there are none); keep and show the result."
         from microscopy_toolkit.matching.pipeline import overlay
+        import matplotlib.pyplot as plt
 
         if self.model is None:
             raise InputError('no model given: BoxPicker(image, model=MatchingModel.load(...))')
         boxes = [self.boxes] if len(self._boxes) else None
+        shown = self.boxes if boxes else None
         if self.task == 'segment':
             labels = self.model.segment([self.image_array], boxes=boxes)[0]
-            self.result, fig = labels, overlay(self.image_array, labels=labels, boxes=self.boxes if boxes else None)
+            self.result, fig = labels, overlay(self.image_array, labels=labels, boxes=shown)
         else:
             counts, dens = self.model.count([self.image_array], boxes=boxes)
-            self.result, fig = (float(counts[0]), dens[0]), overlay(
-                self.image_array, density=dens[0], boxes=self.boxes if boxes else None
-            )
+            self.result, fig = (float(counts[0]), dens[0]), overlay(self.image_array, density=dens[0], boxes=shown)
         self.output.value = figure_png(fig, self.dpi)
-        import matplotlib.pyplot as plt
-
         plt.close(fig)
         return self.result
+
+# %% ../nbs/50_widgets.ipynb #cd74c534
+class BoxPicker(_BoxState, _BoxCanvas, _BoxEvents, W.VBox):
+    "Draw or type exemplar boxes on an image; optionally run a `MatchingModel` with them and show the result."
+
+    def __init__(
+        self,
+        image,
+        boxes=None,
+        backend: str = 'auto',
+        on_change: Callable | None = None,
+        model=None,
+        task: str = 'segment',
+        label: str = 'object',
+        dpi: int = 80,
+    ):
+        image = _picker_image(image, task)
+        self.image_array, self.shape, self.backend = image, image.shape[:2], _picker_backend(backend)
+        self.model, self.task, self.label, self.dpi = model, task, label, dpi
+        self._boxes, self._callbacks, self._syncing, self.result = np.zeros((0, 4)), [], False, None
+        placeholder = 'x0, y0, x1, y1; x0, y0, x1, y1'
+        self.text = W.Text(placeholder=placeholder, description='boxes', layout=W.Layout(width='60%'))
+        self.set_button = W.Button(description='set typed boxes')
+        self.undo_button = W.Button(description='undo last')
+        self.clear_button = W.Button(description='clear')
+        self.message = W.HTML()
+        self.set_button.on_click(lambda _: self.set_from_text())
+        self.undo_button.on_click(lambda _: self._set(self._boxes[:-1]))
+        self.clear_button.on_click(lambda _: self._set(np.zeros((0, 4))))
+        drawing = self._make_canvas(image)
+        edits = [W.HBox([self.text, self.set_button]), W.HBox([self.undo_button, self.clear_button]), self.message]
+        rows = [drawing] + edits
+        if model is not None:
+            self.run_button = W.Button(description=f'{task} with these boxes', button_style='primary')
+            self.run_button.on_click(lambda _: self.run())
+            self.output = W.Image(format='png')
+            rows += [self.run_button, self.output]
+        if on_change is not None:
+            self.on_change(on_change)
+        super().__init__(rows)
+        if boxes is not None:
+            self.boxes = boxes
+        else:
+            self._refresh()
 
 # %% ../nbs/50_widgets.ipynb #f9a1ff3c
 def _as_frames(x, name: str, ndim_frame: int = 2) -> np.ndarray | None:
@@ -400,8 +437,79 @@ def _as_frames(x, name: str, ndim_frame: int = 2) -> np.ndarray | None:
         raise InputError(f'{name} must be one image (Y, X) or frames (T, Y, X); got shape {np.shape(x)}')
     return a
 
-# %% ../nbs/50_widgets.ipynb #14a71451
-class OverlayViewer(W.VBox):
+# %% ../nbs/50_widgets.ipynb #b861e2d3
+def _layer_switch(a, name: str) -> W.Checkbox:
+    "A checkbox for an overlay layer: on when the layer `a` exists, disabled when it does not."
+    return W.Checkbox(value=a is not None, description=name, disabled=a is None, indent=False)
+
+# %% ../nbs/50_widgets.ipynb #532bf599
+def _outline_rgba(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "The inner boundaries of the labelled objects and a red RGBA image of them, to draw over a frame."
+    from skimage.segmentation import find_boundaries
+
+    b = find_boundaries(labels, mode='inner')
+    rgba = np.zeros(b.shape + (4,), np.float32)
+    rgba[b] = (1, 0.25, 0.2, 1)
+    return b, rgba
+
+# %% ../nbs/50_widgets.ipynb #ae1ef127
+class _OverlayLayers:
+    "Drawing for `OverlayViewer`: masks, density and tracks of one frame, each switchable."
+
+    def _track_paths(self, t: int) -> dict[int, np.ndarray]:
+        "Centroid paths `(n, 2)` (x, y) of the tracks alive at frame t over the last `tail` frames (parent first)."
+        out, t0 = {}, t - self.tail.value + 1
+        for L, B, E, P in self.tracks:
+            if not (B <= t <= E):
+                continue
+            pts = [self._pos[(f, L)] for f in range(max(B, t0), t + 1) if (f, L) in self._pos]
+            if P and B - 1 >= t0 and (B - 1, P) in self._pos:
+                pts = [self._pos[(B - 1, P)]] + pts
+            if pts:
+                out[int(L)] = np.array(pts, np.float64)
+        return out
+
+    def _draw_masks(self, t: int) -> str:
+        self.mask_outline, rgba = _outline_rgba(self.labels[t])
+        self.ax.imshow(rgba)
+        return f'{len(np.unique(self.labels[t])) - int((self.labels[t] == 0).any())} objects'
+
+    def _draw_tracks(self, t: int) -> str:
+        from matplotlib import colormaps
+
+        self.track_lines, cmap = self._track_paths(t), colormaps['tab20']
+        for L, p in self.track_lines.items():
+            self.ax.plot(p[:, 0], p[:, 1], '-', color=cmap(L % 20), lw=1.6)
+            self.ax.plot(p[-1, 0], p[-1, 1], 'o', color=cmap(L % 20), ms=3)
+        return f'{len(self.track_lines)} tracks'
+
+    def draw(self):
+        "Redraw the current frame with the selected layers and re-render."
+        import matplotlib.patches as mpatches
+
+        t, ax = self.t.value, self.ax
+        ax.clear()
+        ax.imshow(self.frames[t], cmap='gray', vmin=self._lo, vmax=self._hi)
+        ax.axis('off')
+        parts = [f'frame {t}'] if len(self.frames) > 1 else []
+        self.mask_outline = self.track_lines = None
+        if self.labels is not None and self.show_masks.value:
+            parts.append(self._draw_masks(t))
+        if self.density is not None and self.show_density.value:
+            ax.imshow(self.density[t], cmap='inferno', alpha=0.55)
+            parts.append(f'count {self.density[t].sum():.1f}')
+        if self.tracks is not None and self.show_tracks.value:
+            parts.append(self._draw_tracks(t))
+        for x0, y0, x1, y1 in [] if self.boxes is None else self.boxes:
+            ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='lime', lw=1.5))
+        ax.set_title(' · '.join(([self.title] if self.title else []) + parts), fontsize=10)
+        self.figure.tight_layout()
+        self.info.value = ', '.join(parts)
+        self.image.value = figure_png(self.figure, self.dpi)
+        self.renders += 1
+
+# %% ../nbs/50_widgets.ipynb #7b8a4341
+class OverlayViewer(_OverlayLayers, W.VBox):
     "Images or a time-lapse with masks, density maps and tracks drawn on them; a frame slider and layer switches."
 
     def __init__(
@@ -422,29 +530,14 @@ class OverlayViewer(W.VBox):
         for name, a in (('labels', self.labels), ('density', self.density)):
             if a is not None and a.shape != self.frames.shape:
                 raise InputError(f'{name} {a.shape} do not match the frames {self.frames.shape}')
-        self.tracks = None
-        if tracks is not None:
-            if self.labels is None:
-                raise InputError('tracks need the label masks they refer to (labels=...)')
-            self.tracks = np.asarray(tracks, np.int64).reshape(-1, 4)
-            self._objects = object_table(self.labels)
-            self._pos = {
-                (int(f), int(l)): (x, y)
-                for f, l, x, y in self._objects[['frame', 'label', 'x', 'y']].itertuples(index=False)
-            }
+        self.tracks = None if tracks is None else self._set_tracks(tracks)
         self.boxes = None if boxes is None else check_boxes(boxes, self.frames.shape[1:])
         self.dpi, self.title, self.renders, self.track_lines = dpi, title, 0, {}
         self.t = W.IntSlider(min=0, max=T - 1, description='frame', disabled=T == 1)
         self.tail = W.IntSlider(value=min(tail, T), min=1, max=max(T, 1), description='track tail')
-        self.show_masks = W.Checkbox(
-            value=self.labels is not None, description='masks', disabled=self.labels is None, indent=False
-        )
-        self.show_density = W.Checkbox(
-            value=self.density is not None, description='density', disabled=self.density is None, indent=False
-        )
-        self.show_tracks = W.Checkbox(
-            value=self.tracks is not None, description='tracks', disabled=self.tracks is None, indent=False
-        )
+        self.show_masks = _layer_switch(self.labels, 'masks')
+        self.show_density = _layer_switch(self.density, 'density')
+        self.show_tracks = _layer_switch(self.tracks, 'tracks')
         self.info, self.image = W.HTML(), W.Image(format='png')
         self.figure = Figure(figsize=figsize)
         self.ax = self.figure.subplots()
@@ -452,56 +545,15 @@ class OverlayViewer(W.VBox):
         for w in (self.t, self.tail, self.show_masks, self.show_density, self.show_tracks):
             w.observe(lambda _: self.draw(), names='value')
         controls = [self.t] + ([self.tail] if self.tracks is not None else [])
-        super().__init__(
-            [W.HBox(controls), W.HBox([self.show_masks, self.show_density, self.show_tracks]), self.info, self.image]
-        )
+        switches = W.HBox([self.show_masks, self.show_density, self.show_tracks])
+        super().__init__([W.HBox(controls), switches, self.info, self.image])
         self.draw()
 
-    def _track_paths(self, t: int) -> dict[int, np.ndarray]:
-        "Centroid paths `(n, 2)` of x, y for the tracks alive at frame t over the last `tail` frames (parent's last point first after a division)."
-        out, t0 = {}, t - self.tail.value + 1
-        for L, B, E, P in self.tracks:
-            if not (B <= t <= E):
-                continue
-            pts = [self._pos[(f, L)] for f in range(max(B, t0), t + 1) if (f, L) in self._pos]
-            if P and B - 1 >= t0 and (B - 1, P) in self._pos:
-                pts = [self._pos[(B - 1, P)]] + pts
-            if pts:
-                out[int(L)] = np.array(pts, np.float64)
-        return out
-
-    def draw(self):
-        "Redraw the current frame with the selected layers and re-render."
-        from skimage.segmentation import find_boundaries
-        import matplotlib.patches as mpatches
-        from matplotlib import colormaps
-
-        t, ax = self.t.value, self.ax
-        ax.clear()
-        ax.imshow(self.frames[t], cmap='gray', vmin=self._lo, vmax=self._hi)
-        ax.axis('off')
-        parts = [f'frame {t}'] if len(self.frames) > 1 else []
-        self.mask_outline = self.track_lines = None
-        if self.labels is not None and self.show_masks.value:
-            b = find_boundaries(self.labels[t], mode='inner')
-            rgba = np.zeros(b.shape + (4,), np.float32)
-            rgba[b] = (1, 0.25, 0.2, 1)
-            ax.imshow(rgba)
-            self.mask_outline = b
-            parts.append(f'{len(np.unique(self.labels[t])) - int((self.labels[t] == 0).any())} objects')
-        if self.density is not None and self.show_density.value:
-            ax.imshow(self.density[t], cmap='inferno', alpha=0.55)
-            parts.append(f'count {self.density[t].sum():.1f}')
-        if self.tracks is not None and self.show_tracks.value:
-            self.track_lines, cmap = self._track_paths(t), colormaps['tab20']
-            for L, p in self.track_lines.items():
-                ax.plot(p[:, 0], p[:, 1], '-', color=cmap(L % 20), lw=1.6)
-                ax.plot(p[-1, 0], p[-1, 1], 'o', color=cmap(L % 20), ms=3)
-            parts.append(f'{len(self.track_lines)} tracks')
-        for x0, y0, x1, y1 in ([] if self.boxes is None else self.boxes):
-            ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color='lime', lw=1.5))
-        ax.set_title(' · '.join(([self.title] if self.title else []) + parts), fontsize=10)
-        self.figure.tight_layout()
-        self.info.value = ', '.join(parts)
-        self.image.value = figure_png(self.figure, self.dpi)
-        self.renders += 1
+    def _set_tracks(self, tracks) -> np.ndarray:
+        "The track table `(N, 4)`, and the centroid of every object by (frame, label)."
+        if self.labels is None:
+            raise InputError('tracks need the label masks they refer to (labels=...)')
+        self._objects = object_table(self.labels)
+        cols = self._objects[['frame', 'label', 'x', 'y']].itertuples(index=False)
+        self._pos = {(int(f), int(l)): (x, y) for f, l, x, y in cols}
+        return np.asarray(tracks, np.int64).reshape(-1, 4)

@@ -16,7 +16,7 @@ from ..core import InputError, atomic_write, as_rng
 
 # %% auto #0
 __all__ = ['cell_image', 'cell_batch', 'TimeLapse', 'validate_tracks', 'cell_timelapse', 'write_ctc_gt', 'density_map',
-           'dot_image', 'write_vgg_layout', 'read_vgg_dots']
+           'dot_image', 'write_vgg_layout', 'read_vgg_dots', 'timelapse_set']
 
 # %% ../../nbs/02b_synthetic.cells.ipynb #ed750550
 def _keep_largest_piece(labels: np.ndarray) -> np.ndarray:
@@ -379,3 +379,10 @@ def read_vgg_dots(path: str | Path) -> np.ndarray:
         raise InputError(f"{path} could not be read as an image: {e}") from e
     red = (a[..., 0] > 128) & (a[..., 1] < 100) & (a[..., 2] < 100)
     return np.argwhere(red).astype(float)
+
+# %% ../../nbs/02b_synthetic.cells.ipynb #a56d0f70
+def timelapse_set(n: int, seed: int = 0, **kw) -> list[TimeLapse]:
+    "`n` time-lapses: `cell_timelapse(seed=seed + i, **kw)` for i = 0 ... n-1."
+    if n < 1:
+        raise InputError(f'timelapse_set needs n >= 1 time-lapses, got {n}')
+    return [cell_timelapse(seed=seed + i, **kw) for i in range(n)]

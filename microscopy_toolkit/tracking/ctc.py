@@ -15,7 +15,7 @@ from ..core import InputError, atomic_write
 # %% auto #0
 __all__ = ['AOGM_WEIGHTS', 'read_ctc_tracks', 'write_ctc_tracks', 'read_ctc_masks', 'stack_masks', 'CTCData', 'write_ctc_result',
            'read_ctc_result', 'read_ctc_gt', 'validate_ctc', 'overlaps', 'match_frame', 'seg_score', 'track_graph',
-           'aogm_counts', 'ctc_metrics', 'evaluate_ctc']
+           'aogm_counts', 'ctc_metrics', 'evaluate_ctc', 'read_label_stack']
 
 # %% ../../nbs/31_tracking.ctc.ipynb #36619f59
 def read_ctc_tracks(path: str | Path) -> np.ndarray:
@@ -340,3 +340,13 @@ def evaluate_ctc(res_dir: str | Path, gt_dir: str | Path, validate: bool = True)
     if validate:
         validate_ctc(res.masks, res.tracks, where=f'result {res_dir}')
     return ctc_metrics(res.masks, res.tracks, gt.masks, gt.tracks, gt.seg or None)
+
+# %% ../../nbs/31_tracking.ctc.ipynb #647d5933
+def read_label_stack(folder: str | Path, prefixes: tuple[str, ...] = ('mask', 'man_seg', 'man_track')) -> np.ndarray:
+    "The label images of a CTC folder as a (T, Y, X) array, from the first of `prefixes` with files there."
+    for prefix in prefixes:
+        found = read_ctc_masks(folder, prefix)
+        if found:
+            return stack_masks(found)
+    names = ' / '.join(f'{p}000.tif' for p in prefixes)
+    raise InputError(f'{folder} holds no {names} label images')
