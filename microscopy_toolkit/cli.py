@@ -477,7 +477,7 @@ def _match_inputs(a):
 
     sd = None
     if a.sd is not None:
-        from microscopy_toolkit.matching.sd import load_sd
+        from microscopy_toolkit.models.sd import load_sd
 
         sd = load_sd(path=a.sd, device=a.device)
     model = MatchingModel.load(a.checkpoint, device=a.device, sd=sd)  # a bad checkpoint fails before reading images
@@ -593,7 +593,7 @@ def _cmd_track_run(a):
 
         sd = None
         if a.sd is not None:
-            from microscopy_toolkit.matching.sd import load_sd
+            from microscopy_toolkit.models.sd import load_sd
 
             sd = load_sd(path=a.sd, device=a.device)
         tracker = Tracker.load(a.checkpoint, device=a.device, sd=sd)
@@ -683,7 +683,8 @@ def _cmd_bench_eval(a):
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from microscopy_toolkit.bench.evaluate import evaluate, random_baseline, summary_table, plot_tasks, load_contrastive
+    from microscopy_toolkit.bench.evaluate import evaluate, random_baseline, summary_table, plot_tasks
+    from microscopy_toolkit.models.clip import load_contrastive
 
     models = [
         load_contrastive(m, pretrained=a.pretrained, arch=a.arch, device=a.device) for m in a.models
@@ -720,7 +721,7 @@ def _cmd_bench_merge(a):
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from microscopy_toolkit.bench.evaluate import load_contrastive
+    from microscopy_toolkit.models.clip import load_contrastive
     from microscopy_toolkit.bench.merge import wise_ft, save_merged, alpha_sweep, plot_alpha_sweep
 
     alphas = None

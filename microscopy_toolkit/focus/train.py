@@ -15,7 +15,7 @@ from torch import nn
 
 from ..core import InputError, atomic_write, get_device, progress, load_config
 from ..metrics import ordinal_metrics
-from .clip import ClipBackbone, build_clip, load_clip_backbone
+from ..models.clip import ClipBackbone, build_clip, load_clip_backbone
 from .ordinal import OrdinalCLIP, CoOp
 from .fluoclip import FluoCLIP, FLUOCLIP_VARIANTS, DEFAULT_LEARNING_RATES
 from .data import FocusDataset, focus_transform
