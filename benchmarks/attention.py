@@ -17,7 +17,7 @@ def _rss_mib():
 
 def worker(mode, device, batch, repeats, dtype):
     import torch
-    from microscopy_toolkit.matching.sd import sd14_unet
+    from microscopy_toolkit.models.sd import sd14_unet
     from microscopy_toolkit.matching.attention import AttentionSpec, capture_attention
     dt = dict(float32=torch.float32, float16=torch.float16)[dtype]
     unet = sd14_unet(device, seed=0, dtype=dt)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from microscopy_toolkit.bench.data import ubench_sample, task_items, TASKS
-from microscopy_toolkit.bench.evaluate import load_contrastive, evaluate, ContrastiveModel
+from microscopy_toolkit.bench.evaluate import evaluate
+from microscopy_toolkit.models.clip import load_contrastive, ContrastiveModel
 
 
 def timed(f):

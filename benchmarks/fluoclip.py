@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from microscopy_toolkit.focus.clip import load_clip_backbone, assemble_prompts
+from microscopy_toolkit.focus.clip import assemble_prompts
+from microscopy_toolkit.models.clip import load_clip_backbone
 from microscopy_toolkit.focus.fluoclip import FluoCLIP
 
 

@@ -10,7 +10,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..core import MTKError, InputError, atomic_write, as_rng, progress, _offline
+from ..core import MTKError, InputError, atomic_write, as_rng, progress
+from ..weights import _offline
 
 # %% auto #0
 __all__ = ['COARSE_TASKS', 'FINE_TASKS', 'PERCEPTION_TASKS', 'COGNITION_TASKS', 'TASKS', 'TASK_GROUPS', 'NONE_OPTION',

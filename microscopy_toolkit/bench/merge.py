@@ -14,14 +14,8 @@ import torch
 
 from ..core import InputError, as_rng, progress
 from .data import task_items, _resolve_tasks, TASKS
-from microscopy_toolkit.bench.evaluate import (
-    ContrastiveModel,
-    load_contrastive,
-    save_contrastive,
-    evaluate,
-    BenchResult,
-    GROUP_LABELS,
-)
+from .evaluate import evaluate, BenchResult, GROUP_LABELS
+from ..models.clip import ContrastiveModel, load_contrastive, save_contrastive
 
 # %% auto #0
 __all__ = ['check_compatible', 'interpolate_state', 'average_states', 'wise_ft', 'save_merged', 'finetune_contrastive',

@@ -71,7 +71,8 @@ def _safe_name(name: str) -> str:
 # %% ../../nbs/64_cli.bench.ipynb #a8a43ab6
 def _cmd_eval(a) -> list[Path]:
     import matplotlib.pyplot as plt
-    from microscopy_toolkit.bench.evaluate import evaluate, random_baseline, summary_table, plot_tasks, load_contrastive
+    from microscopy_toolkit.bench.evaluate import evaluate, random_baseline, summary_table, plot_tasks
+    from microscopy_toolkit.models.clip import load_contrastive
 
     models = [load_contrastive(m, pretrained=a.pretrained, arch=a.arch, device=a.device) for m in a.models]
     ds = _bench_data(a)  # models and data load before anything is written
@@ -145,7 +146,7 @@ def _sweep(a, base, ft, alphas: list[float], out: Path) -> list[Path]:
 
 # %% ../../nbs/64_cli.bench.ipynb #5e9d28e8
 def _cmd_merge(a) -> list[Path]:
-    from microscopy_toolkit.bench.evaluate import load_contrastive
+    from microscopy_toolkit.models.clip import load_contrastive
     from microscopy_toolkit.bench.merge import wise_ft, save_merged
 
     alphas = _merge_alphas(a)  # check every argument before loading or writing anything

@@ -141,7 +141,7 @@ def _match_inputs(a):
 
     sd = None
     if a.sd is not None:
-        from microscopy_toolkit.matching.sd import load_sd
+        from microscopy_toolkit.models.sd import load_sd
 
         sd = load_sd(path=a.sd, device=a.device)
     model = MatchingModel.load(a.checkpoint, device=a.device, sd=sd)  # a bad checkpoint fails before reading images

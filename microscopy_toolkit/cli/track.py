@@ -68,7 +68,7 @@ def _link(a, frames: np.ndarray, masks: np.ndarray | None):
 
     sd = None
     if a.sd is not None:
-        from microscopy_toolkit.matching.sd import load_sd
+        from microscopy_toolkit.models.sd import load_sd
 
         sd = load_sd(path=a.sd, device=a.device)
     tracker = Tracker.load(a.checkpoint, device=a.device, sd=sd)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import InputError
-from .clip import ClipBackbone, assemble_prompts, word_embeddings, word_token_ids
+from .clip import assemble_prompts, word_embeddings
+from ..models.clip import ClipBackbone, word_token_ids
 from .ordinal import DEFAULT_LEARNING_RATES, RankPromptCLIP, RankEmbeddings, ce_kl_loss
 
 # %% auto #0

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..core import InputError
-from .clip import ClipBackbone
+from ..models.clip import ClipBackbone
 
 # %% auto #0
 __all__ = ['FocusModel']

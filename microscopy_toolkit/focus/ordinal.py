@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import InputError
-from .clip import ClipBackbone, PromptTextEncoder, assemble_prompts, word_embeddings
+from .clip import PromptTextEncoder, assemble_prompts, word_embeddings
+from ..models.clip import ClipBackbone
 from .model import FocusModel
 
 # %% auto #0

@@ -17,7 +17,7 @@ from torch import nn
 from ..core import InputError, atomic_write, get_device, progress, load_config
 from ..core import save_checkpoint, load_checkpoint
 from ..metrics import ordinal_metrics
-from .clip import ClipBackbone, build_clip, load_clip_backbone
+from ..models.clip import ClipBackbone, build_clip, load_clip_backbone
 from .model import FocusModel
 from .ordinal import CoOp
 from .fluoclip import FluoCLIP, FLUOCLIP_VARIANTS

@@ -19,15 +19,8 @@ from ..core import InputError, as_rng, progress, atomic_write, get_device
 from ..io import check_finite
 from ..metrics import average_precision, count_mae, count_rmse
 from ..synthetic.cells import density_map
-from microscopy_toolkit.matching.sd import (
-    SDComponents,
-    load_sd,
-    load_tiny_sd,
-    prepare_images,
-    encode_latents,
-    add_noise,
-    encode_prompt,
-)
+from .sd import prepare_images, encode_latents, add_noise, encode_prompt
+from ..models.sd import SDComponents, load_sd, load_tiny_sd
 from .attention import AttentionSpec, unet_attention, minmax
 from .exemplar import ExemplarProjector, check_boxes, boxes_from_labels
 from microscopy_toolkit.matching.heads import (
