@@ -18,8 +18,9 @@ from .core import InputError, as_rng
 
 # %% auto #0
 __all__ = ['AP_THRESHOLDS', 'expected_rank', 'pearson_corr', 'average_ranks', 'spearman_corr', 'accuracy', 'mae', 'plcc', 'srcc',
-           'ordinal_metrics', 'BootstrapResult', 'bootstrap_ci', 'LabelOverlaps', 'label_overlaps', 'iou_matrix',
-           'InstanceMatches', 'match_instances', 'average_precision', 'count_mae', 'count_rmse']
+           'ordinal_metrics', 'BootstrapResult', 'bootstrap_interval', 'bootstrap_ci', 'LabelOverlaps',
+           'label_overlaps', 'iou_matrix', 'InstanceMatches', 'match_instances', 'average_precision', 'count_mae',
+           'count_rmse']
 
 # %% ../nbs/03_metrics.ipynb #b676069e
 def _is_torch(x) -> bool:
@@ -321,11 +322,15 @@ def _bootstrap_distribution(call: Callable, arrays: list, n_resamples: int, batc
     return theta
 
 # %% ../nbs/03_metrics.ipynb #702f531a
-def _interval(theta: np.ndarray, estimate: float, confidence: float, method: str) -> tuple[float, float]:
-    "The 'basic' (2θ̂ − q_hi, 2θ̂ − q_lo) or 'percentile' (q_lo, q_hi) interval of bootstrap values `theta`."
+def bootstrap_interval(
+    estimate: float, replicates: np.ndarray, confidence: float = 0.95, method: str = 'basic'
+) -> BootstrapResult:
+    "The 'basic' (2θ̂ − q_hi, 2θ̂ − q_lo) or 'percentile' (q_lo, q_hi) interval of bootstrap `replicates`, with the SE."
     alpha = 1 - confidence
-    q_lo, q_hi = np.percentile(theta, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return (2 * estimate - q_hi, 2 * estimate - q_lo) if method == 'basic' else (q_lo, q_hi)
+    q_lo, q_hi = np.percentile(replicates, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    low, high = (2 * estimate - q_hi, 2 * estimate - q_lo) if method == 'basic' else (q_lo, q_hi)
+    se = float(np.std(replicates, ddof=1))
+    return BootstrapResult(float(estimate), float(low), float(high), se, confidence, method, len(replicates))
 
 # %% ../nbs/03_metrics.ipynb #dc1585cc
 def bootstrap_ci(
@@ -346,10 +351,7 @@ def bootstrap_ci(
     batch = int(batch or max(1, min(n_resamples, 2**22 // len(arrays[0]))))
     theta = _bootstrap_distribution(call, arrays, n_resamples, batch, as_rng(seed))
     estimate = float(call(*[a[None] for a in arrays])[0])
-    low, high = _interval(theta, estimate, confidence, method)
-    return BootstrapResult(
-        estimate, float(low), float(high), float(np.std(theta, ddof=1)), confidence, method, n_resamples
-    )
+    return bootstrap_interval(estimate, theta, confidence, method)
 
 # %% ../nbs/03_metrics.ipynb #ec1c5fe3
 def _as_labels(x, what: str) -> np.ndarray:

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from ..core import InputError, as_rng, progress, atomic_write
-from ..metrics import BootstrapResult
+from ..metrics import BootstrapResult, bootstrap_interval
 from ..models.clip import ContrastiveModel, load_contrastive
 from .data import TASKS, task_items, _resolve_tasks
 
@@ -80,16 +80,6 @@ def _predict(cm: ContrastiveModel, ds, items: list[dict], batch_size: int, show:
     pred, prob = _score_items(items, image_emb, row_index, text_emb, text_index, cm.logit_scale)
     return pred, prob, {'n_images': len(rows), 'n_texts': len(texts)}
 
-# %% ../../nbs/41_bench.evaluate.ipynb #7bf650ca
-def _interval(estimate: float, replicates: np.ndarray, confidence: float, method: str) -> BootstrapResult:
-    "The basic or percentile interval of bootstrap `replicates` around `estimate`."
-    a = 1 - confidence
-    lo, hi = np.percentile(replicates, [100 * a / 2, 100 * (1 - a / 2)])
-    if method == 'basic':
-        lo, hi = 2 * estimate - hi, 2 * estimate - lo
-    sd = float(np.std(replicates, ddof=1))
-    return BootstrapResult(float(estimate), float(lo), float(hi), sd, confidence, method, len(replicates))
-
 # %% ../../nbs/41_bench.evaluate.ipynb #155d53e7
 def _outcome_groups(groups: Sequence) -> list[np.ndarray]:
     "Groups of 0/1 outcomes as float arrays; none may be empty."
@@ -113,7 +103,7 @@ def macro_accuracy_ci(
     groups = _outcome_groups(groups)
     rng = as_rng(seed)
     reps = np.mean([rng.binomial(len(g), g.mean(), int(n_resamples)) / len(g) for g in groups], axis=0)
-    return _interval(np.mean([g.mean() for g in groups]), reps, confidence, method)
+    return bootstrap_interval(np.mean([g.mean() for g in groups]), reps, confidence, method)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #f969e73d
 def accuracy_ci(

@@ -137,7 +137,8 @@ def _add_apply(verbs) -> None:
 def _match_inputs(a):
     "The checkpoint's model (with `--sd` swapped in), the image files and their pixels."
     from microscopy_toolkit.io import list_images
-    from microscopy_toolkit.matching.pipeline import MatchingModel, _read_any
+    from microscopy_toolkit.matching.pipeline import MatchingModel
+    from microscopy_toolkit.io import read_pixels
 
     sd = None
     if a.sd is not None:
@@ -146,7 +147,7 @@ def _match_inputs(a):
         sd = load_sd(path=a.sd, device=a.device)
     model = MatchingModel.load(a.checkpoint, device=a.device, sd=sd)  # a bad checkpoint fails before reading images
     files = list_images(a.paths)
-    return model, files, [_read_any(f) for f in files]
+    return model, files, [read_pixels(f) for f in files]
 
 # %% ../../nbs/62_cli.match.ipynb #a55b8485
 def _cmd_segment(a) -> list[Path]:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..core import InputError, atomic_write, get_device, progress, load_config
+from ..io import as_image_list
 from ..core import save_checkpoint, load_checkpoint
 from ..metrics import ordinal_metrics
 from ..models.clip import ClipBackbone, build_clip, load_clip_backbone
@@ -485,39 +486,8 @@ def load_matching_weights(model: FocusModel, path: str | Path) -> tuple[list[str
 
 # %% ../../nbs/15_focus.train.ipynb #43a6832a
 def _as_image_list(images) -> list[np.ndarray]:
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray):
-        if images.ndim == 2:
-            images = [images]
-        elif images.ndim in (3, 4):
-            images = list(images)
-        else:
-            raise InputError(
-                "images must be a 2-D image, an (N, Y, X) stack or a list of images, "
-                f"got an array of shape {images.shape}"
-            )
-    images = list(images)
-    if not images:
-        raise InputError("no images to predict (empty batch)")
-    out = []
-    for i, im in enumerate(images):
-        a = np.asarray(im)
-        if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
-            a = np.moveaxis(a, 0, -1)
-        if a.ndim == 3 and a.shape[-1] == 1:
-            a = a[..., 0]
-        if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
-            raise InputError(
-                f"image {i} has shape {a.shape}: expected a single-channel (Y, X) image or a 3-channel RGB image; "
-                "pick the fluorescence channel first (e.g. io.read_zstack(path, channel=...))"
-            )
-        if a.size == 0:
-            raise InputError(f"image {i} is empty")
-        if not np.isfinite(a).all():
-            raise InputError(f"image {i} contains NaN or infinite values")
-        out.append(a)
-    return out
+    "Images to predict: single-channel or RGB, channels first or last (the one rule of `io.as_image_list`)."
+    return as_image_list(images, channels=(3,), channel_first=True)
 
 # %% ../../nbs/15_focus.train.ipynb #a49e0631
 def _stain_ids(model, stains, n: int) -> torch.Tensor:
