@@ -473,7 +473,8 @@ def _cmd_focus_predict(a):
 # %% ../nbs/60_cli.ipynb #ce3dfa61
 def _match_inputs(a):
     from microscopy_toolkit.io import list_images
-    from microscopy_toolkit.matching.pipeline import MatchingModel, _read_any
+    from microscopy_toolkit.matching.model import MatchingModel
+    from microscopy_toolkit.matching.data import _read_any
 
     sd = None
     if a.sd is not None:
@@ -487,7 +488,7 @@ def _match_inputs(a):
 
 # %% ../nbs/60_cli.ipynb #b02bd10a
 def _cmd_match_segment(a):
-    from microscopy_toolkit.matching.pipeline import write_segmentation
+    from microscopy_toolkit.matching.outputs import write_segmentation
 
     model, files, images = _match_inputs(a)
     labels = [model.segment(im, a.box)[0] for im in progress(images, desc='segment', unit='image')]
@@ -505,7 +506,7 @@ def _cmd_match_segment(a):
 
 # %% ../nbs/60_cli.ipynb #d48c64b8
 def _cmd_match_count(a):
-    from microscopy_toolkit.matching.pipeline import write_counts
+    from microscopy_toolkit.matching.outputs import write_counts
 
     model, files, images = _match_inputs(a)
     res = [model.count(im, a.box) for im in progress(images, desc='count', unit='image')]
@@ -521,7 +522,7 @@ def _cmd_match_train(a):
     import matplotlib
 
     matplotlib.use('Agg')
-    from microscopy_toolkit.matching import pipeline as mp
+    import microscopy_toolkit.matching as mp
 
     if not 0 < a.val_fraction < 1:
         raise InputError(f'--val-fraction must lie in (0, 1), got {a.val_fraction}')

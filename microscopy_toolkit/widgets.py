@@ -370,7 +370,7 @@ class BoxPicker(W.VBox):
 
     def run(self):
         "Run the model with the current boxes (template mode when there are none); keep and show the result."
-        from microscopy_toolkit.matching.pipeline import overlay
+        from microscopy_toolkit.matching.outputs import overlay
 
         if self.model is None:
             raise InputError('no model given: BoxPicker(image, model=MatchingModel.load(...))')
