@@ -365,7 +365,7 @@ class _BoxEvents:
 
     def run(self):
         "Run the model with the current boxes (template mode when there are none); keep and show the result."
-        from microscopy_toolkit.matching.pipeline import overlay
+        from microscopy_toolkit.matching.outputs import overlay
         import matplotlib.pyplot as plt
 
         if self.model is None:

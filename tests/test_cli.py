@@ -120,7 +120,7 @@ def test_focus_train_yaml_and_predict_bbbc006_layout(tmp_path):
 def test_match_train_segment_count_from_the_shell(tmp_path):
     "mtk match train (tiny SD, synthetic) -> best.pt; mtk match segment / count on files, with and without an exemplar box."
     import tifffile
-    from microscopy_toolkit.matching.pipeline import MatchingModel, synthetic_segmentation_set
+    from microscopy_toolkit.matching import MatchingModel, synthetic_segmentation_set
     from microscopy_toolkit.matching.exemplar import boxes_from_labels
     ck = tmp_path/'run'
     res = run_mtk('match', 'train', '--synthetic', '6', '--epochs', '2', '--lr', '1e-3', '--mode', 'S', '--out', ck, '--device', 'cpu')

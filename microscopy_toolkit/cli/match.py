@@ -137,7 +137,7 @@ def _add_apply(verbs) -> None:
 def _match_inputs(a):
     "The checkpoint's model (with `--sd` swapped in), the image files and their pixels."
     from microscopy_toolkit.io import list_images
-    from microscopy_toolkit.matching.pipeline import MatchingModel
+    from microscopy_toolkit.matching.model import MatchingModel
     from microscopy_toolkit.io import read_pixels
 
     sd = None
@@ -151,7 +151,7 @@ def _match_inputs(a):
 
 # %% ../../nbs/62_cli.match.ipynb #a55b8485
 def _cmd_segment(a) -> list[Path]:
-    from microscopy_toolkit.matching.pipeline import write_segmentation
+    from microscopy_toolkit.matching.outputs import write_segmentation
 
     model, files, images = _match_inputs(a)
     labels = [model.segment(im, a.box)[0] for im in progress(images, desc='segment', unit='image')]
@@ -164,7 +164,7 @@ def _cmd_segment(a) -> list[Path]:
 
 # %% ../../nbs/62_cli.match.ipynb #08173e8e
 def _cmd_count(a) -> list[Path]:
-    from microscopy_toolkit.matching.pipeline import write_counts
+    from microscopy_toolkit.matching.outputs import write_counts
 
     model, files, images = _match_inputs(a)
     res = [model.count(im, a.box) for im in progress(images, desc='count', unit='image')]

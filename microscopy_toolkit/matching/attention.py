@@ -109,9 +109,54 @@ class AttentionStore:
             layers=list(self.layers),
         )
 
+# %% ../../nbs/21_matching.attention.ipynb #4cbd5de5
+def _heads_qkv(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None):
+    "`q, k, v` of `attn` as `(B, heads, tokens, head_dim)`."
+    B, H = hidden_states.shape[0], attn.heads
+    ctx = hidden_states
+    if encoder_hidden_states is not None:
+        ctx = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+    q, k, v = attn.to_q(hidden_states), attn.to_k(ctx), attn.to_v(ctx)
+    d = q.shape[-1] // H
+    return tuple(x.view(B, -1, H, d).transpose(1, 2) for x in (q, k, v))
+
+# %% ../../nbs/21_matching.attention.ipynb #4b5d8961
+def _explicit_attention(store, name: str, kind: str, attn, q, k, v, mask, side: int) -> torch.Tensor:
+    "The attention output; the head-averaged probabilities go to `store` (what `CaptureProcessor` records)."
+    B, H, N, d = q.shape
+    heads = list(range(H)) if store.spec.heads is None else [h for h in store.spec.heads if h < H]
+    if not heads:
+        raise InputError(f'none of heads {store.spec.heads} exists in {name} ({H} heads)')
+    tok = store.tokens if kind == 'cross' else None
+    if tok is not None and max(tok) >= k.shape[2]:
+        raise InputError(f'token position {max(tok)} beyond the {k.shape[2]} conditioning tokens')
+    out = torch.empty_like(q)
+    acc = torch.zeros(B, N, len(tok) if tok is not None else N, dtype=torch.float32, device=q.device)
+    for h0 in range(0, H, store.spec.head_chunk):
+        h1 = min(H, h0 + store.spec.head_chunk)
+        qh, kh = q[:, h0:h1], k[:, h0:h1]
+        if attn.upcast_attention:
+            qh, kh = qh.float(), kh.float()
+        s = torch.matmul(qh, kh.transpose(-1, -2)) * attn.scale
+        if mask is not None:
+            s = s + mask[:, h0:h1] if mask.shape[1] > 1 else s + mask
+        p = s.float().softmax(-1) if attn.upcast_softmax else s.softmax(-1)
+        del s
+        p = p.to(v.dtype)
+        out[:, h0:h1] = torch.matmul(p, v[:, h0:h1])
+        sel = [h - h0 for h in heads if h0 <= h < h1]
+        if sel:
+            ps = p[:, sel] if len(sel) < h1 - h0 else p
+            if tok is not None:
+                ps = ps[..., tok]
+            acc += ps.float().sum(1)
+        del p
+    store.add(name, kind, side, acc / len(heads))
+    return out
+
 # %% ../../nbs/21_matching.attention.ipynb #3edcc5d8
 class CaptureProcessor:
-    "An attention processor that records head-averaged probabilities into an `AttentionStore` when its layer is selected."
+    "An attention processor recording head-averaged probabilities into an `AttentionStore` when its layer is selected."
 
     def __init__(self, store: AttentionStore, name: str):
         self.store, self.name = store, name
@@ -131,17 +176,8 @@ class CaptureProcessor:
         B, N, _ = hidden_states.shape
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        q = attn.to_q(hidden_states)
-        ctx = (
-            hidden_states
-            if encoder_hidden_states is None
-            else (attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states)
-        )
-        k, v = attn.to_k(ctx), attn.to_v(ctx)
-        H = attn.heads
-        d = q.shape[-1] // H
-        Nk = k.shape[1]
-        q, k, v = (x.view(B, -1, H, d).transpose(1, 2) for x in (q, k, v))
+        q, k, v = _heads_qkv(attn, hidden_states, encoder_hidden_states)
+        H, d, Nk = attn.heads, q.shape[-1], k.shape[2]
         mask = None
         if attention_mask is not None:
             mask = attn.prepare_attention_mask(attention_mask, Nk, B).view(B, H, -1, Nk)
@@ -149,7 +185,7 @@ class CaptureProcessor:
         if side is None:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False)
         else:
-            out = self._explicit(attn, q, k, v, mask, side)
+            out = _explicit_attention(self.store, self.name, self.kind, attn, q, k, v, mask, side)
         out = out.transpose(1, 2).reshape(B, -1, H * d).to(q.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
         if ndim == 4:
@@ -158,42 +194,10 @@ class CaptureProcessor:
             out = out + residual
         return out / attn.rescale_output_factor
 
-    def _explicit(self, attn, q, k, v, mask, side):
-        B, H, N, d = q.shape
-        heads = list(range(H)) if self.store.spec.heads is None else [h for h in self.store.spec.heads if h < H]
-        if not heads:
-            raise InputError(f'none of heads {self.store.spec.heads} exists in {self.name} ({H} heads)')
-        tok = self.store.tokens if self.kind == 'cross' else None
-        if tok is not None and max(tok) >= k.shape[2]:
-            raise InputError(f'token position {max(tok)} beyond the {k.shape[2]} conditioning tokens')
-        out = torch.empty_like(q)
-        acc = torch.zeros(B, N, len(tok) if tok is not None else N, dtype=torch.float32, device=q.device)
-        for h0 in range(0, H, self.store.spec.head_chunk):
-            h1 = min(H, h0 + self.store.spec.head_chunk)
-            qh, kh = q[:, h0:h1], k[:, h0:h1]
-            if attn.upcast_attention:
-                qh, kh = qh.float(), kh.float()
-            s = torch.matmul(qh, kh.transpose(-1, -2)) * attn.scale
-            if mask is not None:
-                s = s + mask[:, h0:h1] if mask.shape[1] > 1 else s + mask
-            p = s.float().softmax(-1) if attn.upcast_softmax else s.softmax(-1)
-            del s
-            p = p.to(v.dtype)
-            out[:, h0:h1] = torch.matmul(p, v[:, h0:h1])
-            sel = [h - h0 for h in heads if h0 <= h < h1]
-            if sel:
-                ps = p[:, sel] if len(sel) < h1 - h0 else p
-                if tok is not None:
-                    ps = ps[..., tok]
-                acc += ps.float().sum(1)
-            del p
-        self.store.add(self.name, self.kind, side, acc / len(heads))
-        return out
-
 # %% ../../nbs/21_matching.attention.ipynb #6f277ad3
 @dataclass
 class AttentionMaps:
-    "Head- and layer-averaged attention of one UNet pass: cross maps `(B, T, G, G)`, self maps `{side: (B, side², side²)}`."
+    "Head- and layer-averaged attention of one UNet pass: cross `(B, T, G, G)`, self `{side: (B, side², side²)}`."
 
     cross: torch.Tensor
     self_maps: dict
@@ -216,19 +220,7 @@ class AttentionMaps:
         "Eq. 2: Σ_p A_c(p) A_s^(p) per self resolution, brought to the grid and averaged; min-max normalised per image."
         if not self.self_maps:
             raise InputError('no self-attention maps were recorded; check AttentionSpec.self_factors')
-        B, G, _ = cross.shape
-        out = 0
-        for side, S in self.self_maps.items():
-            c = (
-                cross
-                if side == G
-                else F.interpolate(cross[:, None], size=(side, side), mode='bilinear', align_corners=False)[:, 0]
-            )
-            sc = torch.bmm(c.reshape(B, 1, -1).to(S.dtype), S).reshape(
-                B, 1, side, side
-            )  # row p of S is pixel p's 2D map
-            out = out + (sc if side == G else F.interpolate(sc, size=(G, G), mode='bilinear', align_corners=False))
-        out = (out / len(self.self_maps))[:, 0]
+        out = _self_cross(cross, self.self_maps)
         return minmax(out) if normalize else out
 
     @property
@@ -238,6 +230,21 @@ class AttentionMaps:
         )
         return n + (0 if self.features is None else self.features.numel() * self.features.element_size())
 
+# %% ../../nbs/21_matching.attention.ipynb #5b83d89a
+def _self_cross(cross: torch.Tensor, self_maps: dict) -> torch.Tensor:
+    "`(B, G, G)`: Σ_p A_c(p) A_s^(p), averaged over the self maps' resolutions (not normalised)."
+    B, G, _ = cross.shape
+    out = 0
+    for side, S in self_maps.items():
+        c = (
+            cross
+            if side == G
+            else F.interpolate(cross[:, None], size=(side, side), mode='bilinear', align_corners=False)[:, 0]
+        )
+        sc = torch.bmm(c.reshape(B, 1, -1).to(S.dtype), S).reshape(B, 1, side, side)
+        out = out + (sc if side == G else F.interpolate(sc, size=(G, G), mode='bilinear', align_corners=False))
+    return (out / len(self_maps))[:, 0]
+
 # %% ../../nbs/21_matching.attention.ipynb #506d2f04
 def minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     "Min-max normalise each map of a `(B, ...)` tensor to [0, 1]."
@@ -245,27 +252,28 @@ def minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
     return ((flat - lo) / (hi - lo).clamp_min(eps)).reshape(x.shape)
 
+# %% ../../nbs/21_matching.attention.ipynb #6132dd92
+def _features_hook(store: AttentionStore):
+    "A forward hook putting its module's output (float, resized to `store.grid`) into `store.features`."
+
+    def hook(module, inp, out):
+        f = out.float()
+        g = store.grid
+        store.features = f if f.shape[-1] == g else F.interpolate(f, size=(g, g), mode='bilinear', align_corners=False)
+
+    return hook
+
 # %% ../../nbs/21_matching.attention.ipynb #54bd2b1f
 @contextlib.contextmanager
 def capture_attention(
     unet, spec: AttentionSpec, tokens: Sequence[int], latent_size: int, grid: int | None = None, features: bool = False
 ):
-    "Context manager yielding an `AttentionStore` filled by the UNet passes run inside it; the UNet's processors are restored on exit."
+    """Context manager yielding an `AttentionStore` filled by the UNet passes run inside it; the UNet's processors
+    are restored on exit."""
     store = AttentionStore(spec, latent_size, tokens, grid)
     original = unet.attn_processors
-    hook = None
     store.features = None
-    if features:
-
-        def _hook(module, inp, out):
-            f = out.float()
-            store.features = (
-                f
-                if f.shape[-1] == store.grid
-                else F.interpolate(f, size=(store.grid, store.grid), mode='bilinear', align_corners=False)
-            )
-
-        hook = unet.up_blocks[-1].register_forward_hook(_hook)
+    hook = unet.up_blocks[-1].register_forward_hook(_features_hook(store)) if features else None
     unet.set_attn_processor({k: CaptureProcessor(store, k.removesuffix('.processor')) for k in original})
     try:
         yield store
@@ -273,6 +281,17 @@ def capture_attention(
         unet.set_attn_processor(original)
         if hook is not None:
             hook.remove()
+
+# %% ../../nbs/21_matching.attention.ipynb #45f06a0a
+def _batch_cond(latents: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    "`cond` `(1 or B, T, d)` checked against `latents` `(B, 4, h, w)` and expanded to B."
+    if latents.ndim != 4:
+        raise InputError(f'latents must be (B, 4, h, w), got {tuple(latents.shape)}')
+    if cond.ndim != 3 or cond.shape[0] not in (1, latents.shape[0]):
+        raise InputError(f'cond must be (B, tokens, dim) with B = 1 or {latents.shape[0]}, got {tuple(cond.shape)}')
+    if cond.shape[0] == 1 and latents.shape[0] > 1:
+        cond = cond.expand(latents.shape[0], -1, -1)
+    return cond
 
 # %% ../../nbs/21_matching.attention.ipynb #7d95e8c3
 def unet_attention(
@@ -286,13 +305,9 @@ def unet_attention(
     features: bool = True,
     grad: bool = False,
 ) -> AttentionMaps:
-    "One UNet pass on noisy `latents` `(B, 4, h, w)` with conditioning `cond` `(B, 77, d)`; returns the reduced maps (`grad=True` keeps the graph, e.g. to train what made `cond`)."
-    if latents.ndim != 4:
-        raise InputError(f'latents must be (B, 4, h, w), got {tuple(latents.shape)}')
-    if cond.ndim != 3 or cond.shape[0] not in (1, latents.shape[0]):
-        raise InputError(f'cond must be (B, tokens, dim) with B = 1 or {latents.shape[0]}, got {tuple(cond.shape)}')
-    if cond.shape[0] == 1 and latents.shape[0] > 1:
-        cond = cond.expand(latents.shape[0], -1, -1)
+    """One UNet pass on noisy `latents` `(B, 4, h, w)` with conditioning `cond` `(B, 77, d)`; returns the reduced
+    maps (`grad=True` keeps the graph, e.g. to train what made `cond`)."""
+    cond = _batch_cond(latents, cond)
     spec = spec or AttentionSpec.sd14()
     with torch.set_grad_enabled(grad), capture_attention(
         unet, spec, tokens, latents.shape[-1], grid, features

@@ -64,10 +64,10 @@ def box_iou(a, b) -> np.ndarray:
     area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
-# %% ../../nbs/22_matching.exemplar.ipynb #ac946ed9
+# %% ../../nbs/22_matching.exemplar.ipynb #be2e0e4d
 BOX_ERRORS = ('shift', 'size', 'aspect')
 
-
+# %% ../../nbs/22_matching.exemplar.ipynb #ac946ed9
 def box_error_types(box, true_box) -> set:
     "The paper's error types of `box` against `true_box` (empty set when IoU >= 0.5, i.e. a precise box)."
     b, g = check_boxes(box)[0], check_boxes(true_box)[0]
@@ -122,7 +122,8 @@ SWAV_URL = 'https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.t
 
 
 def swav_weights(path: str | Path | None = None) -> Path:
-    "The SwAV ResNet-50 checkpoint: `path`, else `$MTK_WEIGHTS_DIR/swav_800ep_pretrain.pth.tar`; a message with the URL otherwise."
+    """The SwAV ResNet-50 checkpoint: `path`, else `$MTK_WEIGHTS_DIR/swav_800ep_pretrain.pth.tar`; a message with
+    the URL otherwise."""
     import os
 
     cands = [Path(path).expanduser()] if path is not None else []
@@ -135,9 +136,6 @@ def swav_weights(path: str | Path | None = None) -> Path:
         f"SwAV ResNet-50 weights not found (tried: {', '.join(map(str, cands)) or 'no path, MTK_WEIGHTS_DIR unset'}). "
         f"Download {SWAV_URL} and put it in $MTK_WEIGHTS_DIR or pass its path."
     )
-
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # %% ../../nbs/22_matching.exemplar.ipynb #68a6de32
 class _TinyBackbone(nn.Module):
@@ -178,6 +176,20 @@ class _ResNet50Stride8(nn.Module):
         f2 = self.layer2(self.stem(x))
         f3 = self.layer3(f2)
         return torch.cat([f2, F.interpolate(f3, size=f2.shape[-2:], mode='bilinear', align_corners=False)], 1)
+
+# %% ../../nbs/22_matching.exemplar.ipynb #481e6839
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+# %% ../../nbs/22_matching.exemplar.ipynb #29c0efa5
+def _rois(boxes: Sequence, original_sizes: Sequence[tuple] | None, S: int, device) -> list[torch.Tensor]:
+    "Checked boxes of each image, rescaled from its original size (default: S x S) to the S x S input."
+    rois = []
+    for i, b in enumerate(boxes):
+        hw = original_sizes[i] if original_sizes is not None else (S, S)
+        b = torch.as_tensor(check_boxes(b, hw), dtype=torch.float32)
+        b = b * torch.tensor([S / hw[1], S / hw[0], S / hw[1], S / hw[0]])
+        rois.append(b.to(device))
+    return rois
 
 # %% ../../nbs/22_matching.exemplar.ipynb #27b3ae9a
 class ExemplarProjector(nn.Module):
@@ -224,21 +236,15 @@ class ExemplarProjector(nn.Module):
     def forward(
         self, images: torch.Tensor, boxes: Sequence, original_sizes: Sequence[tuple] | None = None
     ) -> torch.Tensor:
-        """`(B, dim)` embeddings. `images`: `(B, 3, S, S)` in [0, 1] (already resized); `boxes[i]`: `(n_i, 4)` boxes of image i
-        in the pixel coordinates of the original image of size `original_sizes[i]` = (H, W) (default: S x S)."""
+        """`(B, dim)` embeddings. `images`: `(B, 3, S, S)` in [0, 1] (already resized); `boxes[i]`: `(n_i, 4)` boxes of
+        image i in the pixel coordinates of the original image of size `original_sizes[i]` = (H, W) (default: S x S)."""
         from torchvision.ops import roi_align
 
         if images.ndim != 4:
             raise InputError(f'images must be (B, 3, S, S), got {tuple(images.shape)}')
         if len(boxes) != len(images):
             raise InputError(f'{len(images)} images but box lists for {len(boxes)}')
-        S = images.shape[-1]
-        rois = []
-        for i, b in enumerate(boxes):
-            hw = original_sizes[i] if original_sizes is not None else (S, S)
-            b = torch.as_tensor(check_boxes(b, hw), dtype=torch.float32)
-            b = b * torch.tensor([S / hw[1], S / hw[0], S / hw[1], S / hw[0]])
-            rois.append(b.to(images.device))
+        rois = _rois(boxes, original_sizes, images.shape[-1], images.device)
         f = self.features(images)
         pooled = roi_align(f, rois, output_size=self.roi, spatial_scale=1 / self.stride, sampling_ratio=2, aligned=True)
         counts = [len(r) for r in rois]

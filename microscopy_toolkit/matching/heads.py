@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from ..core import InputError
 
 # %% auto #0
-__all__ = ['instance_targets', 'instances_from_maps', 'SegmentationHead', 'CountingHead', 'resize_density']
+__all__ = ['instance_targets', 'relabel_instances', 'instances_from_maps', 'instances_from_logits', 'SegmentationHead',
+           'resize_density', 'CountingHead']
 
 # %% ../../nbs/23_matching.heads.ipynb #cdb4494e
 def instance_targets(labels: np.ndarray) -> np.ndarray:
@@ -37,6 +38,19 @@ def instance_targets(labels: np.ndarray) -> np.ndarray:
         dist[sl][m] = (d[m] / d[m].max()).astype(np.float32)
     return np.stack([fg.astype(np.float32), dist])
 
+# %% ../../nbs/23_matching.heads.ipynb #a2bd3ffb
+def relabel_instances(labels: np.ndarray, min_size: int = 0) -> np.ndarray:
+    "Labels 1..N (int32) in the order of the old ids; objects under `min_size` pixels set to background."
+    lab = np.asarray(labels).copy()
+    small = np.flatnonzero(np.bincount(lab.ravel()) < min_size)
+    small = small[small > 0]
+    if len(small):
+        lab[np.isin(lab, small)] = 0
+    ids = np.unique(lab[lab > 0])
+    lut = np.zeros(lab.max() + 1, np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    return lut[lab]
+
 # %% ../../nbs/23_matching.heads.ipynb #dde748ea
 def instances_from_maps(
     foreground: np.ndarray,
@@ -45,7 +59,8 @@ def instances_from_maps(
     marker_threshold: float = 0.5,
     min_size: int = 15,
 ) -> np.ndarray:
-    "Marker-controlled watershed: markers = parts of `distance > marker_threshold` in the foreground; labels 1..N, objects < `min_size` px dropped."
+    """Marker-controlled watershed: markers = parts of `distance > marker_threshold` in the foreground;
+    labels 1..N, objects < `min_size` px dropped."""
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
@@ -56,16 +71,19 @@ def instances_from_maps(
     markers, n = ndi.label((dist > marker_threshold) & fg)
     if n == 0:
         return np.zeros(fg.shape, np.int32)
-    lab = watershed(-dist, markers, mask=fg)
-    sizes = np.bincount(lab.ravel())
-    small = np.flatnonzero(sizes < min_size)
-    small = small[small > 0]
-    if len(small):
-        lab[np.isin(lab, small)] = 0
-    ids = np.unique(lab[lab > 0])
-    lut = np.zeros(lab.max() + 1, np.int32)
-    lut[ids] = np.arange(1, len(ids) + 1)
-    return lut[lab]
+    return relabel_instances(watershed(-dist, markers, mask=fg), min_size)
+
+# %% ../../nbs/23_matching.heads.ipynb #4b71d23f
+def instances_from_logits(logits: torch.Tensor, sizes: Sequence | None = None, **post) -> list[np.ndarray]:
+    """Label images from `(B, 2, h, w)` foreground/distance logits, each first resized to `sizes[i]` = (H, W)
+    (default: kept as they are); `post` goes to `instances_from_maps`."""
+    out = []
+    for i, lg in enumerate(logits):
+        if sizes is not None:
+            lg = F.interpolate(lg[None], size=tuple(sizes[i]), mode='bilinear', align_corners=False)[0]
+        p = torch.sigmoid(lg).float().cpu().numpy()
+        out.append(instances_from_maps(p[0], p[1], **post))
+    return out
 
 # %% ../../nbs/23_matching.heads.ipynb #03a081fb
 class _Block(nn.Module):
@@ -96,6 +114,14 @@ class _Block(nn.Module):
             y = self._attend(y.reshape(B, h * w, D)).view(B, h, w, D)
         x = x + y
         return x + self.mlp(self.norm2(x))
+
+# %% ../../nbs/23_matching.heads.ipynb #e5abbcc3
+def _check_channels(head: nn.Module, attn: torch.Tensor, feats: torch.Tensor):
+    if attn.shape[1] != head.attn_channels or feats.shape[1] != head.feat_channels:
+        raise InputError(
+            f'expected {head.attn_channels} attention and {head.feat_channels} feature channels, '
+            f'got {attn.shape[1]} and {feats.shape[1]}'
+        )
 
 # %% ../../nbs/23_matching.heads.ipynb #33fafdf2
 class SegmentationHead(nn.Module):
@@ -135,11 +161,7 @@ class SegmentationHead(nn.Module):
         self.grid, self.patch, self.attn_channels, self.feat_channels = grid, patch, attn_channels, feat_channels
 
     def forward(self, attn: torch.Tensor, feats: torch.Tensor, out_size: int | None = None) -> torch.Tensor:
-        if attn.shape[1] != self.attn_channels or feats.shape[1] != self.feat_channels:
-            raise InputError(
-                f'expected {self.attn_channels} attention and {self.feat_channels} feature channels, '
-                f'got {attn.shape[1]} and {feats.shape[1]}'
-            )
+        _check_channels(self, attn, feats)
         x = self.fuse(torch.cat([attn, self.feat_norm(feats)], 1))
         t = self.patchify(x).permute(0, 2, 3, 1) + self.pos
         for b in self.blocks:
@@ -155,9 +177,28 @@ class SegmentationHead(nn.Module):
 
     @torch.no_grad()
     def instances(self, attn, feats, out_size: int | None = None, **kw) -> list[np.ndarray]:
-        "Label images, one per batch item, from the predicted maps (see `instances_from_maps`)."
-        p = torch.sigmoid(self(attn, feats, out_size)).float().cpu().numpy()
-        return [instances_from_maps(pi[0], pi[1], **kw) for pi in p]
+        "Label images, one per batch item, from the predicted maps (see `instances_from_logits`)."
+        return instances_from_logits(self(attn, feats, out_size), **kw)
+
+# %% ../../nbs/23_matching.heads.ipynb #dff95a79
+def _up_blocks(width: int) -> nn.Sequential:
+    ch = [width, width // 2, width // 4, width // 8]
+    up = lambda i: nn.Sequential(
+        nn.Conv2d(ch[i], ch[i + 1], 3, padding=1),
+        nn.LeakyReLU(),
+        nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
+    )
+    return nn.Sequential(*[up(i) for i in range(3)])
+
+# %% ../../nbs/23_matching.heads.ipynb #84c94b5e
+def resize_density(d: torch.Tensor, size: tuple) -> torch.Tensor:
+    "Resize `(B, H, W)` density maps bilinearly, rescaled so each map keeps its sum."
+    if tuple(d.shape[-2:]) == tuple(size):
+        return d
+    s0 = d.sum((-2, -1), keepdim=True)
+    r = F.interpolate(d[:, None], size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
+    s1 = r.sum((-2, -1), keepdim=True)
+    return torch.where(s1.abs() > 1e-12, r * s0 / s1, r)
 
 # %% ../../nbs/23_matching.heads.ipynb #b931a020
 class CountingHead(nn.Module):
@@ -176,27 +217,13 @@ class CountingHead(nn.Module):
             torch.manual_seed(seed)
             self.feat_norm = nn.GroupNorm(math.gcd(32, feat_channels), feat_channels)
             self.inp = nn.Sequential(nn.Conv2d(attn_channels + feat_channels, width, 1), nn.LeakyReLU())
-            ch = [width, width // 2, width // 4, width // 8]
-            self.up = nn.Sequential(
-                *[
-                    nn.Sequential(
-                        nn.Conv2d(ch[i], ch[i + 1], 3, padding=1),
-                        nn.LeakyReLU(),
-                        nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
-                    )
-                    for i in range(3)
-                ]
-            )
-            self.out = nn.Sequential(nn.Conv2d(ch[-1], 1, 1), nn.LeakyReLU())
+            self.up = _up_blocks(width)
+            self.out = nn.Sequential(nn.Conv2d(width // 8, 1, 1), nn.LeakyReLU())
         self.attn_channels, self.feat_channels, self.density_scale = attn_channels, feat_channels, density_scale
 
     def forward(self, attn: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         "Scaled density `(B, 1, 8G, 8G)` (divide by `density_scale` for objects per pixel)."
-        if attn.shape[1] != self.attn_channels or feats.shape[1] != self.feat_channels:
-            raise InputError(
-                f'expected {self.attn_channels} attention and {self.feat_channels} feature channels, '
-                f'got {attn.shape[1]} and {feats.shape[1]}'
-            )
+        _check_channels(self, attn, feats)
         x = torch.cat([attn, self.feat_norm(feats)], 1) * attn.mean(1, keepdim=True)
         return self.out(self.up(self.inp(x)))
 
@@ -209,13 +236,3 @@ class CountingHead(nn.Module):
     def count(self, attn, feats) -> torch.Tensor:
         "Predicted counts `(B,)`."
         return self.density(attn, feats).sum((-2, -1))
-
-# %% ../../nbs/23_matching.heads.ipynb #84c94b5e
-def resize_density(d: torch.Tensor, size: tuple) -> torch.Tensor:
-    "Resize `(B, H, W)` density maps bilinearly, rescaled so each map keeps its sum."
-    if tuple(d.shape[-2:]) == tuple(size):
-        return d
-    s0 = d.sum((-2, -1), keepdim=True)
-    r = F.interpolate(d[:, None], size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
-    s1 = r.sum((-2, -1), keepdim=True)
-    return torch.where(s1.abs() > 1e-12, r * s0 / s1, r)

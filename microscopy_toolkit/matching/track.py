@@ -20,7 +20,8 @@ from .sd import prepare_images
 from .attention import AttentionSpec, unet_attention, minmax
 from .exemplar import boxes_from_labels
 from .heads import instances_from_maps
-from .pipeline import MatchingModel, fit
+from .model import MatchingModel
+from .train import fit
 from ..tracking.linker import link_greedy, link_optimal, graph_to_ctc, object_table, close_gaps
 
 # %% auto #0
