@@ -589,7 +589,7 @@ def _cmd_track_run(a):
     else:
         if a.checkpoint is None:
             raise InputError('give --checkpoint (tracker.pt from mtk track train), or --linker overlap with --masks')
-        from microscopy_toolkit.matching.track import Tracker
+        from microscopy_toolkit.tracking.learned import Tracker
 
         sd = None
         if a.sd is not None:
@@ -628,7 +628,7 @@ def _cmd_track_train(a):
     import matplotlib
 
     matplotlib.use('Agg')
-    from microscopy_toolkit.matching.track import train_tracker, read_ctc_sequence
+    from microscopy_toolkit.tracking.learned import train_tracker, read_ctc_sequence
 
     if a.synthetic is not None:
         if a.synthetic < 2:
