@@ -56,9 +56,10 @@ METADATA_FIELDS = ('dataset', 'domain', 'subdomain', 'modality', 'submodality', 
 QUESTION_FIELDS = ('question', 'options', 'answer', 'answer_idx', 'id', 'name')
 CAPTION_FIELDS = ('options', 'answer_idx')
 
-
+# %% ../../nbs/40_bench.data.ipynb #c63e0377
 def caption_keys(task: str) -> tuple[str, ...]:
-    "The `captions` keys holding the two phrasings of `task` (`('domain', 'domain_1')`, `('classification_0', 'classification_1')`); none for cognition."
+    """The `captions` keys holding the two phrasings of `task` (`('domain', 'domain_1')`, `('classification_0',
+    'classification_1')`); none for cognition."""
     _check_task(task)
     if task in COGNITION_TASKS:
         return ()
@@ -87,7 +88,8 @@ def _hf():
 
 # %% ../../nbs/40_bench.data.ipynb #9fc8ad94
 def ubench_features(class_names: Sequence[str], cognition: bool = True) -> 'datasets.Features':
-    "The `datasets.Features` of a uBench split with these label names; `cognition=False` gives exactly the released perception columns."
+    """The `datasets.Features` of a uBench split with these label names; `cognition=False` gives exactly the
+    released perception columns."""
     ds = _hf()
     V, L = ds.Value, ds.List
     s = V('string')
@@ -158,6 +160,7 @@ _COGNITION_DISTRACTORS = (
     'the pattern is a staining artefact',
 )
 
+# %% ../../nbs/40_bench.data.ipynb #2733438d
 TOY_DATASETS = {
     'toy_histo': dict(
         domain='pathology',
@@ -209,7 +212,7 @@ TOY_DATASETS = {
     ),
 }
 
-
+# %% ../../nbs/40_bench.data.ipynb #942d3c5c
 def _texture(kind: int, rng: np.random.Generator, size: int) -> np.ndarray:
     "A [0, 1] texture: 0 = large blobs, 1 = oriented stripes, 2 = fine speckle (random positions, phase and angle)."
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -239,6 +242,84 @@ def _closed_question(
     options = [picked[i] for i in order]
     return options + [NONE_OPTION], options.index(truth)
 
+# %% ../../nbs/40_bench.data.ipynb #24a080ab
+def _check_sample_args(datasets: Sequence[str], n_per_dataset: int) -> None:
+    bad = [d for d in datasets if d not in TOY_DATASETS]
+    if bad:
+        raise InputError(f"unknown toy dataset(s) {bad}: use some of {', '.join(TOY_DATASETS)}")
+    if not datasets:
+        raise InputError("datasets is empty: name at least one of " + ', '.join(TOY_DATASETS))
+    if int(n_per_dataset) < 1:
+        raise InputError(f"n_per_dataset must be at least 1, got {n_per_dataset}")
+
+# %% ../../nbs/40_bench.data.ipynb #2ceb8c11
+def _perception_items(truth: dict, classes: list, image_id: str, rng: np.random.Generator) -> tuple[dict, dict]:
+    "`questions` and `captions` of one row."
+    questions, captions = {}, {}
+    for task in PERCEPTION_TASKS:
+        pool = classes if task == 'classification' else _OPTION_POOLS[task]
+        n_distractors = len(pool) - 1 if task == 'classification' else 2
+        options, idx = _closed_question(truth[task], pool, rng, n_distractors=n_distractors)
+        q = dict(question=_QUESTIONS[task], options=options, answer=truth[task], answer_idx=idx)
+        questions[task] = dict(q, id=f'{image_id}-{task}', name=task)
+        for key, template in zip(caption_keys(task), _CAPTIONS[task]):
+            opts, cidx = _closed_question(truth[task], pool, rng, n_distractors=n_distractors)
+            captions[key] = dict(options=[template.format(o) for o in opts[:-1]] + [NONE_OPTION], answer_idx=cidx)
+    return questions, captions
+
+# %% ../../nbs/40_bench.data.ipynb #26532705
+def _cognition_item(spec: dict, label: str, image_id: str, rng: np.random.Generator) -> dict:
+    statements = list(spec['classes'].values()) + list(_COGNITION_DISTRACTORS)
+    options, idx = _closed_question(spec['classes'][label], statements, rng, n_distractors=len(statements) - 1)
+    question = 'Which interpretation of this image is best supported?'
+    answer = spec['classes'][label]
+    return dict(
+        question=question,
+        options=options,
+        answer=answer,
+        answer_idx=idx,
+        id=f'{image_id}-cognition',
+        name='cell physiology',
+    )
+
+# %% ../../nbs/40_bench.data.ipynb #e07f2c0a
+def _sample_record(name: str, i: int, class_names: list, rng, image_size: int, cognition: bool, split: str) -> dict:
+    "Row `i` of toy dataset `name` (classes in turn)."
+    spec = TOY_DATASETS[name]
+    classes = list(spec['classes'])
+    k = i % len(classes)
+    label = classes[k]
+    image_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
+    truth = {t: spec[t] for t in COARSE_TASKS} | {'classification': label}
+    questions, captions = _perception_items(truth, classes, image_id, rng)
+    if cognition:
+        questions['cognition'] = _cognition_item(spec, label, image_id, rng) if i % 2 == 0 else None
+    image = _hf().features.image.Image().encode_example(_toy_image(spec, k, rng, image_size))
+    return dict(
+        image_id=image_id,
+        image=image,
+        label=class_names.index(label),
+        label_name=label,
+        dataset=name,
+        domain=spec['domain'],
+        institution='microscopy_toolkit (synthetic)',
+        license='CC-BY-4.0',
+        microns_per_pixel=float(spec['microns_per_pixel']),
+        modality=spec['modality'],
+        ncbitaxon_id=spec['ncbitaxon'][0],
+        ncbitaxon_name=spec['ncbitaxon'][1],
+        pmid='',
+        split=split,
+        stain=spec['stain'],
+        subdomain=spec['subdomain'],
+        submodality=spec['submodality'],
+        synthetic=True,
+        captions=captions,
+        questions=questions,
+        bbox=None,
+        polygon=None,
+    )
+
 # %% ../../nbs/40_bench.data.ipynb #32c29d38
 def ubench_sample(
     n_per_dataset: int = 8,
@@ -248,92 +329,30 @@ def ubench_sample(
     cognition: bool = True,
     split: str = 'test',
 ) -> 'datasets.Dataset':
-    "An in-memory uBench-schema `Dataset` of `n_per_dataset` rows per toy dataset (classes balanced, images textured by class)."
+    """An in-memory uBench-schema `Dataset` of `n_per_dataset` rows per toy dataset (classes balanced, images
+    textured by class)."""
     hf = _hf()
     if isinstance(datasets, str):
         datasets = (datasets,)
-    bad = [d for d in datasets if d not in TOY_DATASETS]
-    if bad:
-        raise InputError(f"unknown toy dataset(s) {bad}: use some of {', '.join(TOY_DATASETS)}")
-    if not datasets:
-        raise InputError("datasets is empty: name at least one of " + ', '.join(TOY_DATASETS))
-    if int(n_per_dataset) < 1:
-        raise InputError(f"n_per_dataset must be at least 1, got {n_per_dataset}")
+    _check_sample_args(datasets, n_per_dataset)
     rng = as_rng(seed)
     class_names = [c for d in datasets for c in TOY_DATASETS[d]['classes']]
     records = []
     for name in datasets:
-        spec = TOY_DATASETS[name]
-        classes = list(spec['classes'])
         for i in range(int(n_per_dataset)):
-            k = i % len(classes)
-            label = classes[k]
-            image_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
-            truth = {t: spec[t] for t in COARSE_TASKS} | {'classification': label}
-            questions, captions = {}, {}
-            for task in PERCEPTION_TASKS:
-                pool = classes if task == 'classification' else _OPTION_POOLS[task]
-                options, idx = _closed_question(
-                    truth[task], pool, rng, n_distractors=len(pool) - 1 if task == 'classification' else 2
-                )
-                questions[task] = dict(
-                    question=_QUESTIONS[task],
-                    options=options,
-                    answer=truth[task],
-                    answer_idx=idx,
-                    id=f'{image_id}-{task}',
-                    name=task,
-                )
-                for key, template in zip(caption_keys(task), _CAPTIONS[task]):
-                    opts, cidx = _closed_question(
-                        truth[task], pool, rng, n_distractors=len(pool) - 1 if task == 'classification' else 2
-                    )
-                    captions[key] = dict(
-                        options=[template.format(o) for o in opts[:-1]] + [NONE_OPTION], answer_idx=cidx
-                    )
-            if cognition:
-                if i % 2 == 0:
-                    statements = list(spec['classes'].values()) + list(_COGNITION_DISTRACTORS)
-                    options, idx = _closed_question(
-                        spec['classes'][label], statements, rng, n_distractors=len(statements) - 1
-                    )
-                    questions['cognition'] = dict(
-                        question='Which interpretation of this image is best supported?',
-                        options=options,
-                        answer=spec['classes'][label],
-                        answer_idx=idx,
-                        id=f'{image_id}-cognition',
-                        name='cell physiology',
-                    )
-                else:
-                    questions['cognition'] = None
-            records.append(
-                dict(
-                    image_id=image_id,
-                    image=hf.features.image.Image().encode_example(_toy_image(spec, k, rng, image_size)),
-                    label=class_names.index(label),
-                    label_name=label,
-                    dataset=name,
-                    domain=spec['domain'],
-                    institution='microscopy_toolkit (synthetic)',
-                    license='CC-BY-4.0',
-                    microns_per_pixel=float(spec['microns_per_pixel']),
-                    modality=spec['modality'],
-                    ncbitaxon_id=spec['ncbitaxon'][0],
-                    ncbitaxon_name=spec['ncbitaxon'][1],
-                    pmid='',
-                    split=split,
-                    stain=spec['stain'],
-                    subdomain=spec['subdomain'],
-                    submodality=spec['submodality'],
-                    synthetic=True,
-                    captions=captions,
-                    questions=questions,
-                    bbox=None,
-                    polygon=None,
-                )
-            )
+            records.append(_sample_record(name, i, class_names, rng, image_size, cognition, split))
     return hf.Dataset.from_list(records, features=ubench_features(class_names, cognition=cognition))
+
+# %% ../../nbs/40_bench.data.ipynb #adb01bdd
+def _write_shard(f, table, features, shard_format: str) -> None:
+    if shard_format == 'arrow':
+        writer = _hf().arrow_writer.ArrowWriter(stream=f, features=features)
+        writer.write_table(table)
+        writer.finalize()
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, f)
 
 # %% ../../nbs/40_bench.data.ipynb #562720cf
 def write_ubench_shards(
@@ -344,8 +363,8 @@ def write_ubench_shards(
     n_shards: int = 2,
     prefix: str = 'ubench',
 ) -> Path:
-    "Write `ds` as `n_shards` contiguous `{prefix}-{split}-0000i-of-0000n.{arrow|parquet}` files plus `dataset_info.json`; returns the folder."
-    hf = _hf()
+    """Write `ds` as `n_shards` contiguous `{prefix}-{split}-0000i-of-0000n.{arrow|parquet}` files plus
+    `dataset_info.json`; returns the folder."""
     if shard_format not in ('arrow', 'parquet'):
         raise InputError(f"shard_format must be 'arrow' or 'parquet', got {shard_format!r}")
     n_shards = int(n_shards)
@@ -360,14 +379,7 @@ def write_ubench_shards(
     for i in range(n_shards):
         table = ds.shard(n_shards, i, contiguous=True).with_format('arrow')[:].cast(schema)
         with atomic_write(root / f'{prefix}-{split}-{i:05d}-of-{n_shards:05d}.{shard_format}', 'wb') as f:
-            if shard_format == 'arrow':
-                writer = hf.arrow_writer.ArrowWriter(stream=f, features=ds.features)
-                writer.write_table(table)
-                writer.finalize()
-            else:
-                import pyarrow.parquet as pq
-
-                pq.write_table(table, f)
+            _write_shard(f, table, ds.features, shard_format)
     info = {
         'description': 'uBench-schema split written by microscopy_toolkit',
         'features': ds.features.to_dict(),
@@ -405,32 +417,40 @@ def _how_to_place(source: str, split: str) -> str:
     return (
         f"To use it offline: on a machine with internet run\n"
         f"    huggingface-cli download {source} --repo-type dataset --local-dir ubench\n"
-        f"(or download the shards perception/0.1.0/ubench-{split}-*.arrow from https://huggingface.co/datasets/{source}), "
-        f"copy the folder here and call load_ubench('path/to/ubench'): any folder of *.arrow or *.parquet shards is read "
+        f"(or download the shards perception/0.1.0/ubench-{split}-*.arrow from "
+        f"https://huggingface.co/datasets/{source}), "
+        f"copy the folder here and call load_ubench('path/to/ubench'): any folder of *.arrow or *.parquet shards "
+        f"is read "
         f"the same way. To download directly instead, unset HF_HUB_OFFLINE / MTK_OFFLINE."
+    )
+
+# %% ../../nbs/40_bench.data.ipynb #6a08529c
+def _shard_files(p: Path, exclude: Iterable) -> list[Path]:
+    ex = [Path(e).expanduser().resolve() for e in exclude if e is not None]
+    return sorted(
+        f
+        for f in p.rglob('*')
+        if f.suffix in ('.arrow', '.parquet')
+        and f.is_file()
+        and not f.name.startswith(('cache-', '.'))
+        and not any(part.startswith('.') for part in f.relative_to(p).parts)
+        and not any(f.resolve().is_relative_to(e) for e in ex)
     )
 
 # %% ../../nbs/40_bench.data.ipynb #18a999eb
 def find_shards(folder: str | Path, split: str = 'test', exclude: Iterable[str | Path] = ()) -> tuple[str, list[Path]]:
-    "The shard format (`'arrow'` or `'parquet'`) and the sorted shard files of `split` under `folder` (or the one file given)."
+    """The shard format (`'arrow'` or `'parquet'`) and the sorted shard files of `split` under `folder` (or the one
+    file given)."""
     p = Path(folder).expanduser()
     if not p.exists():
         raise InputError(
-            f"uBench source {str(p)!r} does not exist: give a folder of *.arrow / *.parquet shards or a hub id 'owner/name'"
+            f"uBench source {str(p)!r} does not exist: give a folder of *.arrow / *.parquet shards "
+            "or a hub id 'owner/name'"
         )
     if p.is_file():
         files = [p]
     else:
-        ex = [Path(e).expanduser().resolve() for e in exclude if e is not None]
-        files = sorted(
-            f
-            for f in p.rglob('*')
-            if f.suffix in ('.arrow', '.parquet')
-            and f.is_file()
-            and not f.name.startswith(('cache-', '.'))
-            and not any(part.startswith('.') for part in f.relative_to(p).parts)
-            and not any(f.resolve().is_relative_to(e) for e in ex)
-        )
+        files = _shard_files(p, exclude)
     if not files or any(f.suffix not in ('.arrow', '.parquet') for f in files):
         raise InputError(
             f"no *.arrow or *.parquet shards in {str(p)!r}: put the uBench shards there "
@@ -442,7 +462,8 @@ def find_shards(folder: str | Path, split: str = 'test', exclude: Iterable[str |
             files = [f for f, s in tagged.items() if s == split or s is None]
             if not files:
                 raise InputError(
-                    f"{str(p)!r} holds shards of split(s) {sorted({s for s in tagged.values() if s})} but none of split {split!r}"
+                    f"{str(p)!r} holds shards of split(s) {sorted({s for s in tagged.values() if s})} "
+                    f"but none of split {split!r}"
                 )
     kinds = sorted({f.suffix[1:] for f in files})
     if len(kinds) > 1:
@@ -597,7 +618,8 @@ def _image_problems(ds, batch_size: int, check_images: bool) -> list[tuple[int, 
                 out.append(
                     (
                         i,
-                        f"field 'image' holds {len(data[j].as_py())} bytes that are not a PNG/JPEG/TIFF/BMP/GIF/WebP/JPEG-2000 file (starting {head[:8]!r})",
+                        f"field 'image' holds {len(data[j].as_py())} bytes that are not a "
+                        f"PNG/JPEG/TIFF/BMP/GIF/WebP/JPEG-2000 file (starting {head[:8]!r})",
                     )
                 )
                 continue
@@ -613,14 +635,16 @@ def _image_problems(ds, batch_size: int, check_images: bool) -> list[tuple[int, 
 def validate_ubench(
     ds: 'datasets.Dataset', max_errors: int = 20, check_images: bool = False, batch_size: int = 1000
 ) -> None:
-    "Check a uBench split against the schema; raise `InputError` listing (up to `max_errors`) bad rows by index, image_id and field."
+    """Check a uBench split against the schema; raise `InputError` listing (up to `max_errors`) bad rows by index,
+    image_id and field."""
     hf = _hf()
     if not isinstance(ds, hf.Dataset):
         raise InputError(f"validate_ubench takes a datasets.Dataset (from load_ubench), got {type(ds).__name__}")
     missing = [c for c in UBENCH_COLUMNS if c not in ds.column_names]
     if missing:
         raise InputError(
-            f"uBench data is missing column(s): {', '.join(map(repr, missing))}. Expected the columns {', '.join(UBENCH_COLUMNS)}; "
+            f"uBench data is missing column(s): {', '.join(map(repr, missing))}. "
+            f"Expected the columns {', '.join(UBENCH_COLUMNS)}; "
             f"check that the shards are the uBench perception split (or add the columns, null where unknown)"
         )
     if len(ds) == 0:
@@ -689,7 +713,8 @@ def select(
     tasks: str | Sequence[str] | None = None,
     group: str | None = None,
 ) -> 'datasets.Dataset':
-    "Rows of `ds` from the named source `datasets` that have at least one of `tasks` / the tasks of `group` ('coarse', 'fine', 'perception', 'cognition')."
+    """Rows of `ds` from the named source `datasets` that have at least one of `tasks` / the tasks of `group`
+    ('coarse', 'fine', 'perception', 'cognition')."""
     wanted = _resolve_tasks(tasks, group)
     cols = ds.select_columns(['dataset', 'captions', 'questions'])[:]
     if isinstance(datasets, str):
@@ -709,7 +734,8 @@ def select(
 
 # %% ../../nbs/40_bench.data.ipynb #f682904f
 def task_items(ds: 'datasets.Dataset', task: str, variant: int = 0, images: bool = True) -> list[dict]:
-    "Closed-VQA items of `task`: dicts with row, image_id, image, task, group, dataset, question, options, answer_idx and the `texts` to score."
+    """Closed-VQA items of `task`: dicts with row, image_id, image, task, group, dataset, question, options,
+    answer_idx and the `texts` to score."""
     _check_task(task)
     if variant not in (0, 1):
         raise InputError(f"variant must be 0 or 1 (the two caption phrasings), got {variant!r}")

@@ -53,7 +53,8 @@ def check_compatible(states: Sequence[dict], names: Sequence[str] | None = None)
 
 # %% ../../nbs/42_bench.merge.ipynb #fdf1087a
 def interpolate_state(base, finetuned, alpha: float) -> dict:
-    "θ = (1 − α)·θ_base + α·θ_ft over floating entries; identical buffers copied; integer entries from the nearer endpoint."
+    """θ = (1 − α)·θ_base + α·θ_ft over floating entries; identical buffers copied; integer entries from the nearer
+    endpoint."""
     alpha = float(alpha)
     if not np.isfinite(alpha):
         raise InputError(f"alpha must be a finite number, got {alpha}")
@@ -65,7 +66,8 @@ def interpolate_state(base, finetuned, alpha: float) -> dict:
 def average_states(
     states: Sequence, weights: Sequence[float] | None = None, names: Sequence[str] | None = None
 ) -> dict:
-    "Σ wᵢ·θᵢ of compatible state dicts (uniform by default); identical entries copied; integer entries from the heaviest model (the later one on a tie)."
+    """Σ wᵢ·θᵢ of compatible state dicts (uniform by default); identical entries copied; integer entries from the
+    heaviest model (the later one on a tie)."""
     states = [_state(s) for s in states]
     if not states:
         raise InputError("no models to average")
@@ -94,7 +96,8 @@ def _with_state(template: ContrastiveModel, state: dict, name: str) -> Contrasti
 
 # %% ../../nbs/42_bench.merge.ipynb #5c1e01b6
 def wise_ft(base, finetuned, alpha: float = 0.5, name: str | None = None, **load_kw) -> ContrastiveModel:
-    "The WiSE-FT merged model at `alpha` (0 = base, 1 = fine-tuned) of two models `load_contrastive` accepts, as a new ContrastiveModel."
+    """The WiSE-FT merged model at `alpha` (0 = base, 1 = fine-tuned) of two models `load_contrastive` accepts, as a
+    new ContrastiveModel."""
     b, f = load_contrastive(base, **load_kw), load_contrastive(finetuned, **load_kw)
     return _with_state(b, interpolate_state(b, f, alpha), name or f"{b.name}+{f.name} (α={alpha:g})")
 
@@ -102,6 +105,40 @@ def wise_ft(base, finetuned, alpha: float = 0.5, name: str | None = None, **load
 def save_merged(model: ContrastiveModel, folder: str | Path, recipe: dict | None = None) -> Path:
     "Save a merged model as an open_clip checkpoint folder, the merge recipe (alpha, sources) in its config."
     return save_contrastive(model, folder, extra={'merge': recipe or {'name': model.name}})
+
+# %% ../../nbs/42_bench.merge.ipynb #c69daac6
+def _training_pairs(ds, tasks: Sequence[str]) -> list[tuple]:
+    "(row, correct caption, option texts) of every item of `tasks` in `ds`; at least two are needed."
+    pairs = [
+        (it['row'], it['texts'][it['answer_idx']], it['texts']) for t in tasks for it in task_items(ds, t, images=False)
+    ]
+    if len(pairs) < 2:
+        raise InputError(f"need at least two image-caption pairs of task(s) {tasks} to fine-tune, found {len(pairs)}")
+    return pairs
+
+# %% ../../nbs/42_bench.merge.ipynb #720a765f
+def _own_options(logits: torch.Tensor, batch: list, tix: dict) -> torch.Tensor:
+    "(B, n_texts) bool: the options of each item's question."
+    own = torch.zeros_like(logits, dtype=torch.bool)
+    for i, (_, _, opts) in enumerate(batch):
+        own[i, [tix[o] for o in opts]] = True
+    return own
+
+# %% ../../nbs/42_bench.merge.ipynb #79487355
+def _clip_loss(net, tuned: ContrastiveModel, pixels: dict, batch: list) -> torch.Tensor:
+    "Symmetric closed-question CLIP loss of a batch of (row, caption, options)."
+    F = torch.nn.functional
+    texts = list(dict.fromkeys([c for _, c, _ in batch] + [o for _, _, opts in batch for o in opts]))
+    tix = {t: i for i, t in enumerate(texts)}
+    img = F.normalize(net.encode_image(torch.stack([pixels[r] for r, _, _ in batch]).to(tuned.device)), dim=-1)
+    txt = F.normalize(net.encode_text(tuned.tokenizer(texts).to(tuned.device)), dim=-1)
+    logits = net.logit_scale.exp() * img @ txt.T  # (B, n_texts)
+    correct = torch.tensor([tix[c] for _, c, _ in batch], device=logits.device)
+    own = _own_options(logits, batch, tix)
+    captions = correct.unique()
+    pos = (correct[None, :] == captions[:, None]).float()
+    image_to_text = F.cross_entropy(logits.masked_fill(~own, -1e4), correct)
+    return (image_to_text + F.cross_entropy(logits[:, captions].T, pos / pos.sum(1, keepdim=True))) / 2
 
 # %% ../../nbs/42_bench.merge.ipynb #1c3dc3e0
 def finetune_contrastive(
@@ -116,49 +153,32 @@ def finetune_contrastive(
     name: str | None = None,
     show_progress: bool = True,
 ) -> ContrastiveModel:
-    "Fine-tune a copy of `model` with the CLIP loss on (image, correct caption) pairs of `tasks` in `ds`; returns the new model."
+    """Fine-tune a copy of `model` with the CLIP loss on (image, correct caption) pairs of `tasks` in `ds`; returns
+    the new model."""
     cm = load_contrastive(model)
     tasks = _resolve_tasks(tasks, None) or TASKS
-    pairs = [
-        (it['row'], it['texts'][it['answer_idx']], it['texts']) for t in tasks for it in task_items(ds, t, images=False)
-    ]
-    if len(pairs) < 2:
-        raise InputError(f"need at least two image-caption pairs of task(s) {tasks} to fine-tune, found {len(pairs)}")
+    pairs = _training_pairs(ds, tasks)
     rng = as_rng(seed)
     rows = sorted({r for r, _, _ in pairs})
     pixels = dict(zip(rows, cm._pixels(ds.select(rows)['image'])))  # preprocess each image once
     tuned = _with_state(cm, {k: v.clone() for k, v in cm.model.state_dict().items()}, name or f'{cm.name}-ft')
     net = tuned.model.train()
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
-    F = torch.nn.functional
     for _ in progress(range(int(steps)), desc=f'fine-tuning {tuned.name}', disable=None if show_progress else True):
         batch = [pairs[i] for i in rng.choice(len(pairs), min(batch_size, len(pairs)), replace=False)]
-        # the texts of the batch: every correct caption and every option of its questions (distractors and
-        # 'none of the above' are the negatives a closed question will offer)
-        texts = list(dict.fromkeys([c for _, c, _ in batch] + [o for _, _, opts in batch for o in opts]))
-        tix = {t: i for i, t in enumerate(texts)}
-        img = F.normalize(net.encode_image(torch.stack([pixels[r] for r, _, _ in batch]).to(tuned.device)), dim=-1)
-        txt = F.normalize(net.encode_text(tuned.tokenizer(texts).to(tuned.device)), dim=-1)
-        logits = net.logit_scale.exp() * img @ txt.T  # (B, n_texts)
-        correct = torch.tensor([tix[c] for _, c, _ in batch], device=logits.device)
-        # image -> text: each item chooses among its own options (the closed question), so one image can answer
-        # several tasks in the same batch without their captions competing
-        own = torch.zeros_like(logits, dtype=torch.bool)
-        for i, (_, _, opts) in enumerate(batch):
-            own[i, [tix[o] for o in opts]] = True
-        captions = correct.unique()
-        # text -> image: each correct caption against the batch's images; images sharing the caption are all positives
-        pos = (correct[None, :] == captions[:, None]).float()
-        loss = (
-            F.cross_entropy(logits.masked_fill(~own, -1e4), correct)
-            + F.cross_entropy(logits[:, captions].T, pos / pos.sum(1, keepdim=True))
-        ) / 2
+        loss = _clip_loss(net, tuned, pixels, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
     net.eval()
     tuned.clear_cache()
     return tuned
+
+# %% ../../nbs/42_bench.merge.ipynb #05d61659
+def _group_rows(alpha: float, r: BenchResult) -> list[dict]:
+    "The sweep table's rows of one α."
+    keys = ('n', 'pooled', 'pooled_ci', 'macro', 'macro_ci', 'chance')
+    return [dict(alpha=alpha, group=grp, **{k: g[k] for k in keys}) for grp, g in r.per_group().iterrows()]
 
 # %% ../../nbs/42_bench.merge.ipynb #87901788
 def alpha_sweep(
@@ -173,7 +193,8 @@ def alpha_sweep(
     seed: int = 0,
     show_progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[float, BenchResult]]:
-    "Evaluate WiSE-FT(base, finetuned, α) for every α; returns a tidy table (alpha, group, pooled/macro accuracy, CI) and the results."
+    """Evaluate WiSE-FT(base, finetuned, α) for every α; returns a tidy table (alpha, group, pooled/macro accuracy,
+    CI) and the results."""
     b, f = load_contrastive(base), load_contrastive(finetuned)
     alphas = [float(a) for a in alphas]
     if not alphas:
@@ -193,20 +214,23 @@ def alpha_sweep(
             show_progress=False,
         )
         results[a] = r
-        for grp, g in r.per_group().iterrows():
-            rows.append(
-                dict(
-                    alpha=a,
-                    group=grp,
-                    n=g.n,
-                    pooled=g.pooled,
-                    pooled_ci=g.pooled_ci,
-                    macro=g.macro,
-                    macro_ci=g.macro_ci,
-                    chance=g.chance,
-                )
-            )
+        rows += _group_rows(a, r)
     return pd.DataFrame(rows), results
+
+# %% ../../nbs/42_bench.merge.ipynb #98a2bdeb
+def _plot_group(ax, t: pd.DataFrame, kind: str, g: str) -> None:
+    y, ci = 100 * t[kind].to_numpy(), 100 * t[f'{kind}_ci'].to_numpy()
+    ax.plot(t.alpha, y, 'o-', color='tab:olive', label='merged')
+    ax.fill_between(t.alpha, y - ci, y + ci, color='tab:olive', alpha=0.2)
+    ends = t[t.alpha.isin([0.0, 1.0])]
+    for a, c, lab in [(0.0, 'tab:blue', 'base'), (1.0, 'tab:pink', 'fine-tuned')]:
+        e = ends[ends.alpha == a]
+        if len(e):
+            ax.plot(a, 100 * e[kind].iloc[0], 's', ms=9, color=c, label=lab)
+    ax.axhline(100 * t.chance.mean(), ls='--', c='k', lw=1, label='chance')
+    ax.set_title(GROUP_LABELS[g], fontsize=9)
+    ax.set_xlabel('α (weight of the fine-tuned model)')
+    ax.set_ylabel(f'{kind} accuracy (%)')
 
 # %% ../../nbs/42_bench.merge.ipynb #88141349
 def plot_alpha_sweep(table: pd.DataFrame, kind: str = 'macro', axes=None, title: str | None = None):
@@ -218,24 +242,18 @@ def plot_alpha_sweep(table: pd.DataFrame, kind: str = 'macro', axes=None, title:
         _, axes = plt.subplots(1, len(groups), figsize=(3.3 * len(groups), 3), squeeze=False)
     axes = np.ravel(axes)
     for ax, g in zip(axes, groups):
-        t = table[table.group == g].sort_values('alpha')
-        y, ci = 100 * t[kind].to_numpy(), 100 * t[f'{kind}_ci'].to_numpy()
-        ax.plot(t.alpha, y, 'o-', color='tab:olive', label='merged')
-        ax.fill_between(t.alpha, y - ci, y + ci, color='tab:olive', alpha=0.2)
-        ends = t[t.alpha.isin([0.0, 1.0])]
-        for a, c, lab in [(0.0, 'tab:blue', 'base'), (1.0, 'tab:pink', 'fine-tuned')]:
-            e = ends[ends.alpha == a]
-            if len(e):
-                ax.plot(a, 100 * e[kind].iloc[0], 's', ms=9, color=c, label=lab)
-        ax.axhline(100 * t.chance.mean(), ls='--', c='k', lw=1, label='chance')
-        ax.set_title(GROUP_LABELS[g], fontsize=9)
-        ax.set_xlabel('α (weight of the fine-tuned model)')
-        ax.set_ylabel(f'{kind} accuracy (%)')
+        _plot_group(ax, table[table.group == g].sort_values('alpha'), kind, g)
     axes[0].legend(fontsize=7)
     if title:
         axes[0].figure.suptitle(title, fontsize=10)
     axes[0].figure.tight_layout()
     return axes
+
+# %% ../../nbs/42_bench.merge.ipynb #1635fa26
+def _held_out_score(held_out, tasks, group) -> Callable[[ContrastiveModel], float]:
+    if held_out is None:
+        raise InputError("give held_out data (a uBench split) or a score function")
+    return lambda m: float(evaluate(m, held_out, tasks=tasks, group=group, show_progress=False).items.correct.mean())
 
 # %% ../../nbs/42_bench.merge.ipynb #cb37a843
 def greedy_soup(
@@ -246,17 +264,13 @@ def greedy_soup(
     score: Callable[[ContrastiveModel], float] | None = None,
     show_progress: bool = True,
 ) -> tuple[ContrastiveModel, pd.DataFrame]:
-    "Greedy soup of compatible models ranked by held-out score; returns the soup and a log (model, score alone, soup score, kept)."
+    """Greedy soup of compatible models ranked by held-out score; returns the soup and a log (model, score alone,
+    soup score, kept)."""
     cms = [load_contrastive(m) for m in models]
     if len(cms) < 1:
         raise InputError("no models for the soup")
     check_compatible([_state(m) for m in cms], [m.name for m in cms])
-    if score is None:
-        if held_out is None:
-            raise InputError("give held_out data (a uBench split) or a score function")
-        score = lambda m: float(
-            evaluate(m, held_out, tasks=tasks, group=group, show_progress=False).items.correct.mean()
-        )
+    score = _held_out_score(held_out, tasks, group) if score is None else score
     alone = [score(m) for m in progress(cms, desc='scoring ingredients', disable=None if show_progress else True)]
     order = sorted(range(len(cms)), key=lambda i: -alone[i])  # best first; ties keep the given order
     soup_ids, best = [int(order[0])], alone[order[0]]

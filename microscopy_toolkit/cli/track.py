@@ -64,7 +64,7 @@ def _link(a, frames: np.ndarray, masks: np.ndarray | None):
         return res, tracks
     if a.checkpoint is None:
         raise InputError('give --checkpoint (tracker.pt from mtk track train), or --linker overlap with --masks')
-    from microscopy_toolkit.matching.track import Tracker
+    from microscopy_toolkit.tracking.learned import Tracker
 
     sd = None
     if a.sd is not None:
@@ -139,7 +139,7 @@ def _add_train(verbs) -> None:
 # %% ../../nbs/63_cli.track.ipynb #84916034
 def _training_sequences(a) -> list[dict]:
     "The annotated sequences `--data` or `--synthetic N` names (frames, masks, tracks, seg)."
-    from microscopy_toolkit.matching.track import read_ctc_sequence
+    from microscopy_toolkit.tracking.learned import read_ctc_sequence
 
     if a.synthetic is not None:
         if a.synthetic < 2:
@@ -157,7 +157,7 @@ def _training_sequences(a) -> list[dict]:
 
 # %% ../../nbs/63_cli.track.ipynb #a720d78c
 def _cmd_train(a) -> list[Path]:
-    from microscopy_toolkit.matching.track import train_tracker
+    from microscopy_toolkit.tracking.learned import train_tracker
 
     seqs = _training_sequences(a)
     tracker, hist = train_tracker(

@@ -12,11 +12,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import InputError, WeightsUnavailableError, as_rng
+from ..core import InputError, as_rng
+from ..models.resnet import SWAV_URL, load_resnet50, swav_weights
 
 # %% auto #0
-__all__ = ['BOX_ERRORS', 'SWAV_URL', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_boxes', 'boxes_from_labels', 'box_iou',
-           'box_error_types', 'imprecise_box', 'swav_weights', 'ExemplarProjector']
+__all__ = ['BOX_ERRORS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_boxes', 'boxes_from_labels', 'box_iou', 'box_error_types',
+           'imprecise_box', 'ExemplarProjector']
 
 # %% ../../nbs/22_matching.exemplar.ipynb #d05d2611
 def check_boxes(boxes, shape: tuple | None = None, what: str = 'box') -> np.ndarray:
@@ -117,26 +118,6 @@ def imprecise_box(true_box, kind: str, shape: tuple | None = None, seed=0, max_t
         '(the box may be too close to the image border)'
     )
 
-# %% ../../nbs/22_matching.exemplar.ipynb #a715ba9e
-SWAV_URL = 'https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar'
-
-
-def swav_weights(path: str | Path | None = None) -> Path:
-    """The SwAV ResNet-50 checkpoint: `path`, else `$MTK_WEIGHTS_DIR/swav_800ep_pretrain.pth.tar`; a message with
-    the URL otherwise."""
-    import os
-
-    cands = [Path(path).expanduser()] if path is not None else []
-    if path is None and os.environ.get('MTK_WEIGHTS_DIR'):
-        cands.append(Path(os.environ['MTK_WEIGHTS_DIR']).expanduser() / 'swav_800ep_pretrain.pth.tar')
-    for c in cands:
-        if c.exists():
-            return c
-    raise WeightsUnavailableError(
-        f"SwAV ResNet-50 weights not found (tried: {', '.join(map(str, cands)) or 'no path, MTK_WEIGHTS_DIR unset'}). "
-        f"Download {SWAV_URL} and put it in $MTK_WEIGHTS_DIR or pass its path."
-    )
-
 # %% ../../nbs/22_matching.exemplar.ipynb #68a6de32
 class _TinyBackbone(nn.Module):
     "Three stride-2 conv blocks: stride-8 features for tests and CPU smoke runs."
@@ -158,16 +139,7 @@ class _ResNet50Stride8(nn.Module):
 
     def __init__(self, weights: str | Path | None = None):
         super().__init__()
-        import torchvision
-
-        r = torchvision.models.resnet50(weights=None)
-        if weights is not None:
-            sd = torch.load(weights, map_location='cpu', weights_only=False)
-            sd = sd.get('state_dict', sd)
-            sd = {k.removeprefix('module.'): v for k, v in sd.items()}
-            missing, unexpected = r.load_state_dict(sd, strict=False)
-            if any(k.startswith(('layer1', 'layer2', 'layer3', 'conv1')) for k in missing):
-                raise WeightsUnavailableError(f'{weights} is not a ResNet-50 checkpoint: missing {missing[:3]}...')
+        r = load_resnet50(weights)
         self.stem = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1)
         self.layer2, self.layer3 = r.layer2, r.layer3
         self.out_channels = 512 + 1024

@@ -14,8 +14,8 @@ from ..core import InputError, atomic_write
 
 # %% auto #0
 __all__ = ['AOGM_WEIGHTS', 'read_ctc_tracks', 'write_ctc_tracks', 'read_ctc_masks', 'stack_masks', 'CTCData', 'write_ctc_result',
-           'read_ctc_result', 'read_ctc_gt', 'validate_ctc', 'overlaps', 'match_frame', 'seg_score', 'track_graph',
-           'aogm_counts', 'ctc_metrics', 'evaluate_ctc', 'read_label_stack']
+           'read_ctc_result', 'read_ctc_gt', 'read_label_stack', 'validate_ctc', 'overlaps', 'match_frame', 'seg_score',
+           'track_graph', 'aogm_counts', 'ctc_metrics', 'evaluate_ctc']
 
 # %% ../../nbs/31_tracking.ctc.ipynb #36619f59
 def read_ctc_tracks(path: str | Path) -> np.ndarray:
@@ -69,7 +69,8 @@ def read_ctc_masks(folder: str | Path, prefix: str = 'mask') -> dict[int, np.nda
 def stack_masks(
     masks: dict[int, np.ndarray] | np.ndarray, n_frames: int | None = None, shape: tuple | None = None
 ) -> np.ndarray:
-    "A (T, Y, X) array from {frame: mask} or an array; missing frames (and frames up to `n_frames`) empty, frames beyond dropped."
+    """A (T, Y, X) array from {frame: mask} or an array; missing frames (and frames up to `n_frames`) empty, frames
+    beyond dropped."""
     if isinstance(masks, np.ndarray):
         if masks.ndim != 3:
             raise InputError(f"masks must be (T, Y, X), got shape {masks.shape}")
@@ -134,6 +135,15 @@ def read_ctc_gt(gt_dir: str | Path) -> CTCData:
     masks = stack_masks(tra)
     seg = read_ctc_masks(gt_dir / 'SEG', 'man_seg') if (gt_dir / 'SEG').is_dir() else {}
     return CTCData(masks, read_ctc_tracks(gt_dir / 'TRA' / 'man_track.txt'), seg)
+
+# %% ../../nbs/31_tracking.ctc.ipynb #dffc243b
+def read_label_stack(folder: str | Path) -> np.ndarray:
+    "(T, Y, X) labels from `mask###.tif`, else `man_seg###.tif`, else `man_track###.tif` files of a folder."
+    for prefix in ('mask', 'man_seg', 'man_track'):
+        m = read_ctc_masks(folder, prefix)
+        if m:
+            return stack_masks(m)
+    raise InputError(f'{folder} holds no mask000.tif / man_seg000.tif / man_track000.tif label images')
 
 # %% ../../nbs/31_tracking.ctc.ipynb #9abc5a2c
 def _presence(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,7 +213,8 @@ def validate_ctc(masks, tracks, where: str = 'result', max_problems: int = 20) -
 
 # %% ../../nbs/31_tracking.ctc.ipynb #96f48454
 def overlaps(ref: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    "For all (reference, result) label pairs that share pixels: ref label, res label, |R∩S|, |R|, |S| (result label 0 = background)."
+    """For all (reference, result) label pairs that share pixels: ref label, res label, |R∩S|, |R|, |S| (result
+    label 0 = background)."""
     ref = np.asarray(ref, np.int64)
     res = np.asarray(res, np.int64)
     if ref.shape != res.shape:
@@ -245,7 +256,8 @@ AOGM_WEIGHTS = {'NS': 5.0, 'FN': 10.0, 'FP': 1.0, 'ED': 1.0, 'EA': 1.5, 'EC': 1.
 
 
 def track_graph(masks, tracks) -> tuple[set, dict]:
-    "Vertices {(t, label)} and edges {((t, l), (t', l')): is_parent_link} of a tracking (from the masks; parents from the table)."
+    """Vertices {(t, label)} and edges {((t, l), (t', l')): is_parent_link} of a tracking (from the masks; parents
+    from the table)."""
     masks = stack_masks(masks)
     t, l = _presence(masks)
     vertices = set(zip(t.tolist(), l.tolist()))
@@ -334,19 +346,10 @@ def ctc_metrics(res_masks, res_tracks, gt_masks, gt_tracks, gt_seg: dict | None 
 
 # %% ../../nbs/31_tracking.ctc.ipynb #714bb5ac
 def evaluate_ctc(res_dir: str | Path, gt_dir: str | Path, validate: bool = True) -> dict:
-    "Score a result folder (`XX_RES`) against a ground-truth folder (`XX_GT`): SEG (if SEG GT exists), TRA, DET, LNK and the counts."
+    """Score a result folder (`XX_RES`) against a ground-truth folder (`XX_GT`): SEG (if SEG GT exists), TRA, DET,
+    LNK and the counts."""
     gt = read_ctc_gt(gt_dir)
     res = read_ctc_result(res_dir, n_frames=len(gt.masks))
     if validate:
         validate_ctc(res.masks, res.tracks, where=f'result {res_dir}')
     return ctc_metrics(res.masks, res.tracks, gt.masks, gt.tracks, gt.seg or None)
-
-# %% ../../nbs/31_tracking.ctc.ipynb #647d5933
-def read_label_stack(folder: str | Path, prefixes: tuple[str, ...] = ('mask', 'man_seg', 'man_track')) -> np.ndarray:
-    "The label images of a CTC folder as a (T, Y, X) array, from the first of `prefixes` with files there."
-    for prefix in prefixes:
-        found = read_ctc_masks(folder, prefix)
-        if found:
-            return stack_masks(found)
-    names = ' / '.join(f'{p}000.tif' for p in prefixes)
-    raise InputError(f'{folder} holds no {names} label images')

@@ -17,7 +17,7 @@ from ..core import InputError
 
 # %% auto #0
 __all__ = ['EDGE_COLUMNS', 'object_table', 'overlap_scores', 'distance_scores', 'association_scores', 'link_greedy',
-           'augmented_costs', 'link_optimal', 'graph_to_ctc', 'close_gaps', 'track_masks']
+           'augmented_costs', 'link_optimal', 'graph_to_ctc', 'close_gaps', 'link_tracks', 'track_masks']
 
 # %% ../../nbs/30_tracking.linker.ipynb #482cd6d3
 _AXES = ('z', 'y', 'x')
@@ -78,7 +78,8 @@ def _frame_props(lab: np.ndarray):
 
 # %% ../../nbs/30_tracking.linker.ipynb #cf3c3634
 def object_table(masks) -> pd.DataFrame:
-    "One row per object of a label stack (T, Y, X) or (T, Z, Y, X): `node, frame, label, [z,] y, x, area`, sorted by frame then label."
+    """One row per object of a label stack (T, Y, X) or (T, Z, Y, X): `node, frame, label, [z,] y, x, area`, sorted
+    by frame then label."""
     masks = _check_masks(masks)
     axes = list(_AXES[-(masks.ndim - 1) :])
     props = [_frame_props(lab) for lab in masks]
@@ -103,10 +104,8 @@ def _centroids_per_frame(objects: pd.DataFrame, n_frames: int) -> list[np.ndarra
     counts = np.bincount(objects['frame'].to_numpy(), minlength=n_frames)
     return np.split(objects[axes].to_numpy(float), np.cumsum(counts)[:-1])
 
-# %% ../../nbs/30_tracking.linker.ipynb #f1661a22
-def overlap_scores(masks_t, masks_t1, kind: str = 'iou') -> sparse.csr_matrix:
-    "Sparse overlap scores (n_t, n_t+1) between the objects of two label images, rows/columns in sorted-label order; `kind` 'iou' or 'min' (intersection over the smaller area)."
-    a, b = np.asarray(masks_t), np.asarray(masks_t1)
+# %% ../../nbs/30_tracking.linker.ipynb #fa575562
+def _check_label_pair(a: np.ndarray, b: np.ndarray, kind: str) -> None:
     if a.shape != b.shape:
         raise InputError(f"the two label images differ in shape: {a.shape} vs {b.shape}")
     for name, x in (('masks_t', a), ('masks_t1', b)):
@@ -114,10 +113,10 @@ def overlap_scores(masks_t, masks_t1, kind: str = 'iou') -> sparse.csr_matrix:
             raise InputError(f"{name} must hold integer labels, got dtype {x.dtype}")
     if kind not in ('iou', 'min'):
         raise InputError(f"kind must be 'iou' or 'min', got {kind!r}")
-    la, lb = _present_labels(a), _present_labels(b)
-    ia, ib = _index_image(a, la).ravel(), _index_image(b, lb).ravel()
-    na, nb = len(la), len(lb)
-    area_a, area_b = np.bincount(ia, minlength=na + 1)[1:], np.bincount(ib, minlength=nb + 1)[1:]
+
+# %% ../../nbs/30_tracking.linker.ipynb #18a2af00
+def _pair_counts(ia: np.ndarray, ib: np.ndarray, na: int, nb: int) -> tuple:
+    "Row, column and shared pixel count of every pair of objects that overlap (index images from `_index_image`)."
     both = (ia > 0) & (ib > 0)
     key = (ia[both] - 1) * nb + (ib[both] - 1)
     if na * nb <= 4 * key.size + 4096:
@@ -127,13 +126,24 @@ def overlap_scores(masks_t, masks_t1, kind: str = 'iou') -> sparse.csr_matrix:
     else:
         key, inter = np.unique(key, return_counts=True)
     rows, cols = np.divmod(key, max(nb, 1))
+    return rows, cols, inter
+
+# %% ../../nbs/30_tracking.linker.ipynb #f1661a22
+def overlap_scores(masks_t, masks_t1, kind: str = 'iou') -> sparse.csr_matrix:
+    """Sparse overlap scores (n_t, n_t+1) between the objects of two label images, rows/columns in sorted-label
+    order; `kind` 'iou' or 'min' (intersection over the smaller area)."""
+    a, b = np.asarray(masks_t), np.asarray(masks_t1)
+    _check_label_pair(a, b, kind)
+    la, lb = _present_labels(a), _present_labels(b)
+    ia, ib = _index_image(a, la).ravel(), _index_image(b, lb).ravel()
+    na, nb = len(la), len(lb)
+    area_a, area_b = np.bincount(ia, minlength=na + 1)[1:], np.bincount(ib, minlength=nb + 1)[1:]
+    rows, cols, inter = _pair_counts(ia, ib, na, nb)
     denom = (area_a[rows] + area_b[cols] - inter) if kind == 'iou' else np.minimum(area_a[rows], area_b[cols])
     return sparse.csr_matrix((inter / denom, (rows, cols)), shape=(na, nb))
 
-# %% ../../nbs/30_tracking.linker.ipynb #17dc21b0
-def distance_scores(centroids_t, centroids_t1, max_distance: float, sigma: float | None = None) -> sparse.csr_matrix:
-    "Sparse proximity scores (n_t, n_t+1) in (0, 1] for centroid pairs within `max_distance`: `1 - d/max_distance`, or `exp(-d²/2σ²)` with `sigma`."
-    p, q = np.asarray(centroids_t, float), np.asarray(centroids_t1, float)
+# %% ../../nbs/30_tracking.linker.ipynb #d5c0e124
+def _check_centroids(p: np.ndarray, q: np.ndarray, max_distance: float, sigma: float | None) -> None:
     if p.ndim != 2 or q.ndim != 2 or p.shape[1] != q.shape[1]:
         raise InputError(f"centroids must be (n, ndim) arrays with the same ndim, got shapes {p.shape} and {q.shape}")
     if not (np.isfinite(p).all() and np.isfinite(q).all()):
@@ -142,6 +152,13 @@ def distance_scores(centroids_t, centroids_t1, max_distance: float, sigma: float
         raise InputError(f"max_distance must be positive, got {max_distance}")
     if sigma is not None and not sigma > 0:
         raise InputError(f"sigma must be positive or None, got {sigma}")
+
+# %% ../../nbs/30_tracking.linker.ipynb #17dc21b0
+def distance_scores(centroids_t, centroids_t1, max_distance: float, sigma: float | None = None) -> sparse.csr_matrix:
+    """Sparse proximity scores (n_t, n_t+1) in (0, 1] for centroid pairs within `max_distance`: `1 - d/max_distance`,
+    or `exp(-d²/2σ²)` with `sigma`."""
+    p, q = np.asarray(centroids_t, float), np.asarray(centroids_t1, float)
+    _check_centroids(p, q, max_distance, sigma)
     if len(p) == 0 or len(q) == 0:
         return sparse.csr_matrix((len(p), len(q)))
     pairs = cKDTree(p).sparse_distance_matrix(cKDTree(q), max_distance, output_type='ndarray')
@@ -159,7 +176,8 @@ def association_scores(
     sigma: float | None = None,
     objects: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[sparse.csr_matrix]]:
-    "The object table and one sparse score matrix per consecutive frame pair, from 'overlap', 'distance' or 'overlap+distance' (element-wise max)."
+    """The object table and one sparse score matrix per consecutive frame pair, from 'overlap', 'distance' or
+    'overlap+distance' (element-wise max)."""
     masks = _check_masks(masks)
     if score not in ('overlap', 'distance', 'overlap+distance'):
         raise InputError(f"score must be 'overlap', 'distance' or 'overlap+distance', got {score!r}")
@@ -177,43 +195,49 @@ def association_scores(
 # %% ../../nbs/30_tracking.linker.ipynb #1587a716
 EDGE_COLUMNS = ['frame_parent', 'label_parent', 'frame_child', 'label_child', 'score']
 
-
-def _candidates(scores_per_pair: Sequence) -> tuple:
-    "Objects per frame, node offsets, and parent node, child node, score of every positive candidate (grouped by frame pair)."
-    mats = list(scores_per_pair)
-    if not mats:
-        return np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    shapes = [m.shape for m in mats]
+# %% ../../nbs/30_tracking.linker.ipynb #1cf12762
+def _check_chain(shapes: list) -> None:
     if any(len(s) != 2 for s in shapes):
         raise InputError(f"each score matrix must be 2-D (n_t, n_t+1), got shapes {shapes[:5]}")
-    for t in range(len(mats) - 1):
+    for t in range(len(shapes) - 1):
         if shapes[t][1] != shapes[t + 1][0]:
             raise InputError(
                 f"score matrices do not chain: pair {t} has {shapes[t][1]} objects in frame {t + 1}, pair {t + 1} "
                 f"has {shapes[t + 1][0]}; matrix t must be (n_t, n_t+1)"
             )
+
+# %% ../../nbs/30_tracking.linker.ipynb #3d96dc85
+def _checked_coo(m, t: int) -> sparse.coo_matrix:
+    c = sparse.coo_matrix(m)
+    if c.nnz and not np.isfinite(c.data).all():
+        raise InputError(f"scores of frame pair {t} contain NaN or inf")
+    if c.nnz and (c.data.min() < 0 or c.data.max() > 1):
+        raise InputError(
+            f"scores of frame pair {t} lie outside [0, 1] (min {c.data.min():.3g}, max {c.data.max():.3g}); "
+            "rescale them"
+        )
+    return c
+
+# %% ../../nbs/30_tracking.linker.ipynb #2ba17c30
+def _candidates(scores_per_pair: Sequence) -> tuple:
+    """Objects per frame, node offsets, and parent node, child node, score of every positive candidate (grouped by
+    frame pair)."""
+    mats = list(scores_per_pair)
+    if not mats:
+        return np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    shapes = [m.shape for m in mats]
+    _check_chain(shapes)
     n = np.array([s[0] for s in shapes] + [shapes[-1][1]], np.int64)
     off = np.r_[0, np.cumsum(n)[:-1]]
     src, dst, val = [], [], []
     for t, m in enumerate(mats):
-        c = sparse.coo_matrix(m)
-        if c.nnz and not np.isfinite(c.data).all():
-            raise InputError(f"scores of frame pair {t} contain NaN or inf")
-        if c.nnz and (c.data.min() < 0 or c.data.max() > 1):
-            raise InputError(
-                f"scores of frame pair {t} lie outside [0, 1] (min {c.data.min():.3g}, max {c.data.max():.3g}); rescale them"
-            )
+        c = _checked_coo(m, t)
         k = c.data > 0
         src.append(c.row[k] + off[t])
         dst.append(c.col[k] + off[t + 1])
         val.append(c.data[k])
-    return (
-        n,
-        off,
-        np.concatenate(src).astype(np.int64),
-        np.concatenate(dst).astype(np.int64),
-        np.concatenate(val).astype(float),
-    )
+    cat = lambda xs, dtype: np.concatenate(xs).astype(dtype)
+    return n, off, cat(src, np.int64), cat(dst, np.int64), cat(val, float)
 
 # %% ../../nbs/30_tracking.linker.ipynb #b61b86fe
 def _node_labels(n: np.ndarray, objects: pd.DataFrame | None):
@@ -247,25 +271,31 @@ def _edge_frame(n, objects, src, dst, score) -> pd.DataFrame:
         }
     )
 
-# %% ../../nbs/30_tracking.linker.ipynb #ba3e051b
-def link_greedy(
-    scores_per_pair: Sequence, threshold: float = 0.5, max_children: int = 2, objects: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    "Accept links by descending score while the child has no parent and the parent has fewer than `max_children` children; returns an edge list."
-    if not (isinstance(max_children, (int, np.integer)) and max_children >= 1):
-        raise InputError(f"max_children must be an integer >= 1 (1 disables divisions), got {max_children}")
-    n, _, src, dst, s = _candidates(scores_per_pair)
-    keep = s >= threshold
-    src, dst, s = src[keep], dst[keep], s[keep]
+# %% ../../nbs/30_tracking.linker.ipynb #b727ccb1
+def _greedy_accept(src: np.ndarray, dst: np.ndarray, s: np.ndarray, n_nodes: int, max_children: int) -> np.ndarray:
+    "Indices of the accepted candidates."
     order = np.lexsort((dst, src, -s))
-    has_parent, n_children, accepted = bytearray(int(n.sum())), [0] * int(n.sum()), []
+    has_parent, n_children, accepted = bytearray(n_nodes), [0] * n_nodes, []
     for k, a, b in zip(order.tolist(), src[order].tolist(), dst[order].tolist()):
         if has_parent[b] or n_children[a] >= max_children:
             continue
         has_parent[b] = 1
         n_children[a] += 1
         accepted.append(k)
-    acc = np.array(accepted, np.int64)
+    return np.array(accepted, np.int64)
+
+# %% ../../nbs/30_tracking.linker.ipynb #ba3e051b
+def link_greedy(
+    scores_per_pair: Sequence, threshold: float = 0.5, max_children: int = 2, objects: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Accept links by descending score while the child has no parent and the parent has fewer than `max_children`
+    children; returns an edge list."""
+    if not (isinstance(max_children, (int, np.integer)) and max_children >= 1):
+        raise InputError(f"max_children must be an integer >= 1 (1 disables divisions), got {max_children}")
+    n, _, src, dst, s = _candidates(scores_per_pair)
+    keep = s >= threshold
+    src, dst, s = src[keep], dst[keep], s[keep]
+    acc = _greedy_accept(src, dst, s, int(n.sum()), max_children)
     return _edge_frame(n, objects, src[acc], dst[acc], s[acc])
 
 # %% ../../nbs/30_tracking.linker.ipynb #394990b2
@@ -307,7 +337,8 @@ def augmented_costs(
     threshold: float = 0.05,
     link_cost: str = 'log',
 ) -> np.ndarray:
-    "The dense augmented LAP cost matrix of one frame pair (forbidden entries = inf): rows parents, division slots, births; columns children, deaths, unused slots."
+    """The dense augmented LAP cost matrix of one frame pair (forbidden entries = inf): rows parents, division
+    slots, births; columns children, deaths, unused slots."""
     _check_costs(appear_cost, disappear_cost, division_cost)
     c = sparse.coo_matrix(scores)
     k = c.data >= max(threshold, 1e-300)
@@ -334,6 +365,16 @@ def _solve_lap(r, c, v, size, solver):
     dense[r, c] = v
     return linear_sum_assignment(dense)
 
+# %% ../../nbs/30_tracking.linker.ipynb #240469b0
+def _link_pair(rows, cols, cost, n_t: int, n_t1: int, costs: tuple, solver: str) -> np.ndarray:
+    "Positions (in `rows` / `cols`) of the candidates that the pair's minimum-cost assignment links."
+    r, c, v, size = _augmented_entries(rows, cols, cost, n_t, n_t1, *costs)
+    ri, ci = _solve_lap(r, c, v, size, solver)
+    linked = (ri < size - n_t1) & (ci < n_t1)  # a parent slot took a child column
+    key = rows * n_t1 + cols
+    order = np.argsort(key)
+    return order[np.searchsorted(key, (ri[linked] % n_t) * n_t1 + ci[linked], sorter=order)]
+
 # %% ../../nbs/30_tracking.linker.ipynb #cc843eef
 def link_optimal(
     scores_per_pair: Sequence,
@@ -345,7 +386,8 @@ def link_optimal(
     solver: str = 'sparse',
     objects: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    "Frame-to-frame optimal links: one linear assignment per frame pair on the birth/death/division-augmented cost matrix; returns an edge list."
+    """Frame-to-frame optimal links: one linear assignment per frame pair on the birth/death/division-augmented cost
+    matrix; returns an edge list."""
     if solver not in ('sparse', 'dense'):
         raise InputError(f"solver must be 'sparse' or 'dense', got {solver!r}")
     _check_costs(appear_cost, disappear_cost, division_cost)
@@ -361,15 +403,25 @@ def link_optimal(
         if hi == lo:
             continue
         rows, cols = src[lo:hi] - off[t], dst[lo:hi] - off[t + 1]
-        r, c, v, size = _augmented_entries(
-            rows, cols, cost[lo:hi], n[t], n[t + 1], appear_cost, disappear_cost, division_cost
-        )
-        ri, ci = _solve_lap(r, c, v, size, solver)
-        linked = (ri < size - n[t + 1]) & (ci < n[t + 1])  # a parent slot took a child column
-        key, order = rows * n[t + 1] + cols, np.argsort(rows * n[t + 1] + cols)
-        accepted.append(lo + order[np.searchsorted(key, (ri[linked] % n[t]) * n[t + 1] + ci[linked], sorter=order)])
+        costs = (appear_cost, disappear_cost, division_cost)
+        accepted.append(lo + _link_pair(rows, cols, cost[lo:hi], n[t], n[t + 1], costs, solver))
     acc = np.concatenate(accepted) if accepted else np.zeros(0, np.int64)
     return _edge_frame(n, objects, src[acc], dst[acc], s[acc])
+
+# %% ../../nbs/30_tracking.linker.ipynb #1daa4977
+def _lookup_nodes(keys: np.ndarray, K: int, f, l, what: str) -> np.ndarray:
+    "Positions of the (frame, label) pairs in the sorted `keys`."
+    f, l = np.asarray(f, np.int64), np.asarray(l, np.int64)
+    k = f * K + l
+    pos = np.clip(np.searchsorted(keys, k), 0, max(len(keys) - 1, 0))
+    bad = np.ones(len(k), bool) if len(keys) == 0 else (l < 1) | (l >= K) | (keys[pos] != k)
+    if bad.any():
+        i = np.flatnonzero(bad)[0]
+        raise InputError(
+            f"edge {what} (frame {f[i]}, label {l[i]}) is not an object of the masks; "
+            "were the edges made from other masks?"
+        )
+    return pos
 
 # %% ../../nbs/30_tracking.linker.ipynb #6a18d2ee
 def _edge_nodes(objects: pd.DataFrame, edges: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -380,42 +432,28 @@ def _edge_nodes(objects: pd.DataFrame, edges: pd.DataFrame) -> tuple[np.ndarray,
     frame, label = objects['frame'].to_numpy(np.int64), objects['label'].to_numpy(np.int64)
     K = int(label.max(initial=0)) + 1
     keys = frame * K + label  # sorted: the table is ordered by frame, then label
+    parents = _lookup_nodes(keys, K, edges['frame_parent'], edges['label_parent'], 'parent')
+    return parents, _lookup_nodes(keys, K, edges['frame_child'], edges['label_child'], 'child')
 
-    def lookup(f, l, what):
-        f, l = np.asarray(f, np.int64), np.asarray(l, np.int64)
-        k = f * K + l
-        pos = np.clip(np.searchsorted(keys, k), 0, max(len(keys) - 1, 0))
-        bad = np.ones(len(k), bool) if len(keys) == 0 else (l < 1) | (l >= K) | (keys[pos] != k)
-        if bad.any():
-            i = np.flatnonzero(bad)[0]
-            raise InputError(
-                f"edge {what} (frame {f[i]}, label {l[i]}) is not an object of the masks; were the edges made from other masks?"
-            )
-        return pos
-
-    return lookup(edges['frame_parent'], edges['label_parent'], 'parent'), lookup(
-        edges['frame_child'], edges['label_child'], 'child'
-    )
-
-# %% ../../nbs/30_tracking.linker.ipynb #556ef3f7
-def graph_to_ctc(masks, edges: pd.DataFrame, objects: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
-    "Relabelled masks (one label per track) and CTC track rows (N, 4) `L B E P` from a parent -> child edge list."
-    masks = _check_masks(masks)
-    objects = object_table(masks) if objects is None else objects
-    p, c = _edge_nodes(objects, edges)
-    frame, label = objects['frame'].to_numpy(np.int64), objects['label'].to_numpy(np.int64)
-    N, T = len(frame), len(masks)
-    if (frame[c] <= frame[p]).any():
-        raise InputError("every edge must go forward in time (frame_child > frame_parent)")
+# %% ../../nbs/30_tracking.linker.ipynb #dd9cf6d6
+def _single_parents(p: np.ndarray, c: np.ndarray, frame: np.ndarray, label: np.ndarray) -> np.ndarray:
+    "Each node's parent node, -1 for none."
+    N = len(frame)
     n_parents = np.bincount(c, minlength=N)
     if (n_parents > 1).any():
         v = np.flatnonzero(n_parents > 1)[0]
         raise InputError(
-            f"object (frame {frame[v]}, label {label[v]}) has {n_parents[v]} parents; merges cannot be written as CTC tracks "
-            "(link with a linker that gives each child one parent)"
+            f"object (frame {frame[v]}, label {label[v]}) has {n_parents[v]} parents; merges cannot be written as "
+            "CTC tracks (link with a linker that gives each child one parent)"
         )
     parent = np.full(N, -1)
     parent[c] = p
+    return parent
+
+# %% ../../nbs/30_tracking.linker.ipynb #91ac341c
+def _track_ids(parent: np.ndarray, p: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Each node's track id (1.., in the (frame, label) order of the tracks' first nodes) and which nodes start a track."
+    N = len(frame)
     n_children = np.bincount(p, minlength=N)
     has = parent >= 0
     continues = np.zeros(N, bool)
@@ -428,29 +466,71 @@ def graph_to_ctc(masks, edges: pd.DataFrame, objects: pd.DataFrame | None = None
         if np.array_equal(nxt, root):
             break
         root = nxt
-    track = first_id[root]
-    n_tracks = int(starts.sum())
-    end = np.full(n_tracks, -1, np.int64)
-    np.maximum.at(end, track - 1, frame)
-    P = np.where(parent[starts] >= 0, track[np.maximum(parent[starts], 0)], 0)
-    tracks = np.stack([np.arange(1, n_tracks + 1), frame[starts], end, P], 1).astype(np.int64).reshape(-1, 4)
+    return first_id[root], starts
+
+# %% ../../nbs/30_tracking.linker.ipynb #24cd0f99
+def _relabel(masks: np.ndarray, frame: np.ndarray, label: np.ndarray, track: np.ndarray, n_tracks: int) -> np.ndarray:
+    "The masks with each object's pixels set to its track id."
+    T = len(masks)
     out = np.zeros(masks.shape, np.int32 if n_tracks < 2**31 - 1 else np.int64)
     bounds = np.searchsorted(frame, np.arange(T + 1))
     for t in range(T):  # one lookup table per frame
         lo, hi = bounds[t], bounds[t + 1]
         if not np.array_equal(_present_labels(masks[t]), label[lo:hi]):
             raise InputError(
-                f"objects do not match the labels of frame {t} of masks; pass the object table of these masks (or none)"
+                f"objects do not match the labels of frame {t} of masks; "
+                "pass the object table of these masks (or none)"
             )
         if hi > lo:
             out[t] = track[lo:hi][_index_image(masks[t], label[lo:hi]) - 1] * (masks[t] > 0)
-    return out, tracks
+    return out
+
+# %% ../../nbs/30_tracking.linker.ipynb #556ef3f7
+def graph_to_ctc(masks, edges: pd.DataFrame, objects: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    "Relabelled masks (one label per track) and CTC track rows (N, 4) `L B E P` from a parent -> child edge list."
+    masks = _check_masks(masks)
+    objects = object_table(masks) if objects is None else objects
+    p, c = _edge_nodes(objects, edges)
+    frame, label = objects['frame'].to_numpy(np.int64), objects['label'].to_numpy(np.int64)
+    if (frame[c] <= frame[p]).any():
+        raise InputError("every edge must go forward in time (frame_child > frame_parent)")
+    parent = _single_parents(p, c, frame, label)
+    track, starts = _track_ids(parent, p, frame)
+    n_tracks = int(starts.sum())
+    end = np.full(n_tracks, -1, np.int64)
+    np.maximum.at(end, track - 1, frame)
+    P = np.where(parent[starts] >= 0, track[np.maximum(parent[starts], 0)], 0)
+    tracks = np.stack([np.arange(1, n_tracks + 1), frame[starts], end, P], 1).astype(np.int64).reshape(-1, 4)
+    return _relabel(masks, frame, label, track, n_tracks), tracks
+
+# %% ../../nbs/30_tracking.linker.ipynb #083856a4
+def _gap_pairs(cents, frame, ends, starts, max_gap: int, max_distance: float) -> np.ndarray:
+    "Structured array (i: end, j: start, v: distance) of the candidate bridges."
+    pairs = cKDTree(cents[ends]).sparse_distance_matrix(cKDTree(cents[starts]), max_distance, output_type='ndarray')
+    gap = frame[starts[pairs['j']]] - frame[ends[pairs['i']]]
+    return pairs[(gap >= 2) & (gap <= max_gap)]
+
+# %% ../../nbs/30_tracking.linker.ipynb #9e758293
+def _bridges(objects: pd.DataFrame, a: np.ndarray, b: np.ndarray, cents, max_distance: float) -> pd.DataFrame:
+    "Edges from the track-end nodes `a` to the track-start nodes `b`."
+    frame, label = objects['frame'].to_numpy(np.int64), objects['label'].to_numpy()
+    dist = np.linalg.norm(cents[a] - cents[b], axis=1)
+    return pd.DataFrame(
+        {
+            'frame_parent': frame[a],
+            'label_parent': label[a],
+            'frame_child': frame[b],
+            'label_child': label[b],
+            'score': 1 - dist / max_distance,
+        }
+    )
 
 # %% ../../nbs/30_tracking.linker.ipynb #598ee7ce
 def close_gaps(
     edges: pd.DataFrame, objects: pd.DataFrame, max_gap: int = 2, max_distance: float = 20.0
 ) -> pd.DataFrame:
-    "Add edges from track ends to track starts 2..`max_gap` frames later within `max_distance` (one LAP); returns the extended edge list."
+    """Add edges from track ends to track starts 2..`max_gap` frames later within `max_distance` (one LAP); returns
+    the extended edge list."""
     if max_gap < 2:
         return edges.reset_index(drop=True)
     if not max_distance > 0:
@@ -463,29 +543,44 @@ def close_gaps(
     starts = np.flatnonzero((np.bincount(c, minlength=N) == 0) & (frame > frame.min(initial=0)))
     if len(ends) == 0 or len(starts) == 0:
         return edges.reset_index(drop=True)
-    pairs = cKDTree(cents[ends]).sparse_distance_matrix(cKDTree(cents[starts]), max_distance, output_type='ndarray')
-    gap = frame[starts[pairs['j']]] - frame[ends[pairs['i']]]
-    pairs = pairs[(gap >= 2) & (gap <= max_gap)]
+    pairs = _gap_pairs(cents, frame, ends, starts, max_gap, max_distance)
     if len(pairs) == 0:
         return edges.reset_index(drop=True)
     i, j, d = pairs['i'].astype(np.int64), pairs['j'].astype(np.int64), pairs['v']
     r, cc, v, size = _augmented_entries(i, j, d, len(ends), len(starts), max_distance, max_distance, np.inf)
     ri, ci = _solve_lap(r, cc, v, size, 'sparse')
     linked = (ri < len(ends)) & (ci < len(starts))
-    a, b = ends[ri[linked]], starts[ci[linked]]
-    dist = np.linalg.norm(cents[a] - cents[b], axis=1)
-    label = objects['label'].to_numpy()
-    new = pd.DataFrame(
-        {
-            'frame_parent': frame[a],
-            'label_parent': label[a],
-            'frame_child': frame[b],
-            'label_child': label[b],
-            'score': 1 - dist / max_distance,
-        }
-    )
+    new = _bridges(objects, ends[ri[linked]], starts[ci[linked]], cents, max_distance)
     out = pd.concat([edges, new], ignore_index=True) if len(edges) else new
     return out.sort_values(EDGE_COLUMNS[:4]).reset_index(drop=True)
+
+# %% ../../nbs/30_tracking.linker.ipynb #53f4ade9
+def link_tracks(
+    masks,
+    scores: Sequence,
+    objects: pd.DataFrame,
+    linker: str = 'greedy',
+    threshold: float = 0.2,
+    max_children: int = 2,
+    appear_cost: float = 2.0,
+    disappear_cost: float = 2.0,
+    division_cost: float = 0.25,
+    max_gap: int = 1,
+    max_distance: float = 20.0,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    "Link score matrices ('greedy' or 'optimal'), close gaps up to `max_gap`; relabelled masks, CTC rows, edges."
+    if linker not in ('greedy', 'optimal'):
+        raise InputError(f"linker must be 'greedy' or 'optimal', got {linker!r}")
+    if linker == 'greedy':
+        edges = link_greedy(scores, threshold, max_children, objects)
+    else:
+        if max_children not in (1, 2):
+            raise InputError(f"the optimal linker allows max_children 1 or 2, got {max_children}")
+        division_cost = np.inf if max_children == 1 else division_cost
+        edges = link_optimal(scores, appear_cost, disappear_cost, division_cost, threshold, objects=objects)
+    edges = close_gaps(edges, objects, max_gap, max_distance)
+    relabelled, tracks = graph_to_ctc(masks, edges, objects)
+    return relabelled, tracks, edges
 
 # %% ../../nbs/30_tracking.linker.ipynb #9905db9e
 def track_masks(
@@ -502,18 +597,12 @@ def track_masks(
     sigma: float | None = None,
     max_gap: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
-    "Track a label stack (T, Y, X): scores ('overlap', 'distance', 'overlap+distance'), 'greedy' or 'optimal' links, gaps up to `max_gap` frames; returns relabelled masks, CTC rows L B E P, edges."
+    """Track a label stack (T, Y, X): scores ('overlap', 'distance', 'overlap+distance'), 'greedy' or 'optimal' links,
+    gaps up to `max_gap` frames; returns relabelled masks, CTC rows L B E P, edges."""
     if method not in ('greedy', 'optimal'):
         raise InputError(f"method must be 'greedy' or 'optimal', got {method!r}")
     objects, scores = association_scores(masks, score, overlap_kind, max_distance, sigma)
-    if method == 'greedy':
-        edges = link_greedy(scores, threshold, max_children, objects)
-    else:
-        if max_children not in (1, 2):
-            raise InputError(f"the optimal linker allows max_children 1 or 2, got {max_children}")
-        if max_children == 1:
-            division_cost = np.inf
-        edges = link_optimal(scores, appear_cost, disappear_cost, division_cost, threshold, objects=objects)
-    edges = close_gaps(edges, objects, max_gap, max_distance)
-    relabelled, tracks = graph_to_ctc(masks, edges, objects)
-    return relabelled, tracks, edges
+    costs = dict(appear_cost=appear_cost, disappear_cost=disappear_cost, division_cost=division_cost)
+    return link_tracks(
+        masks, scores, objects, method, threshold, max_children, **costs, max_gap=max_gap, max_distance=max_distance
+    )
