@@ -21,7 +21,6 @@ def test_there_are_notebooks_to_check():
     assert (rhythm.MAX_MEDIAN, rhythm.MAX_CELL, rhythm.MAX_LINE) == (15, 60, 120)
 
 
-@pytest.mark.xfail(strict=False, reason='until the rhythm branches are merged')
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_follows_the_rhythm(nb):
     bad = rhythm.violations(nb)

@@ -53,43 +53,27 @@ def _add_run(verbs) -> None:
     p.add_argument('--device', default='cpu')
 
 # %% ../../nbs/63_cli.track.ipynb #86dd5270
-def _link(a, frames: np.ndarray, masks: np.ndarray | None):
-    "(masks, tracks) of the time-lapse with the linker `a` names."
-    if a.linker == 'overlap':
-        if masks is None:
-            raise InputError("--linker overlap links given label images: pass --masks, or a --checkpoint to segment")
-        from microscopy_toolkit.tracking.linker import track_masks
-
-        res, tracks, _ = track_masks(masks, method='optimal', score='overlap+distance')
-        return res, tracks
-    if a.checkpoint is None:
+def _check_run(a) -> None:
+    "The two ways to run: label images to link (`--linker overlap --masks`), or a trained tracker."
+    if a.linker == 'overlap' and a.masks is None:
+        raise InputError("--linker overlap links given label images: pass --masks, or a --checkpoint to segment")
+    if a.linker != 'overlap' and a.checkpoint is None:
         raise InputError('give --checkpoint (tracker.pt from mtk track train), or --linker overlap with --masks')
-    from microscopy_toolkit.tracking.learned import Tracker
-
-    sd = None
-    if a.sd is not None:
-        from microscopy_toolkit.models.sd import load_sd
-
-        sd = load_sd(path=a.sd, device=a.device)
-    tracker = Tracker.load(a.checkpoint, device=a.device, sd=sd)
-    res, tracks, _ = tracker.track(frames, box=a.box, linker=a.linker, masks=masks)
-    return res, tracks
 
 # %% ../../nbs/63_cli.track.ipynb #3073fce0
 def _cmd_run(a) -> list:
-    from microscopy_toolkit.io import read_timelapse
-    from microscopy_toolkit.tracking.ctc import read_label_stack, validate_ctc, write_ctc_result
+    from microscopy_toolkit.tracking.track import track
 
-    frames = read_timelapse(a.frames)
-    masks = read_label_stack(a.masks) if a.masks else None
-    if masks is not None and len(masks) != len(frames):
-        raise InputError(f'{len(frames)} frames but {len(masks)} label images in {a.masks}')
-    res, tracks = _link(a, frames, masks)
-    validate_ctc(res, tracks)
-    out = write_ctc_result(a.out, res, tracks)
+    _check_run(a)
+    classical = a.linker == 'overlap'
+    res, tracks, _ = track(
+        a.frames, method='overlap+distance' if classical else 'learned', linker='optimal' if classical else a.linker,
+        masks=a.masks, tracker=a.checkpoint, box=a.box, out=a.out, device=a.device, sd=a.sd,
+    )
+    out = Path(a.out)
     n_div = len(np.unique(tracks[tracks[:, 3] > 0, 3])) if len(tracks) else 0
-    print(f"{len(frames)} frames: {len(tracks)} tracks, {n_div} divisions")
-    return [out / 'res_track.txt'] + sorted(out.glob('mask*.tif'))[:1] + (['...'] if len(frames) > 1 else [])
+    print(f"{len(res)} frames: {len(tracks)} tracks, {n_div} divisions")
+    return [out / 'res_track.txt'] + sorted(out.glob('mask*.tif'))[:1] + (['...'] if len(res) > 1 else [])
 
 # %% ../../nbs/63_cli.track.ipynb #80c0b3b5
 def _add_eval(verbs) -> None:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..core import InputError, get_device, save_checkpoint, load_checkpoint
-from ..io import check_finite
+from ..io import as_image_list
 from ..models.sd import SDComponents, load_sd, load_tiny_sd
 from .sd import prepare_images, encode_latents, add_noise, encode_prompt
 from .attention import AttentionSpec, unet_attention, minmax
@@ -139,24 +139,6 @@ def _resolve_sd(sd: str | SDComponents, image_size: int | None, device) -> tuple
     s = load_sd(path=None if sd == 'stable-diffusion-v1-4' else sd, device=device, image_size=image_size or 512)
     return s, dict(sd=str(sd), image_size=s.image_size)
 
-# %% ../../nbs/24_matching.model.ipynb #c59f1e75
-def _image_list(images) -> list[np.ndarray]:
-    if isinstance(images, np.ndarray):
-        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (3, 4)):
-            images = [images]
-        elif images.ndim in (3, 4):
-            images = list(images)
-        else:
-            raise InputError(f'images must be (H, W), (H, W, C) or a batch of those; got shape {images.shape}')
-    images = [np.asarray(i) for i in images]
-    if not images:
-        raise InputError('no images given (empty batch)')
-    for k, im in enumerate(images):
-        if im.ndim not in (2, 3):
-            raise InputError(f'image {k} has shape {im.shape}: expected (H, W) or (H, W, C)')
-        check_finite(np.asarray(im, dtype=np.float32), f'image {k}')
-    return images
-
 # %% ../../nbs/24_matching.model.ipynb #a997a533
 def _box_lists(boxes, n: int, sizes) -> list[np.ndarray] | None:
     "None, one box, one list of boxes for every image, or one list per image → one checked `(k, 4)` array per image."
@@ -229,7 +211,7 @@ class _MatchingParts(nn.Module):
 
     def inputs(self, images, boxes=None, grad: bool = False):
         "Prepared attention input for raw images (any layout `prepare_images` takes) and optional boxes per image."
-        imgs = _image_list(images)
+        imgs = as_image_list(images)
         sizes = [im.shape[:2] for im in imgs]
         boxes = _box_lists(boxes, len(imgs), sizes)
         x = torch.cat([prepare_images(im, self.image_size) for im in imgs]).to(self.device_)
@@ -238,7 +220,7 @@ class _MatchingParts(nn.Module):
 # %% ../../nbs/24_matching.model.ipynb #0a50d1db
 def _batches(model: _MatchingParts, images, boxes, batch_size: int):
     "`((attn, feats), sizes)` for `batch_size` images at a time, with their boxes (mode S) or without (mode A)."
-    imgs = _image_list(images)
+    imgs = as_image_list(images)
     blist = _box_lists(boxes, len(imgs), [im.shape[:2] for im in imgs])
     model.eval()
     for i in range(0, len(imgs), batch_size):

@@ -11,36 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from ..core import InputError
-from ..io import normalize_percentile, check_finite
+from ..io import as_image_list, normalize_percentile, check_finite
 from ..models.sd import SDComponents
 
 # %% auto #0
 __all__ = ['prepare_images', 'encode_latents', 'add_noise', 'noisy_latents', 'encode_prompt']
 
-# %% ../../nbs/20_matching.sd.ipynb #f446c11b
-def _as_batch(images) -> list[np.ndarray]:
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray):
-        if images.ndim == 2:
-            return [images]
-        if images.ndim == 3 and images.shape[-1] in (3, 4) and images.shape[0] not in (3, 4):
-            return [images]
-        if images.ndim == 3:
-            return list(images)
-        if images.ndim == 4:
-            return list(images)
-        raise InputError(f'images must be (H, W), (H, W, C), (B, H, W) or (B, H, W, C); got shape {images.shape}')
-    images = list(images)
-    if not images:
-        raise InputError('no images given (empty batch)')
-    return [np.asarray(i) for i in images]
-
 # %% ../../nbs/20_matching.sd.ipynb #e73b0b00
 def prepare_images(images, size: int = 512, normalize: bool = True) -> torch.Tensor:
     "`(B, 3, size, size)` float tensor in [0, 1] from grayscale / RGB images or batches of any dtype."
     out = []
-    for i, img in enumerate(_as_batch(images)):
+    for i, img in enumerate(as_image_list(images)):
         img = check_finite(np.asarray(img, dtype=np.float32), f'image {i}')
         if img.ndim == 3 and img.shape[-1] == 4:
             img = img[..., :3]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import InputError, atomic_write
+from ..metrics import label_overlaps
 
 # %% auto #0
 __all__ = ['AOGM_WEIGHTS', 'read_ctc_tracks', 'write_ctc_tracks', 'read_ctc_masks', 'stack_masks', 'CTCData', 'write_ctc_result',
@@ -215,17 +216,9 @@ def validate_ctc(masks, tracks, where: str = 'result', max_problems: int = 20) -
 def overlaps(ref: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For all (reference, result) label pairs that share pixels: ref label, res label, |R∩S|, |R|, |S| (result
     label 0 = background)."""
-    ref = np.asarray(ref, np.int64)
-    res = np.asarray(res, np.int64)
-    if ref.shape != res.shape:
-        raise InputError(f"reference and result frames differ in shape: {ref.shape} vs {res.shape}")
-    fg = ref > 0
-    base = int(res.max(initial=0)) + 1
-    pairs, inter = np.unique(ref[fg] * base + res[fg], return_counts=True)
-    r, s = pairs // base, pairs % base
-    ref_area = np.bincount(ref.ravel())[r]
-    res_area = np.bincount(res.ravel(), minlength=base)[s]
-    return r, s, inter, ref_area, res_area
+    r, s, n, ra, sa = label_overlaps(ref, res, ('reference', 'result')).pairs()
+    fg = r > 0
+    return r[fg], s[fg], n[fg], ra[fg], sa[fg]
 
 # %% ../../nbs/31_tracking.ctc.ipynb #21c44a19
 def match_frame(ref: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from ..matching.sd import prepare_images
 from ..models.sd import load_sd
 from ..matching.attention import AttentionSpec, unet_attention, minmax
 from ..matching.exemplar import boxes_from_labels
-from ..matching.heads import instances_from_maps
+from ..matching.heads import instances_from_logits
 from ..matching.model import MatchingModel
 from ..matching.train import fit
 from ..io import normalize_percentile, read_timelapse
@@ -70,14 +70,12 @@ def object_maps(
     if len(boxes) == 0:
         return torch.zeros(0, m.grid, m.grid)
     lat = m.latents(x_dst)
-    base = m.template_cond()
     out = []
     for i in range(0, len(boxes), batch):
         b = boxes[i : i + batch]
         n = len(b)
         e = m.projector(x_src.expand(n, -1, -1, -1), [bi[None] for bi in b], [hw_src] * n)
-        cond = base.expand(n, -1, -1)
-        cond = torch.cat([cond[:, : m.exemplar_position], e[:, None], cond[:, m.exemplar_position + 1 :]], 1)
+        cond = m.with_exemplar(e)
         maps = unet_attention(
             m.sd.unet,
             lat.expand(n, -1, -1, -1),
@@ -245,15 +243,10 @@ def _propagate(m: MatchingModel, frame: np.ndarray, prev_frame: np.ndarray, prev
     if len(prev_boxes):
         xp = prepare_images(prev_frame, S).to(m.device_)
         e = m.matcher.projector(xp, [prev_boxes], [prev_frame.shape[:2]])  # averaged over the objects
-        base = m.matcher.template_cond()
-        pos = m.matcher.exemplar_position
-        cond = torch.cat([base[:, :pos], e[:, None], base[:, pos + 1 :]], 1)
-        attn, feats = m.matcher(x, cond=cond)
+        attn, feats = m.matcher(x, cond=m.matcher.with_exemplar(e))
     else:
         attn, feats = m.matcher(x)  # nothing to propagate: mode A
-    lg = F.interpolate(m.seg_head(attn, feats, S), size=tuple(frame.shape[:2]), mode='bilinear', align_corners=False)
-    p = torch.sigmoid(lg[0]).cpu().numpy()
-    return instances_from_maps(p[0], p[1], **post)
+    return instances_from_logits(m.seg_head(attn, feats, S), [frame.shape[:2]], **post)[0]
 
 # %% ../../nbs/32_tracking.learned.ipynb #caa41fde
 def _check_frames(frames, linker: str) -> np.ndarray:

@@ -14,6 +14,7 @@ from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
 from ..core import InputError
+from ..metrics import label_overlaps
 
 # %% auto #0
 __all__ = ['EDGE_COLUMNS', 'object_table', 'overlap_scores', 'distance_scores', 'association_scores', 'link_greedy',
@@ -114,33 +115,13 @@ def _check_label_pair(a: np.ndarray, b: np.ndarray, kind: str) -> None:
     if kind not in ('iou', 'min'):
         raise InputError(f"kind must be 'iou' or 'min', got {kind!r}")
 
-# %% ../../nbs/30_tracking.linker.ipynb #18a2af00
-def _pair_counts(ia: np.ndarray, ib: np.ndarray, na: int, nb: int) -> tuple:
-    "Row, column and shared pixel count of every pair of objects that overlap (index images from `_index_image`)."
-    both = (ia > 0) & (ib > 0)
-    key = (ia[both] - 1) * nb + (ib[both] - 1)
-    if na * nb <= 4 * key.size + 4096:
-        counts = np.bincount(key, minlength=na * nb)
-        key = np.flatnonzero(counts)
-        inter = counts[key]
-    else:
-        key, inter = np.unique(key, return_counts=True)
-    rows, cols = np.divmod(key, max(nb, 1))
-    return rows, cols, inter
-
 # %% ../../nbs/30_tracking.linker.ipynb #f1661a22
 def overlap_scores(masks_t, masks_t1, kind: str = 'iou') -> sparse.csr_matrix:
     """Sparse overlap scores (n_t, n_t+1) between the objects of two label images, rows/columns in sorted-label
     order; `kind` 'iou' or 'min' (intersection over the smaller area)."""
     a, b = np.asarray(masks_t), np.asarray(masks_t1)
     _check_label_pair(a, b, kind)
-    la, lb = _present_labels(a), _present_labels(b)
-    ia, ib = _index_image(a, la).ravel(), _index_image(b, lb).ravel()
-    na, nb = len(la), len(lb)
-    area_a, area_b = np.bincount(ia, minlength=na + 1)[1:], np.bincount(ib, minlength=nb + 1)[1:]
-    rows, cols, inter = _pair_counts(ia, ib, na, nb)
-    denom = (area_a[rows] + area_b[cols] - inter) if kind == 'iou' else np.minimum(area_a[rows], area_b[cols])
-    return sparse.csr_matrix((inter / denom, (rows, cols)), shape=(na, nb))
+    return label_overlaps(a, b, ('masks_t', 'masks_t1')).scores(kind)
 
 # %% ../../nbs/30_tracking.linker.ipynb #d5c0e124
 def _check_centroids(p: np.ndarray, q: np.ndarray, max_distance: float, sigma: float | None) -> None:
