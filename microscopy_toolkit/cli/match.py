@@ -64,7 +64,7 @@ def _add_train(verbs) -> None:
 # %% ../../nbs/62_cli.match.ipynb #4e15249d
 def _training_samples(a) -> list[dict]:
     "The samples `--data` or `--synthetic N` names, read or generated for the task and mode."
-    from microscopy_toolkit.matching import pipeline as mp
+    import microscopy_toolkit.matching as mp
 
     if a.synthetic is not None:
         if a.synthetic < 2:
@@ -73,24 +73,13 @@ def _training_samples(a) -> list[dict]:
         return make(a.synthetic, size=128, seed=a.seed)
     return mp.read_instance_folder(a.data) if a.task == 'segment' or a.mode == 'S' else mp.read_vgg_folder(a.data)
 
-# %% ../../nbs/62_cli.match.ipynb #8bb9cfab
-def _train_val_split(samples: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    "(train, validation): `val_fraction` of the samples, at least one, drawn by a seeded permutation, validate."
-    if not 0 < val_fraction < 1:
-        raise InputError(f'--val-fraction must lie in (0, 1), got {val_fraction}')
-    idx = np.random.default_rng(seed).permutation(len(samples))
-    n_val = max(1, int(round(val_fraction * len(samples))))
-    if n_val >= len(samples):
-        raise InputError(f'{len(samples)} sample(s) are too few to keep {n_val} for validation')
-    return [samples[i] for i in idx[n_val:]], [samples[i] for i in idx[:n_val]]
-
 # %% ../../nbs/62_cli.match.ipynb #b5ecaddd
 def _cmd_train(a) -> list[Path]:
-    from microscopy_toolkit.matching import pipeline as mp
+    import microscopy_toolkit.matching as mp
 
     if not 0 < a.val_fraction < 1:  # checked before generating or reading any data
         raise InputError(f'--val-fraction must lie in (0, 1), got {a.val_fraction}')
-    train, val = _train_val_split(_training_samples(a), a.val_fraction, a.seed)
+    train, val = mp.train_val_split(_training_samples(a), a.val_fraction, a.seed)
     model = mp.MatchingModel(a.sd, a.image_size, device=a.device, seed=a.seed)
     out = Path(a.out)
     hist = mp.fit(

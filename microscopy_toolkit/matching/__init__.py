@@ -7,8 +7,9 @@ __all__ = ['AttentionSpec', 'AttentionMaps', 'capture_attention', 'unet_attentio
            'box_error_types', 'box_iou', 'boxes_from_labels', 'check_boxes', 'imprecise_box', 'CountingHead',
            'SegmentationHead', 'instance_targets', 'instances_from_logits', 'instances_from_maps', 'TEMPLATE',
            'Matcher', 'MatchingModel', 'TrainedWeights', 'default_spec', 'find_instance_pairs', 'read_instance_folder',
-           'read_vgg_folder', 'synthetic_counting_set', 'synthetic_segmentation_set', 'evaluate', 'fit', 'blob_count',
-           'otsu_watershed', 'tune_blob_threshold', 'overlay', 'write_counts', 'write_segmentation']
+           'read_vgg_folder', 'synthetic_counting_set', 'synthetic_segmentation_set', 'train_val_split', 'evaluate',
+           'fit', 'blob_count', 'otsu_watershed', 'tune_blob_threshold', 'overlay', 'write_counts',
+           'write_segmentation']
 
 # %% ../../nbs/29_matching.ipynb #2b80bf1f
 from .attention import AttentionSpec, AttentionMaps, capture_attention, unet_attention
@@ -19,6 +20,7 @@ from .heads import instances_from_logits, instances_from_maps
 from .model import TEMPLATE, Matcher, MatchingModel, TrainedWeights, default_spec
 from .data import find_instance_pairs, read_instance_folder, read_vgg_folder
 from .data import synthetic_counting_set, synthetic_segmentation_set
+from .data import train_val_split
 from .train import evaluate, fit
 from .baselines import blob_count, otsu_watershed, tune_blob_threshold
 from .outputs import overlay, write_counts, write_segmentation
@@ -30,6 +32,7 @@ _all_ = [
     'imprecise_box', 'CountingHead', 'SegmentationHead', 'instance_targets', 'instances_from_logits',
     'instances_from_maps', 'TEMPLATE', 'Matcher', 'MatchingModel', 'TrainedWeights', 'default_spec',
     'find_instance_pairs', 'read_instance_folder', 'read_vgg_folder', 'synthetic_counting_set',
-    'synthetic_segmentation_set', 'evaluate', 'fit', 'blob_count', 'otsu_watershed', 'tune_blob_threshold',
+    'synthetic_segmentation_set', 'train_val_split',
+    'evaluate', 'fit', 'blob_count', 'otsu_watershed', 'tune_blob_threshold',
     'overlay', 'write_counts', 'write_segmentation',
 ]  # fmt: skip

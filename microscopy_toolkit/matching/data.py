@@ -16,7 +16,7 @@ from .heads import instance_targets
 
 # %% auto #0
 __all__ = ['find_instance_pairs', 'read_instance_folder', 'read_vgg_folder', 'synthetic_segmentation_set',
-           'synthetic_counting_set', 'segmentation_target', 'density_target', 'foreground_grid']
+           'synthetic_counting_set', 'segmentation_target', 'density_target', 'foreground_grid', 'train_val_split']
 
 # %% ../../nbs/26_matching.data.ipynb #e324c12d
 _IMG_EXT = ('.tif', '.tiff', '.png', '.jpg', '.jpeg', '.bmp')
@@ -143,3 +143,14 @@ def foreground_grid(labels: np.ndarray, g: int) -> torch.Tensor:
     "`(g, g)` fraction of each grid cell covered by objects (labels > 0)."
     fg = torch.from_numpy((np.asarray(labels) > 0).astype(np.float32))[None, None]
     return F.interpolate(fg, size=(g, g), mode='area')[0, 0]
+
+# %% ../../nbs/26_matching.data.ipynb #3ab67ed7
+def train_val_split(samples: list, val_fraction: float = 0.2, seed: int = 0) -> tuple[list, list]:
+    "(train, validation): `val_fraction` of the samples, at least one, drawn by a seeded permutation, validate."
+    if not 0 < val_fraction < 1:
+        raise InputError(f'val_fraction must lie in (0, 1), got {val_fraction}')
+    idx = np.random.default_rng(seed).permutation(len(samples))
+    n_val = max(1, int(round(val_fraction * len(samples))))
+    if n_val >= len(samples):
+        raise InputError(f'{len(samples)} sample(s) are too few to keep {n_val} for validation')
+    return [samples[i] for i in idx[n_val:]], [samples[i] for i in idx[:n_val]]
