@@ -62,13 +62,17 @@ def _check_run(a) -> None:
 
 # %% ../../nbs/63_cli.track.ipynb #3073fce0
 def _cmd_run(a) -> list:
+    from microscopy_toolkit.io import read_timelapse
+    from microscopy_toolkit.tracking.ctc import read_label_stack
     from microscopy_toolkit.tracking.track import track
 
+    frames = read_timelapse(a.frames)  # unreadable inputs are named before the choice of linker is checked
+    masks = read_label_stack(a.masks) if a.masks else None
     _check_run(a)
     classical = a.linker == 'overlap'
     res, tracks, _ = track(
-        a.frames, method='overlap+distance' if classical else 'learned', linker='optimal' if classical else a.linker,
-        masks=a.masks, tracker=a.checkpoint, box=a.box, out=a.out, device=a.device, sd=a.sd,
+        frames, method='overlap+distance' if classical else 'learned', linker='optimal' if classical else a.linker,
+        masks=masks, tracker=a.checkpoint, box=a.box, out=a.out, device=a.device, sd=a.sd,
     )
     out = Path(a.out)
     n_div = len(np.unique(tracks[tracks[:, 3] > 0, 3])) if len(tracks) else 0
