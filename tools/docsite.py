@@ -25,7 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = 'microscopy_toolkit'
 # the pages opened in Chromium: the index and one page per pillar
-PAGES = {'index': 'index.ipynb', 'focus': '10_focus.sharpness.ipynb', 'matching': '24_matching.model.ipynb',
+PAGES = {'index': 'index.ipynb', 'focus': '10_focus.sharpness.ipynb', 'matching': '21_matching.attention.ipynb',
          'tracking': '31_tracking.ctc.ipynb', 'bench': '41_bench.evaluate.ipynb'}
 CHROMIUM_HELP = ("Chromium is needed to render the documentation pages headless. Install it (Debian/Ubuntu: "
                  "`apt-get install chromium`; .ci/run does this) or point $MTK_CHROMIUM at a Chrome/Chromium binary.")

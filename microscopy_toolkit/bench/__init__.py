@@ -44,9 +44,8 @@ from microscopy_toolkit.bench.merge import (
 
 # %% ../../nbs/49_bench.ipynb #dd79b324
 __all__ = [
-    *('TASKS', 'TASK_GROUPS', 'NONE_OPTION', 'DataUnavailableError', 'load_ubench', 'make_ubench_sample'),
-    *('ubench_sample', 'validate_ubench', 'select', 'task_items'),
-    *('BenchResult', 'evaluate', 'accuracy_ci', 'macro_accuracy_ci', 'random_baseline', 'summary_table', 'plot_tasks'),
-    *('interpolate_state', 'average_states', 'wise_ft', 'save_merged', 'finetune_contrastive', 'alpha_sweep'),
-    *('plot_alpha_sweep', 'greedy_soup'),
+    'TASKS', 'TASK_GROUPS', 'NONE_OPTION', 'DataUnavailableError', 'load_ubench', 'make_ubench_sample',
+    'ubench_sample', 'validate_ubench', 'select', 'task_items', 'BenchResult', 'evaluate', 'accuracy_ci',
+    'macro_accuracy_ci', 'random_baseline', 'summary_table', 'plot_tasks', 'interpolate_state', 'average_states',
+    'wise_ft', 'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup'
 ]

@@ -47,10 +47,9 @@ from .track import METHODS, track
 
 # %% ../../nbs/39_tracking.ipynb #20610fc2
 __all__ = [
-    *('EDGE_COLUMNS', 'object_table', 'overlap_scores', 'distance_scores', 'association_scores', 'link_greedy'),
-    *('link_optimal', 'close_gaps', 'graph_to_ctc', 'link_tracks', 'track_masks'),
-    *('CTCData', 'read_ctc_gt', 'read_ctc_result', 'write_ctc_result', 'read_label_stack', 'validate_ctc'),
-    *('ctc_metrics', 'evaluate_ctc'),
-    *('Tracker', 'LinkageHead', 'fit_linkage', 'train_tracker', 'read_ctc_sequence', 'load_tracker'),
-    *('METHODS', 'track'),
+    'EDGE_COLUMNS', 'object_table', 'overlap_scores', 'distance_scores', 'association_scores', 'link_greedy',
+    'link_optimal', 'close_gaps', 'graph_to_ctc', 'link_tracks', 'track_masks', 'CTCData', 'read_ctc_gt',
+    'read_ctc_result', 'write_ctc_result', 'read_label_stack', 'validate_ctc', 'ctc_metrics', 'evaluate_ctc',
+    'Tracker', 'LinkageHead', 'fit_linkage', 'train_tracker', 'read_ctc_sequence', 'load_tracker', 'METHODS',
+    'track'
 ]
