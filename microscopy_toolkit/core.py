@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import torch
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MTKError', 'InputError', 'WeightsUnavailableError', 'get_device',
-           'seed_everything', 'as_rng', 'load_config', 'progress', 'atomic_write', 'rng_state', 'set_rng_state',
-           'save_checkpoint', 'load_checkpoint']
+           'seed_everything', 'as_rng', 'load_config', 'progress', 'file_mode', 'atomic_write', 'rng_state',
+           'set_rng_state', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #e77598db
 class MTKError(Exception):
@@ -30,12 +29,14 @@ class WeightsUnavailableError(MTKError, FileNotFoundError):
 
 # %% ../nbs/00_core.ipynb #728b5d58
 def _mps_available() -> bool:
+    import torch  # imported here, not at the top: the CLI parses arguments without loading torch
     mps = getattr(torch.backends, 'mps', None)
     return bool(mps is not None and mps.is_available())
 
 # %% ../nbs/00_core.ipynb #25bbae4e
 def get_device(device: str | torch.device | None = 'auto') -> torch.device:
     "Resolve `'auto'`, `'cpu'`, `'cuda'`, `'cuda:N'` or `'mps'` to a `torch.device` that exists on this machine."
+    import torch  # imported here, not at the top: the CLI parses arguments without loading torch
     if isinstance(device, torch.device):
         device = str(device)
     if device is None or device == 'auto':
@@ -70,6 +71,7 @@ def get_device(device: str | torch.device | None = 'auto') -> torch.device:
 def seed_everything(seed: int = 0, deterministic: bool = False) -> np.random.Generator:
     """Seed `random`, NumPy and torch (all devices); optionally ask torch for deterministic kernels.
     Returns `np.random.default_rng(seed)`."""
+    import torch  # imported here, not at the top: the CLI parses arguments without loading torch
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
@@ -153,6 +155,13 @@ def progress(
         disable = os.environ.get('MTK_PROGRESS', '1') == '0'
     return tqdm(iterable, desc=desc, total=total, disable=disable, **kw)
 
+# %% ../nbs/00_core.ipynb #b7e21c41
+def file_mode() -> int:
+    "The permission bits a new file gets here: 0o666 less the current umask."
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
 # %% ../nbs/00_core.ipynb #c929769b
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = 'wb'):
@@ -164,6 +173,7 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
         os.close(fd)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files; a written output gets the umask's permissions
         with open(tmp, mode) as f:
             yield f  # opened by name: writers such as tifffile need a real file name
         os.replace(tmp, path)
@@ -180,11 +190,13 @@ _LEGACY_KEYS = {'opt': 'optimizer', 'hist': 'history', 'sched': 'scheduler'}
 # %% ../nbs/00_core.ipynb #0eebcfc9
 def rng_state() -> dict:
     "The global torch and NumPy RNG states, to store in a checkpoint."
+    import torch  # imported here, not at the top: the CLI parses arguments without loading torch
     return dict(torch=torch.get_rng_state(), numpy=np.random.get_state())
 
 # %% ../nbs/00_core.ipynb #90a95c9b
 def set_rng_state(state: dict):
     "Restore the global torch and NumPy RNG states saved by `rng_state`."
+    import torch  # imported here, not at the top: the CLI parses arguments without loading torch
     torch.set_rng_state(state['torch'])
     np.random.set_state(state['numpy'])
 
@@ -195,6 +207,7 @@ def _state(x):
 # %% ../nbs/00_core.ipynb #b9da34bf
 def save_checkpoint(path, model=None, optimizer=None, scheduler=None, rng: bool = False, **state) -> Path:
     "Write `model`, `optimizer` and `scheduler` states (and the RNG states when `rng`) plus `state` to `path`."
+    import torch  # imported here, not at the top: the CLI parses arguments without loading torch
     ck = {'format': CHECKPOINT_FORMAT, 'version': CHECKPOINT_VERSION, **state}
     if model is not None:
         ck['model'] = model.state_dict()
@@ -223,6 +236,7 @@ def load_checkpoint(
     path, model=None, optimizer=None, scheduler=None, restore_rng: bool = False, map_location='cpu'
 ) -> dict:
     "Read a checkpoint; load the states into the objects given (and the RNG states when `restore_rng`); return it."
+    import torch  # imported here, not at the top: the CLI parses arguments without loading torch
     path = Path(path)
     if not path.exists():
         raise InputError(f"no checkpoint at {path}")
