@@ -4,7 +4,7 @@
 
 # %% ../../nbs/60_cli.ipynb #1a01a742
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, contextlib, json, os, sys, time
 from pathlib import Path
 from typing import Sequence
 
@@ -126,6 +126,47 @@ def _run_tutorial(nb: Path, out: Path, parameters: dict, kernel_name: str) -> di
     m = nb_out / 'metrics.json'
     return {**(json.loads(m.read_text()) if m.exists() else {}), 'seconds': round(time.time() - t0, 1)}
 
+# %% ../../nbs/60_cli.ipynb #c5a1e002
+_THREAD_VARS = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS')
+
+
+@contextlib.contextmanager
+def _thread_env(threads: int | None):
+    "Within the block, processes started from here use `threads` CPU threads (unchanged when `threads` is None)."
+    old = {v: os.environ.get(v) for v in _THREAD_VARS}
+    if threads is not None:
+        os.environ.update({v: str(int(threads)) for v in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        for v, x in old.items():
+            os.environ.pop(v, None)
+            if x is not None:
+                os.environ[v] = x
+
+# %% ../../nbs/60_cli.ipynb #c5a1e005
+def _run_tutorial_caught(nb: Path, out: Path, parameters: dict, kernel_name: str) -> tuple[dict, str | None]:
+    "`_run_tutorial` in a worker process: its metrics, or the error's text (papermill's errors do not pickle)."
+    try:
+        return _run_tutorial(nb, out, parameters, kernel_name), None
+    except Exception as e:  # reported by the parent, which names the tutorial
+        return {}, f"{type(e).__name__}: {e}"
+
+# %% ../../nbs/60_cli.ipynb #c5a1e006
+def _run_parallel(nbs: list[Path], out: Path, parameters: dict, kernel_name: str, jobs: int) -> dict:
+    "Run the tutorials `jobs` at a time in worker processes; their metrics by name, or an error naming the failures."
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from microscopy_toolkit.cli import _run_tutorial_caught as run_one  # importable by the worker processes
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as pool:
+        futures = {nb.stem: pool.submit(run_one, nb, out, parameters, kernel_name) for nb in nbs}
+        results = {name: f.result() for name, f in futures.items()}
+    failed = {name: err for name, (_, err) in results.items() if err}
+    if failed:
+        raise MTKError('tutorial(s) failed: ' + '; '.join(f"{n}: {e[:2000]}" for n, e in failed.items()))
+    return {name: m for name, (m, _) in results.items()}
+
 # %% ../../nbs/60_cli.ipynb #e05e7442
 def run_tutorials(
     out_dir: str | Path = 'mtk_output',
@@ -135,18 +176,27 @@ def run_tutorials(
     kernel_name: str = 'python3',
     extra_parameters: dict | None = None,
     quick: bool = True,
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> dict:
-    "Run each tutorial with papermill (`smoke`, `quick`, `out_dir`); gather their metrics in `out_dir/metrics.json`."
+    """Run each tutorial with papermill (`smoke`, `quick`, `out_dir`); gather their metrics in `out_dir/metrics.json`.
+    `jobs` tutorials run at once; `threads` pins each kernel's CPU threads (None: the libraries' default)."""
     nbs = _select_tutorials(tutorials, only)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     quick = quick and smoke  # real runs have no quick variant
     mode = next(m for m, v in MODES.items() if v == (smoke, quick))
     parameters = {'smoke': smoke, 'quick': quick, **(extra_parameters or {})}
-    metrics = {}
-    for nb in nbs:
-        print(f"running {nb.name} ({mode} mode) ...", flush=True)
-        metrics[nb.stem] = _run_tutorial(nb, out, parameters, kernel_name)
+    with _thread_env(threads):
+        if jobs > 1 and len(nbs) > 1:
+            names = ', '.join(nb.name for nb in nbs)
+            print(f"running {names} ({mode} mode, {min(jobs, len(nbs))} at a time) ...", flush=True)
+            metrics = _run_parallel(nbs, out, parameters, kernel_name, jobs)
+        else:
+            metrics = {}
+            for nb in nbs:
+                print(f"running {nb.name} ({mode} mode) ...", flush=True)
+                metrics[nb.stem] = _run_tutorial(nb, out, parameters, kernel_name)
     with atomic_write(out / 'metrics.json', 'w') as f:
         json.dump(metrics, f, indent=2)
     figures = sorted(out.rglob('*.png'))
@@ -188,11 +238,19 @@ def _add_quickstart(sub) -> None:
         '--only', action='append', metavar='NAME', help='run only tutorials whose name contains NAME (repeatable)'
     )
     q.add_argument('--tutorials', default=None, help='folder of tutorial notebooks (default: the packaged ones)')
+    q.add_argument('--jobs', '-j', type=int, default=0, help='tutorials run at once (default 0: one per CPU core)')
+    q.add_argument(
+        '--threads', type=int, default=None, help='CPU threads per tutorial (default: 1 in smoke modes, all in --real)'
+    )
 
 # %% ../../nbs/60_cli.ipynb #37117009
 def _cmd_quickstart(a) -> None:
     smoke, quick = MODES[a.mode]
-    res = run_tutorials(a.out, smoke=smoke, quick=quick, only=a.only, tutorials=a.tutorials)
+    if a.jobs < 0 or (a.threads is not None and a.threads < 1):
+        raise InputError(f"--jobs must be >= 0 and --threads >= 1, got {a.jobs} and {a.threads}")
+    jobs = a.jobs or os.cpu_count() or 1
+    threads = a.threads if a.threads is not None else (1 if smoke else None)
+    res = run_tutorials(a.out, smoke=smoke, quick=quick, only=a.only, tutorials=a.tutorials, jobs=jobs, threads=threads)
     _say_wrote(res['notebooks'] + res['figures'] + [res['metrics']])
     print(f"quickstart finished: {len(res['notebooks'])} tutorial(s); everything is in {res['out_dir']}")
 
