@@ -53,3 +53,26 @@ def test_failed_row_has_its_reason(plate, tmp_path):
     assert bad.well.tolist() == ['B04'] and 'InputError' in bad.error.iloc[0]
     assert 'Synth_B04_s1_w1.tif' in bad.error.iloc[0]
     assert paths['parquet'].exists() and paths['csv'].exists()
+
+
+def test_ome_zarr_plate_end_to_end(tmp_path):
+    "An OME-Zarr 0.4 HCS plate: one row per well, field and channel; values equal the measures of the arrays."
+    import numpy as np
+    import zarr
+    from microscopy_toolkit.qc.measures import image_quality
+    from microscopy_toolkit.qc.plate import synthetic_field
+
+    rng = np.random.default_rng(0)
+    fields = {w: np.stack([synthetic_field(rng, 48) for _ in range(2)]).astype(np.uint16) for w in ('B/3', 'C/12')}
+    root = zarr.open_group(str(tmp_path/'p.zarr'), mode='w', **({'zarr_format': 2} if zarr.__version__ >= '3' else {}))
+    root.attrs['plate'] = {'name': 'Z', 'wells': [{'path': w} for w in fields], 'version': '0.4'}
+    for w, f in fields.items():
+        root.require_group(w).attrs['well'] = {'images': [{'path': '0'}]}
+        img = root.require_group(f'{w}/0')
+        img.attrs['multiscales'] = [{'axes': [{'name': 'c'}, {'name': 'y'}, {'name': 'x'}], 'datasets': [{'path': '0'}]}]
+        new = img.create_array if hasattr(img, 'create_array') else img.create_dataset  # zarr 3 / zarr 2
+        new('0', shape=f.shape, dtype=f.dtype)[:] = f
+    df, _ = run_qc(tmp_path/'p.zarr', tmp_path/'out', show_progress=False)
+    assert sorted(zip(df.well, df.channel)) == [('B03', 'c0'), ('B03', 'c1'), ('C12', 'c0'), ('C12', 'c1')]
+    row = df[(df.well == 'C12') & (df.channel == 'c1')].iloc[0]
+    assert row.FocusScore == image_quality(fields['C/12'][1])['FocusScore']
