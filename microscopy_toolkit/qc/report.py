@@ -61,7 +61,9 @@ def heatmap_figure(df: pd.DataFrame, measure: str):
         grid = plate_grid(ok[ok['channel'] == ch], measure)
         im = ax.imshow(grid, cmap='viridis')
         ax.set_title(f"{measure} · {ch}", fontsize=9)
-        ax.set_xticks(range(0, grid.shape[1], max(1, grid.shape[1] // 12)))
+        cols = range(0, grid.shape[1], max(1, grid.shape[1] // 12))
+        ax.set_xticks(cols)
+        ax.set_xticklabels([c + 1 for c in cols], fontsize=6)  # columns count from 1 on a plate
         ax.set_yticks(range(grid.shape[0]))
         ax.set_yticklabels([well_name(r + 1, 1)[:-2] for r in range(grid.shape[0])], fontsize=6)
         fig.colorbar(im, ax=ax, shrink=0.8)
