@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..core import MTKError, InputError, atomic_write
-from . import bench, focus, match, track, weights
+from . import bench, focus, match, qc, track, weights
 
 # %% auto #0
 __all__ = ['MODES', 'COMMANDS', 'tutorials_dir', 'run_tutorials', 'build_parser', 'main']
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument('--version', action='version', version=f'microscopy_toolkit {__version__}')
     sub = ap.add_subparsers(dest='command', metavar='COMMAND', required=True)
     _add_quickstart(sub)
-    for pillar in (focus, match, track, bench, weights):
+    for pillar in (focus, match, track, bench, weights, qc):
         pillar.add_parser(sub)
     return ap
 
@@ -276,6 +276,7 @@ COMMANDS = {
     **track.COMMANDS,
     **bench.COMMANDS,
     **weights.COMMANDS,
+    **qc.COMMANDS,
 }
 
 # %% ../../nbs/60_cli.ipynb #2bb8dc1c
