@@ -49,7 +49,7 @@ def test_quickstart_runs_every_tutorial(quickstart, root):
         nb = nbformat.read(out/f'{t}.ipynb', as_version=4)
         errors = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.get('output_type') == 'error']
         assert not errors, f'{t}: {errors}'
-        assert any((out/t).glob('*.png')), f'{t} wrote no figure'
+        assert any((out/t).rglob('*.png')), f'{t} wrote no figure'
         assert f"wrote {out/f'{t}.ipynb'}" in res.stdout
     assert 'everything is in' in res.stdout
 
@@ -145,3 +145,17 @@ def test_tracking_tutorial_links_lineages_and_scores_every_method(quickstart):
     assert m['test_divisions'] > 0
     d = out/'04_tracking'
     assert (d/'tracker'/'tracker.pt').exists() and (d/'results'/'matching'/'res_track.txt').exists() and (d/'tracks.png').exists()
+
+
+def test_qc_tutorial_recovers_the_injected_faults(quickstart):
+    "Tutorial 06 (synthetic 384-well plate, Dask): the flags find the injected defocus, saturation and empty fields."
+    out, _ = quickstart
+    m = json.loads((out/'metrics.json').read_text())['06_screen_qc']
+    assert m['smoke'] is True and m['fields'] == 384 * 2, m            # every field of both stains was measured
+    rec = m['recovery']
+    assert set(rec) == {'defocus', 'saturation', 'empty'}, rec
+    # measured here: precision and recall 1.0 for every fault; the flags are median - 3 MAD and fixed limits
+    for fault, r in rec.items():
+        assert r['precision'] > 0.9 and r['recall'] > 0.9, (fault, r)
+    d = out/'06_screen_qc'
+    assert (d/'qc'/'results.parquet').exists() and (d/'qc'/'report.html').exists(), sorted(p.name for p in d.rglob('*'))
