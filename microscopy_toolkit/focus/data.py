@@ -19,11 +19,12 @@ from ..synthetic.stains import z_to_rank, stain_focus_dataset
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'BBBC006_LEVEL_RULES', 'FLUOMIX_STAINS', 'FLUOMIX_TISSUES', 'FLUOMIX_TISSUE_RULES',
-           'FLUOMIX_FOCUS_PLANES', 'CLIP_MEAN', 'CLIP_STD', 'SCALINGS', 'GENERALIZATION_SETTINGS', 'bbbc006_rank',
-           'read_bbbc006', 'read_focuspath', 'parse_fluomix_name', 'fluomix_rank', 'read_fluomix', 'read_focus_table',
-           'read_focus_folder', 'scale_intensities', 'to_single_channel', 'FocusTransform', 'focus_transform',
-           'read_image_2d', 'FocusDataset', 'synthetic_focus_dataset', 'train_test_split_by_group', 'few_shot_sample',
-           'GeneralizationSetting', 'apply_setting']
+           'FLUOMIX_FOCUS_PLANES', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SCALINGS',
+           'GENERALIZATION_SETTINGS', 'bbbc006_rank', 'read_bbbc006', 'read_focuspath', 'parse_fluomix_name',
+           'fluomix_rank', 'read_fluomix', 'read_focus_table', 'read_focus_folder', 'scale_intensities',
+           'to_single_channel', 'FocusTransform', 'focus_transform', 'read_image_2d', 'FocusDataset',
+           'synthetic_focus_dataset', 'train_test_split_by_group', 'few_shot_sample', 'GeneralizationSetting',
+           'apply_setting']
 
 # %% ../../nbs/11_focus.data.ipynb #fc4b5040
 IMAGE_SUFFIXES = ('.tif', '.tiff', '.png', '.jpg', '.jpeg', '.bmp')
@@ -303,6 +304,8 @@ def read_focus_folder(root: str | Path) -> pd.DataFrame:
 # %% ../../nbs/11_focus.data.ipynb #d793c6cc
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the FluoCLIP config's pixel_mean / pixel_std
+IMAGENET_STD = (0.229, 0.224, 0.225)
 SCALINGS = ('percentile', 'dtype', 'reference')
 
 # %% ../../nbs/11_focus.data.ipynb #d98fbf1f
@@ -315,8 +318,9 @@ def scale_intensities(
     a = np.asarray(image)
     if scaling == 'dtype':
         return a.astype(np.float32) / (np.iinfo(a.dtype).max if a.dtype.kind in 'ui' else 1.0)
-    if scaling == 'reference':
-        return a.astype(np.float32) / 255.0
+    if scaling == 'reference':  # PIL: I;16 point(v/255) truncates, convert('RGB') clamps to 255, ToTensor /255
+        wide = a.dtype.kind in 'ui' and a.dtype.itemsize > 1
+        return ((np.minimum(a // 255, 255) if wide else a).astype(np.float32) / 255.0).astype(np.float32)
     x = a.astype(np.float32)
     lo, hi = (float(v) for v in np.percentile(x, [low, high]))  # Python floats: a NumPy float64 would promote x
     return np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32) if hi > lo else np.zeros_like(x)
@@ -361,12 +365,14 @@ class FocusTransform:
         train: bool,
         size: int = 224,
         resize: int | None = 256,
-        mean=CLIP_MEAN,
-        std=CLIP_STD,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
         scaling: str = 'percentile',
         flip: bool = True,
+        squash: bool = False,
     ):
         self.train, self.size, self.resize, self.scaling, self.flip = train, int(size), resize, scaling, flip
+        self.squash = squash
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
         if self.resize is not None and self.resize < self.size:
@@ -377,7 +383,9 @@ class FocusTransform:
         if a.size == 0:
             raise InputError("empty image")
         x = torch.from_numpy(scale_intensities(a, self.scaling))[None, None]
-        x = _resize_shorter(x, self.resize or min(x.shape[-2:]))
+        if self.squash and self.resize:  # the reference: Resize((256, 256))
+            x = F.interpolate(x, size=(self.resize, self.resize), mode='bilinear', antialias=True)
+        x = x if self.squash and self.resize else _resize_shorter(x, self.resize or min(x.shape[-2:]))
         h, w = x.shape[-2:]
         if min(h, w) < self.size:
             raise InputError(f"image of {h}x{w} pixels is smaller than the crop size {self.size}")
@@ -388,14 +396,23 @@ class FocusTransform:
         return (x.expand(3, -1, -1) - self.mean) / self.std
 
     def __repr__(self):
-        return f"FocusTransform(train={self.train}, size={self.size}, resize={self.resize}, scaling={self.scaling!r})"
+        return (
+            f"FocusTransform(train={self.train}, size={self.size}, resize={self.resize}, scaling={self.scaling!r}, "
+            f"squash={self.squash})"
+        )
 
 # %% ../../nbs/11_focus.data.ipynb #a9425175
 def focus_transform(
-    train: bool, size: int = 224, resize: int | None = 256, mean=CLIP_MEAN, std=CLIP_STD, scaling: str = 'percentile'
+    train: bool,
+    size: int = 224,
+    resize: int | None = 256,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    scaling: str = 'percentile',
+    squash: bool = False,
 ) -> FocusTransform:
     "The paper's training (random crop + flip) or evaluation (centre crop) transform for `size`-pixel models."
-    return FocusTransform(train, size, resize, mean, std, scaling)
+    return FocusTransform(train, size, resize, mean, std, scaling, squash=squash)
 
 # %% ../../nbs/11_focus.data.ipynb #ac0978ed
 def read_image_2d(path: str | Path) -> np.ndarray:
