@@ -52,17 +52,28 @@ class StainConditioner(nn.Module):
     """f_θ(R_base, S_l): stain-conditioned base rank embeddings (L, K', T, D) from bases (K', T, D)
     and stain tokens (L, C, D)."""
 
-    def __init__(self, dim: int, n_queries: int = 2, reduction: int = 16, alpha: float = 0.1, seed: int = 0):
+    def __init__(
+        self, dim: int, n_queries: int = 2, reduction: int = 16, alpha: float = 0.1, seed: int = 0, pooling='reference'
+    ):
         super().__init__()
+        if pooling not in ('reference', 'scaled_dot'):
+            raise InputError(f"pooling must be 'reference' or 'scaled_dot', got {pooling!r}")
         g = torch.Generator().manual_seed(seed)
-        self.queries = nn.Parameter(torch.randn(n_queries, dim, generator=g) * 0.02)
+        self.pooling = pooling
+        self.queries = nn.Parameter(
+            torch.randn(n_queries, dim, generator=g) * (1.0 if pooling == 'reference' else 0.02)
+        )
+        self.score = nn.Linear(dim, 1) if pooling == 'reference' else None
         hidden = max(2 * dim // reduction, 1)
         self.net = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
 
     def summary(self, stain_tokens: torch.Tensor) -> torch.Tensor:
         "(L, C, D) → (L, D): attention pooling of each stain's tokens with the learnable queries, averaged."
-        scores = torch.einsum('qd,lcd->lqc', self.queries, stain_tokens) / math.sqrt(stain_tokens.shape[-1])
+        if self.pooling == 'reference':  # Linear(D, 1)(s ⊙ q)
+            scores = self.score(stain_tokens[:, None] * self.queries[None, :, None]).squeeze(-1)  # (L, Q, C)
+        else:
+            scores = torch.einsum('qd,lcd->lqc', self.queries, stain_tokens) / math.sqrt(stain_tokens.shape[-1])
         return torch.einsum('lqc,lcd->lqd', scores.softmax(-1), stain_tokens).mean(1)
 
     def forward(self, base: torch.Tensor, stain_tokens: torch.Tensor) -> torch.Tensor:
@@ -80,8 +91,8 @@ FLUOCLIP_VARIANTS = {
     'fluoclip': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=True),
     # Table 6: components added to OrdinalCLIP
     'table6_A': dict(stain_tokens='none', adapter=False, stain_guided_ranks=False),
-    'table6_B': dict(stain_tokens='plain', adapter=False, stain_guided_ranks=False),
-    'table6_C': dict(stain_tokens='trainable', adapter=False, stain_guided_ranks=False),
+    'table6_B': dict(stain_tokens='plain', adapter=True, stain_guided_ranks=False),  # the reference always builds
+    'table6_C': dict(stain_tokens='trainable', adapter=True, stain_guided_ranks=False),  # the adapter (see below)
     'table6_D': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=False),
     'table6_E': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=True),
     # Table 13: how the stain tokens learn, with and without the adapter
@@ -219,6 +230,7 @@ class FluoCLIP(_StainStages):
         ce_weight: float = 1.0,
         kl_weight: float = 1.0,
         seed: int = 0,
+        pooling: str = 'reference',
     ):
         switches = _fluoclip_switches(variant, stain_tokens, adapter, stain_guided_ranks, stains)
         stain_tokens, adapter, stain_guided_ranks, stains = switches
@@ -236,7 +248,7 @@ class FluoCLIP(_StainStages):
         with torch.random.fork_rng():  # the adapter's and f_θ's layers draw from the global RNG: seed them
             torch.manual_seed(seed)
             self.adapter = TextAdapter(backbone.embed_dim) if adapter else None
-            self.conditioner = StainConditioner(D, seed=seed + 1) if stain_guided_ranks else None
+            self.conditioner = StainConditioner(D, seed=seed + 1, pooling=pooling) if stain_guided_ranks else None
         self.set_stage(self.stage)
 
     def extra_repr(self):
