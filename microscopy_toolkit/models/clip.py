@@ -337,6 +337,15 @@ def parse_model_spec(model: str | os.PathLike, pretrained: str | None = None, ar
         return ModelSpec('hub', spec if spec in KNOWN_WEIGHTS else spec[len('hf-hub:') :], name=spec)
     return _parse_arch(spec, pretrained)
 
+# %% ../../nbs/05_models.clip.ipynb #e7b5e20c
+def _quick_gelu_name(arch: str, tag: str) -> str:
+    "The open_clip config to load `arch` weights `tag` into: `<arch>-quickgelu` when those weights need QuickGELU."
+    import open_clip
+
+    quick = f'{arch}-quickgelu'
+    needs = (open_clip.get_pretrained_cfg(arch, tag) or {}).get('quick_gelu', False)
+    return quick if needs and quick in open_clip.list_models() else arch
+
 # %% ../../nbs/05_models.clip.ipynb #a9ebf963
 def _load_arch(ms: ModelSpec, device, name: str, cache_dir=None) -> ContrastiveModel:
     "An open_clip architecture with random weights, known weights (resolved) or an open_clip weights tag."
@@ -348,7 +357,7 @@ def _load_arch(ms: ModelSpec, device, name: str, cache_dir=None) -> ContrastiveM
         )
         return _open_clip(arch, None, device, name)
     if f'{arch}-{tag}' in KNOWN_WEIGHTS:
-        return _open_clip(arch, str(resolve_weights(f'{arch}-{tag}')), device, name)
+        return _open_clip(_quick_gelu_name(arch, tag), str(resolve_weights(f'{arch}-{tag}')), device, name)
     if _offline():
         raise WeightsUnavailableError(
             f"{arch} pretrained={tag!r} must be downloaded by open_clip, and this session is offline; "
