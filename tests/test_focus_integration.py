@@ -50,3 +50,41 @@ def test_score_stacks_on_written_stacks_matches_in_memory(tmp_path):
         np.testing.assert_allclose(rows.sf.values, spatial_frequency(images[table.index[table.stain == stain]].astype(np.float64)), rtol=1e-6)
     # the in-focus plane of the bright nuclear stain is found within the annotation jitter (Hoechst has none)
     assert abs(int(df[df.file.str.endswith('Hoechst.tif') & df.best].z.iloc[0]) - 16) <= 1
+
+
+FLUOMIX_LISTS = Path(__file__).parent / 'fixtures' / 'fluomix'
+
+
+def test_released_fluomix_lists_load():
+    "Every row of the six released FluoMix lists loads; counts per (stain, label) equal a pandas read of the raw text."
+    import gzip, hashlib, json, io
+    from microscopy_toolkit.focus.data import read_fluomix, parse_fluomix_name
+    meta = json.loads((FLUOMIX_LISTS / 'lists.json').read_text())['files']
+    assert len(meta) == 6
+    for name, m in meta.items():
+        raw = gzip.decompress((FLUOMIX_LISTS / f'{name}.gz').read_bytes())
+        assert hashlib.sha256(raw).hexdigest() == m['sha256'] and raw.count(b'\n') == m['lines']
+        ref = pd.read_csv(io.BytesIO(raw), sep=' ', header=None, names=['image', 'label', 'stain'])
+        t = read_fluomix(None, FLUOMIX_LISTS / f'{name}.gz', check_files=False)
+        assert len(t) == len(ref) == m['lines']
+        assert t.groupby(['stain', 'rank']).size().to_dict() == ref.groupby(['stain', 'label']).size().to_dict()
+        assert [Path(p).name for p in t.path] == ref.image.tolist()
+        # z parsed from the name equals the digits after '_z' in the raw name
+        assert t.z.tolist() == [int(re.search(r'_z(\d+)_ch', n)[1]) for n in ref.image]
+    # the paper's split sizes (Supplement: 25,967 train / 6,506 val) and the rare level 9 of the validation list
+    assert (meta['data_info_ver3_train_stain.txt']['lines'], meta['data_info_ver3_val_stain.txt']['lines']) == (25967, 6506)
+    val = read_fluomix(None, FLUOMIX_LISTS / 'data_info_ver3_val_stain.txt.gz', check_files=False)
+    assert int((val['rank'] == 9).sum()) == 263 and set(val.stain) == {'Alexa-488', 'Alexa-647', 'Cy3', 'Hoechst-34580'}
+
+
+def test_released_fluomix_images_without_extension(tmp_path):
+    "A released list names files without an extension: the reader finds them, the data set reads them as TIFF."
+    from microscopy_toolkit.focus.data import read_fluomix, FocusDataset
+    name = 'd1-2um_tissue_4color_SR_Ibas-488Tuj1-cy3Col4-647Hoe_Mosaic001_s00_z08_ch01_SV_ALEXA-488'
+    img = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 7)
+    tifffile.imwrite(tmp_path / name, img)
+    (tmp_path / 'list.txt').write_text(f'{name} 8 Alexa-488\n')
+    for t in (read_fluomix(tmp_path, tmp_path / 'list.txt'), read_fluomix(tmp_path)):
+        assert t[['rank', 'stain', 'tissue', 'dataset']].values.tolist() == [[8, 'Alexa-488', 'brain', 'D1']]
+        ds = FocusDataset(t)
+        np.testing.assert_array_equal(ds.image(0), img)

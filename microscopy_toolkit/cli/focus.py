@@ -98,6 +98,12 @@ def _add_train(verbs) -> None:
     )
     p.add_argument('--out', '-o', default=None, help='output folder (overrides out_dir in the config)')
     p.add_argument('--device', default=None, help="'cpu', 'cuda', ... (overrides the config)")
+    p.add_argument(
+        '--random-init',
+        action='store_true',
+        help='start the CLIP backbone from random weights on purpose (default: its pretrained weights where they '
+        'resolve, random with a RandomWeightsWarning where they do not)',
+    )
 
 # %% ../../nbs/61_cli.focus.ipynb #bfbb0f7d
 def _cmd_train(a) -> list[Path]:
@@ -109,6 +115,8 @@ def _cmd_train(a) -> list[Path]:
         cfg['out_dir'] = a.out
     if a.device:
         cfg['device'] = a.device
+    if a.random_init:
+        cfg['pretrained'] = False
     per_seed = run_experiment(cfg)
     print(results_table(per_seed).to_string())
     out = Path(cfg['out_dir'])
@@ -131,26 +139,13 @@ def _add_predict(verbs) -> None:
 
 # %% ../../nbs/61_cli.focus.ipynb #c331e162
 def _cmd_predict(a) -> list[Path]:
-    import pandas as pd
-    from microscopy_toolkit.io import list_images, read_zstack
-    from microscopy_toolkit.focus.train import load_focus_model, predict
+    from microscopy_toolkit.focus.train import predict_files
 
-    model = load_focus_model(a.checkpoint, a.device)  # a bad checkpoint fails before reading images
-    frames = []
-    for f in progress(list_images(a.paths), desc='predict', unit='file'):
-        planes = read_zstack(f, channel=a.channel)
-        df = predict(model, planes, a.stain, device=a.device)
-        df.insert(0, 'file', str(f))
-        df.insert(1, 'z', np.arange(len(planes)))
-        frames.append(df)
-    df = pd.concat(frames, ignore_index=True)
-    out = Path(a.out)
-    with atomic_write(out, 'w') as fh:
-        df.to_csv(fh, index=False)
+    df = predict_files(a.paths, a.checkpoint, a.out, stain=a.stain, channel=a.channel, device=a.device)
     for f, g in df.groupby('file', sort=False):
         best = g.loc[g.expected_rank.idxmin()]
         print(f"{f}: {len(g)} plane(s), best-focused z={int(best.z)} (expected rank {best.expected_rank:.2f})")
-    return [out]
+    return [Path(a.out)]
 
 # %% ../../nbs/61_cli.focus.ipynb #4ae95e30
 def add_parser(sub) -> None:

@@ -12,7 +12,7 @@ __all__ = ['FOCUS_MEASURES', 'spatial_frequency', 'brenner', 'tenengrad', 'varia
            'FocusLiteNN', 'FluoCLIP', 'FLUOCLIP_VARIANTS', 'METHODS', 'TRAIN_DEFAULTS', 'TrainConfig', 'build_model',
            'fit', 'evaluate', 'metrics_from_predictions', 'with_transform', 'predict', 'save_focus_model',
            'load_focus_model', 'load_matching_weights', 'load_focus_data', 'run_experiment', 'results_table',
-           'ablation_table']
+           'ablation_table', 'predict_files', 'parse_fluomix_name', 'fluomix_rank', 'bbbc006_rank']
 
 # %% ../../nbs/19_focus.ipynb #471a6484
 from .sharpness import FOCUS_MEASURES, spatial_frequency, brenner, tenengrad
@@ -31,7 +31,8 @@ from .fluoclip import FluoCLIP, FLUOCLIP_VARIANTS
 from .train import METHODS, TRAIN_DEFAULTS, TrainConfig, build_model, fit, evaluate
 from .train import metrics_from_predictions, with_transform, predict, save_focus_model
 from .train import load_focus_model, load_matching_weights, load_focus_data, run_experiment
-from .train import results_table, ablation_table
+from .train import results_table, ablation_table, predict_files
+from .data import parse_fluomix_name, fluomix_rank, bbbc006_rank
 
 # %% ../../nbs/19_focus.ipynb #a8396ab8
 _all_ = [
@@ -44,5 +45,5 @@ _all_ = [
     'FocusLiteNN', 'FluoCLIP', 'FLUOCLIP_VARIANTS', 'METHODS', 'TRAIN_DEFAULTS', 'TrainConfig', 'build_model',
     'fit', 'evaluate', 'metrics_from_predictions', 'with_transform', 'predict', 'save_focus_model',
     'load_focus_model', 'load_matching_weights', 'load_focus_data', 'run_experiment', 'results_table',
-    'ablation_table',
+    'ablation_table', 'predict_files', 'parse_fluomix_name', 'fluomix_rank', 'bbbc006_rank',
 ]  # fmt: skip

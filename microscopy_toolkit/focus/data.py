@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11_focus.data.ipynb #8586ba7f
 from __future__ import annotations
-import re, warnings
+import gzip, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,11 +18,13 @@ from ..core import InputError, as_rng
 from ..synthetic.stains import z_to_rank, stain_focus_dataset
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'FLUOMIX_TISSUES', 'CLIP_MEAN', 'CLIP_STD', 'SCALINGS', 'GENERALIZATION_SETTINGS', 'read_bbbc006',
-           'read_focuspath', 'parse_fluomix_name', 'read_fluomix', 'read_focus_table', 'read_focus_folder',
-           'scale_intensities', 'to_single_channel', 'FocusTransform', 'focus_transform', 'read_image_2d',
-           'FocusDataset', 'synthetic_focus_dataset', 'train_test_split_by_group', 'few_shot_sample',
-           'GeneralizationSetting', 'apply_setting']
+__all__ = ['IMAGE_SUFFIXES', 'BBBC006_LEVEL_RULES', 'FLUOMIX_STAINS', 'FLUOMIX_TISSUES', 'FLUOMIX_TISSUE_RULES',
+           'FLUOMIX_FOCUS_PLANES', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SCALINGS',
+           'GENERALIZATION_SETTINGS', 'bbbc006_rank', 'read_bbbc006', 'read_focuspath', 'parse_fluomix_name',
+           'fluomix_rank', 'read_fluomix', 'read_focus_table', 'read_focus_folder', 'scale_intensities',
+           'to_single_channel', 'FocusTransform', 'focus_transform', 'read_image_2d', 'FocusDataset',
+           'synthetic_focus_dataset', 'train_test_split_by_group', 'few_shot_sample', 'GeneralizationSetting',
+           'apply_setting']
 
 # %% ../../nbs/11_focus.data.ipynb #fc4b5040
 IMAGE_SUFFIXES = ('.tif', '.tiff', '.png', '.jpg', '.jpeg', '.bmp')
@@ -37,40 +39,57 @@ def _files(root: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
 _BBBC006_DIR = re.compile(r'BBBC006_v1_images_z_(\d+)$')
 _BBBC006_FILE = re.compile(r'_([a-p]\d{2})_s(\d)_(w\d)', re.I)
 
+# %% ../../nbs/11_focus.data.ipynb #30c761bd
+BBBC006_LEVEL_RULES = ('fluomix', 'uniform')
+
+
+def bbbc006_rank(z, rule: str = 'fluomix', n_ranks: int = 10, z_focus: int = 16, n_planes: int = 32) -> np.ndarray:
+    "Focus level of BBBC006 plane(s) z: |z − 16| up to n_ranks − 1 (−1 = dropped) or the uniform 32-to-10 spread."
+    if rule not in BBBC006_LEVEL_RULES:
+        raise InputError(f"level_rule must be one of {BBBC006_LEVEL_RULES}, got {rule!r}")
+    if rule == 'uniform':
+        return z_to_rank(z, z_focus, n_planes, n_ranks)
+    dz = np.abs(np.asarray(z) - z_focus)
+    return np.where(dz <= n_ranks - 1, dz, -1).astype(int)
+
+# %% ../../nbs/11_focus.data.ipynb #a92206a4
+def _bbbc006_row(p: Path, channels: dict) -> dict | None:
+    m = _BBBC006_DIR.search(p.parent.name)
+    if m is None:
+        return None
+    f = _BBBC006_FILE.search(p.name)
+    if f is None:
+        raise InputError(
+            f"{p}: not a BBBC006 file name (expected mcf-z-stacks-03212011_<well>_s<site>_w<channel>...tif)"
+        )
+    w = f.group(3).lower()
+    if w not in channels:
+        raise InputError(f"{p}: channel {w} has no stain name; pass channels={{'{w}': 'name', ...}}")
+    stack = f'{f.group(1).lower()}_s{f.group(2)}_{w}'
+    return dict(path=str(p), z=int(m.group(1)), stain=channels[w], stack=stack, dataset='BBBC006')
+
 # %% ../../nbs/11_focus.data.ipynb #e1efba02
 def read_bbbc006(
-    root: str | Path, n_ranks: int = 10, channels: dict | None = None, z_focus: int = 16, n_planes: int = 32
+    root: str | Path,
+    n_ranks: int = 10,
+    channels: dict | None = None,
+    z_focus: int = 16,
+    n_planes: int = 32,
+    level_rule: str = 'fluomix',
 ) -> pd.DataFrame:
-    """BBBC006 z-stacks as a table: z from the folder name, stain from the w1/w2 channel, rank = |z − 16| in `n_ranks`
-    levels."""
+    """BBBC006 z-stacks as a table: z from the folder name, stain from the w1/w2 channel, rank by `level_rule`
+    (`bbbc006_rank`; planes it drops are left out)."""
     channels = channels or {'w1': 'Hoechst', 'w2': 'phalloidin'}
     root = Path(root)
-    rows = []
-    for p in _files(root, ('.tif', '.tiff')):
-        m = _BBBC006_DIR.search(p.parent.name)
-        if m is None:
-            continue
-        f = _BBBC006_FILE.search(p.name)
-        if f is None:
-            raise InputError(
-                f"{p}: not a BBBC006 file name (expected mcf-z-stacks-03212011_<well>_s<site>_w<channel>...tif)"
-            )
-        w = f.group(3).lower()
-        if w not in channels:
-            raise InputError(f"{p}: channel {w} has no stain name; pass channels={{'{w}': 'name', ...}}")
-        z = int(m.group(1))
-        rows.append(
-            dict(
-                path=str(p), z=z, stain=channels[w], stack=f'{f.group(1).lower()}_s{f.group(2)}_{w}', dataset='BBBC006'
-            )
-        )
+    rows = [r for p in _files(root, ('.tif', '.tiff')) if (r := _bbbc006_row(p, channels)) is not None]
     if not rows:
         raise InputError(f"no BBBC006 images under {root}: expected folders BBBC006_v1_images_z_XX holding the TIFFs")
     t = pd.DataFrame(rows)
     bad = t.z[(t.z < 0) | (t.z >= n_planes)]
     if len(bad):
         raise InputError(f"BBBC006 planes must lie in 0..{n_planes - 1}; found z={sorted(set(bad))[:5]}")
-    t['rank'] = z_to_rank(t.z.values, z_focus, n_planes, n_ranks)
+    t['rank'] = bbbc006_rank(t.z.values, level_rule, n_ranks, z_focus, n_planes)
+    t = t[t['rank'] >= 0]
     return t.sort_values(['stack', 'z']).reset_index(drop=True)[['path', 'rank', 'stain', 'z', 'stack', 'dataset']]
 
 # %% ../../nbs/11_focus.data.ipynb #6ef2ec25
@@ -132,7 +151,11 @@ def read_focuspath(
     return pd.DataFrame(rows)
 
 # %% ../../nbs/11_focus.data.ipynb #33ee2632
-_FLUOMIX = re.compile(r'^(D\d+)_?([A-Za-z]*)?.*_Mosaic(\d+)_s(\d+)_z(\d+)_ch(\d+)_SV_(.+)$')
+_FLUOMIX = re.compile(
+    r'^(?P<set>.+?)_(?:Sequence_?(?P<sequence>\d+)_)?Mosaic(?P<mosaic>\d+)(?:[-_](?P<region>[A-Za-z]+))?'
+    r'_s(?P<site>\d+)_z(?P<z>\d+)_ch(?P<channel>\d+)_SV(?:_(?P<stain>.+))?$'
+)
+FLUOMIX_STAINS = ('Alexa-488', 'Alexa-647', 'Cy3', 'Hoechst-34580', 'Hoechst-33342', 'DAPI')  # as the lists write them
 FLUOMIX_TISSUES = {
     'D1': 'brain',
     'D2': 'brain',
@@ -142,76 +165,102 @@ FLUOMIX_TISSUES = {
     'D6': 'lung',
     'D7': 'liver',
 }
+FLUOMIX_TISSUES['D8'] = 'lung'  # the released d8_… set, imaged with Hoechst 33342 (lung only, Table 8)
+FLUOMIX_TISSUE_RULES = ((r'_Lv_', 'liver'), (r'_Ecad_cy3_aquapoA647_desmin$', 'lung'))  # sets without a D# prefix
+FLUOMIX_FOCUS_PLANES = {'R1': 18, 'R2': 19, 'R3': 19, 'R4': 19}  # the liver runs' in-focus plane (released lists)
 
 # %% ../../nbs/11_focus.data.ipynb #3b7cea06
+def _fluomix_ids(s: str) -> tuple[str, str]:
+    "Short set id (D1, R2, … or the whole prefix) and tissue of a FluoMix set prefix."
+    m = re.match(r'([dDrR]\d+)[-_]', s)
+    d = m.group(1).upper() if m else s
+    rule = [t for pat, t in FLUOMIX_TISSUE_RULES if re.search(pat, s)]
+    return d, FLUOMIX_TISSUES.get(d) or (rule[0] if rule else 'unknown')
+
+# %% ../../nbs/11_focus.data.ipynb #81023ea9
 def parse_fluomix_name(name: str) -> dict:
-    "Dataset, tissue, mosaic, site, z, channel and stain from a FluoMix file name."
-    m = _FLUOMIX.match(Path(name).stem)
+    """Set, dataset id, tissue, sequence, mosaic, region, site, z, channel and stain (as the lists spell it; None when
+    the name has none) of a released FluoMix image name, with or without a file extension."""
+    n = Path(name).name
+    stem = n[: -len(Path(n).suffix)] if Path(n).suffix.lower() in IMAGE_SUFFIXES else n
+    m = _FLUOMIX.match(stem)
     if m is None:
-        raise InputError(f"{name!r} is not a FluoMix name (D#_..._Mosaic###_s##_z##_ch##_SV_<Stain>)")
-    d = m.group(1).upper()
-    return dict(
-        dataset=d,
-        tissue=FLUOMIX_TISSUES.get(d, (m.group(2) or 'unknown').lower()),
-        mosaic=int(m.group(3)),
-        site=int(m.group(4)),
-        z=int(m.group(5)),
-        channel=int(m.group(6)),
-        stain=m.group(7),
-    )
+        raise InputError(f"{name!r} is not a FluoMix name (<set>_[Sequence###_]Mosaic###_s##_z##_ch##_SV[_<Stain>])")
+    g = m.groupdict()
+    dataset, tissue = _fluomix_ids(g['set'])
+    known = {s.lower(): s for s in FLUOMIX_STAINS}
+    stain = known.get((g['stain'] or '').lower(), g['stain'])
+    num = {k: int(g[k]) if g[k] is not None else None for k in ('sequence', 'mosaic', 'site', 'z', 'channel')}
+    stack = f"{g['set']}_q{num['sequence']}_m{num['mosaic']}{g['region'] or ''}_s{num['site']}_ch{num['channel']}"
+    return dict(set=g['set'], dataset=dataset, tissue=tissue, region=g['region'], stain=stain, stack=stack, **num)
+
+# %% ../../nbs/11_focus.data.ipynb #6f677d90
+def fluomix_rank(info: dict, z_focus: int = 16, half_step_sets: Sequence[str] = ('D3', 'D4')) -> int | None:
+    "Focus level of a parsed FluoMix name (see above); None for the odd planes of the 1 µm sets."
+    dz = abs(info['z'] - FLUOMIX_FOCUS_PLANES.get(info['dataset'], z_focus))
+    if info['dataset'] in half_step_sets:
+        return None if dz % 2 else dz // 2
+    return dz
+
+# %% ../../nbs/11_focus.data.ipynb #6dee1ae1
+def _read_text(path) -> str:
+    "The text of a file, gunzipped when it ends in .gz (the fixtures keep the released lists compressed)."
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p} does not exist")
+    return gzip.decompress(p.read_bytes()).decode() if p.suffix == '.gz' else p.read_text()
 
 # %% ../../nbs/11_focus.data.ipynb #9240b179
-def _fluomix_from_list(root: Path, list_file) -> list[dict]:
+def _fluomix_from_list(root: Path | None, list_file, check_files: bool = True) -> list[dict]:
     rows = []
-    for i, line in enumerate(Path(list_file).read_text().splitlines()):
+    for i, line in enumerate(_read_text(list_file).splitlines()):
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) < 3:
+        if len(parts) < 3 or not parts[1].isdigit():
             raise InputError(f"{list_file} line {i + 1}: expected 'image label stain', got {line!r}")
         info = parse_fluomix_name(parts[0])
-        p = root / parts[0]
-        if not p.exists():
-            raise InputError(f"{list_file} line {i + 1}: {p} does not exist")
-        rows.append(dict(path=str(p), rank=int(parts[1]), **{**info, 'stain': ' '.join(parts[2:])}))
+        p = root / parts[0] if root is not None else Path(parts[0])
+        if check_files and not p.exists():
+            raise InputError(f"{list_file} line {i + 1}: {p} does not exist (images_root/<image> as the list names it)")
+        rows.append(dict(info, path=str(p), rank=int(parts[1]), stain=' '.join(parts[2:]), name_stain=info['stain']))
     return rows
 
 # %% ../../nbs/11_focus.data.ipynb #c1d272b8
 def _fluomix_from_names(root: Path, n_ranks: int, z_focus: int, half_step_sets) -> list[dict]:
     rows = []
-    for p in _files(root, ('.tif', '.tiff', '.png')):
+    for p in sorted(q for q in Path(root).rglob('*_SV*') if q.is_file()):
+        if p.suffix and p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue  # list files and other side files; the released images may have no extension at all
         info = parse_fluomix_name(p.name)
-        dz = abs(info['z'] - z_focus)
-        if info['dataset'] in half_step_sets:
-            if info['z'] % 2:
-                continue
-            dz //= 2
-        if dz > n_ranks - 1:
-            continue
-        rows.append(dict(path=str(p), rank=dz, **info))
+        if info['stain'] is None:
+            raise InputError(f"{p}: the name carries no stain; read this set with its list file (list_file=...)")
+        rank = fluomix_rank(info, z_focus, half_step_sets)
+        if rank is not None and rank <= n_ranks - 1:
+            rows.append(dict(info, path=str(p), rank=rank, name_stain=info['stain']))
     return rows
 
 # %% ../../nbs/11_focus.data.ipynb #a18d3a62
 def read_fluomix(
-    root: str | Path,
+    root: str | Path | None,
     list_file: str | Path | None = None,
     n_ranks: int = 10,
     z_focus: int = 16,
     half_step_sets: Sequence[str] = ('D3', 'D4'),
+    check_files: bool = True,
 ) -> pd.DataFrame:
-    """FluoMix from file names (or an `image label stain` list file): rank |z − 16| (|z − 16| / 2 on the even planes of
-    the 1 µm sets), planes beyond level `n_ranks − 1` dropped; tissue from the set (D1–D4 brain, D5–D6 lung, D7 liver).
-    """
-    root = Path(root)
-    if list_file is not None:
-        rows = _fluomix_from_list(root, list_file)
-    else:
-        rows = _fluomix_from_names(root, n_ranks, z_focus, half_step_sets)
+    """FluoMix from a released `image label stain` list (labels and stains as listed; `root` is the images folder) or
+    from the file names (rank by `fluomix_rank`, planes beyond level `n_ranks − 1` dropped)."""
+    if root is None and (list_file is None or check_files):
+        raise InputError("give root= (the images folder), or list_file= with check_files=False")
+    root = Path(root) if root is not None else None
+    rows = _fluomix_from_list(root, list_file, check_files) if list_file is not None else None
+    rows = rows if rows is not None else _fluomix_from_names(root, n_ranks, z_focus, half_step_sets)
     if not rows:
-        raise InputError(f"no FluoMix images under {root}")
+        raise InputError(f"no FluoMix images under {root}" + (f" in {list_file}" if list_file else ''))
     t = pd.DataFrame(rows)
-    t['stack'] = t.dataset + '_m' + t.mosaic.astype(str) + '_s' + t.site.astype(str) + '_' + t.stain
-    return t[['path', 'rank', 'stain', 'z', 'stack', 'tissue', 'dataset']].reset_index(drop=True)
+    cols = ['path', 'rank', 'stain', 'z', 'stack', 'tissue', 'dataset', 'set', 'channel', 'name_stain']
+    return t[cols].reset_index(drop=True)
 
 # %% ../../nbs/11_focus.data.ipynb #2f1364f0
 def read_focus_table(source: str | Path | pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame:
@@ -255,6 +304,8 @@ def read_focus_folder(root: str | Path) -> pd.DataFrame:
 # %% ../../nbs/11_focus.data.ipynb #d793c6cc
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the FluoCLIP config's pixel_mean / pixel_std
+IMAGENET_STD = (0.229, 0.224, 0.225)
 SCALINGS = ('percentile', 'dtype', 'reference')
 
 # %% ../../nbs/11_focus.data.ipynb #d98fbf1f
@@ -267,8 +318,9 @@ def scale_intensities(
     a = np.asarray(image)
     if scaling == 'dtype':
         return a.astype(np.float32) / (np.iinfo(a.dtype).max if a.dtype.kind in 'ui' else 1.0)
-    if scaling == 'reference':
-        return a.astype(np.float32) / 255.0
+    if scaling == 'reference':  # PIL: I;16 point(v/255) truncates, convert('RGB') clamps to 255, ToTensor /255
+        wide = a.dtype.kind in 'ui' and a.dtype.itemsize > 1
+        return ((np.minimum(a // 255, 255) if wide else a).astype(np.float32) / 255.0).astype(np.float32)
     x = a.astype(np.float32)
     lo, hi = (float(v) for v in np.percentile(x, [low, high]))  # Python floats: a NumPy float64 would promote x
     return np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32) if hi > lo else np.zeros_like(x)
@@ -313,12 +365,14 @@ class FocusTransform:
         train: bool,
         size: int = 224,
         resize: int | None = 256,
-        mean=CLIP_MEAN,
-        std=CLIP_STD,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
         scaling: str = 'percentile',
         flip: bool = True,
+        squash: bool = False,
     ):
         self.train, self.size, self.resize, self.scaling, self.flip = train, int(size), resize, scaling, flip
+        self.squash = squash
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
         if self.resize is not None and self.resize < self.size:
@@ -329,7 +383,9 @@ class FocusTransform:
         if a.size == 0:
             raise InputError("empty image")
         x = torch.from_numpy(scale_intensities(a, self.scaling))[None, None]
-        x = _resize_shorter(x, self.resize or min(x.shape[-2:]))
+        if self.squash and self.resize:  # the reference: Resize((256, 256))
+            x = F.interpolate(x, size=(self.resize, self.resize), mode='bilinear', antialias=True)
+        x = x if self.squash and self.resize else _resize_shorter(x, self.resize or min(x.shape[-2:]))
         h, w = x.shape[-2:]
         if min(h, w) < self.size:
             raise InputError(f"image of {h}x{w} pixels is smaller than the crop size {self.size}")
@@ -340,21 +396,32 @@ class FocusTransform:
         return (x.expand(3, -1, -1) - self.mean) / self.std
 
     def __repr__(self):
-        return f"FocusTransform(train={self.train}, size={self.size}, resize={self.resize}, scaling={self.scaling!r})"
+        return (
+            f"FocusTransform(train={self.train}, size={self.size}, resize={self.resize}, scaling={self.scaling!r}, "
+            f"squash={self.squash})"
+        )
 
 # %% ../../nbs/11_focus.data.ipynb #a9425175
 def focus_transform(
-    train: bool, size: int = 224, resize: int | None = 256, mean=CLIP_MEAN, std=CLIP_STD, scaling: str = 'percentile'
+    train: bool,
+    size: int = 224,
+    resize: int | None = 256,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    scaling: str = 'percentile',
+    squash: bool = False,
 ) -> FocusTransform:
     "The paper's training (random crop + flip) or evaluation (centre crop) transform for `size`-pixel models."
-    return FocusTransform(train, size, resize, mean, std, scaling)
+    return FocusTransform(train, size, resize, mean, std, scaling, squash=squash)
 
 # %% ../../nbs/11_focus.data.ipynb #ac0978ed
 def read_image_2d(path: str | Path) -> np.ndarray:
-    "A 2-D (or Y, X, C) image from a TIFF / PNG / JPEG file, with a clear error for unreadable files."
+    "A 2-D (or Y, X, C) image from a TIFF (known by its first bytes) / PNG / JPEG file; a clear error if unreadable."
     p = Path(path)
     try:
-        if p.suffix.lower() in ('.tif', '.tiff'):
+        with open(p, 'rb') as f:
+            tiff = f.read(4) in (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
+        if tiff:  # by content: the released FluoMix images have no extension
             import tifffile
 
             a = tifffile.imread(p)
@@ -514,22 +581,22 @@ GENERALIZATION_SETTINGS = {
         'few_shot',
         'clip',
         {},
-        {'tissue': ['brain'], 'stain': ['Alexa 488', 'Cy3', 'Alexa 647', 'Hoechst 34580']},
+        {'tissue': ['brain'], 'stain': ['Alexa-488', 'Cy3', 'Alexa-647', 'Hoechst-34580']},
         'learn stain-aware FQA from k shots, starting from CLIP',
     ),
     'cross_tissue': GeneralizationSetting(
         'cross_tissue',
         'pretrained',
         {'tissue': ['brain']},
-        {'tissue': ['lung'], 'stain': ['Alexa 488', 'Cy3', 'Alexa 647']},
-        'pre-trained on brain (D1-D4), adapted to lung with the seen stains',
+        {'tissue': ['lung'], 'stain': ['Alexa-488', 'Cy3', 'Alexa-647']},
+        'pre-trained on brain (D1-D4), adapted to lung with the seen stains (released: data_info_liver_*)',
     ),
     'cross_stain': GeneralizationSetting(
         'cross_stain',
         'pretrained',
         {'tissue': ['brain']},
-        {'tissue': ['lung', 'liver'], 'stain': ['Hoechst 33342', 'DAPI']},
-        'pre-trained on brain, adapted to unseen nuclear stains on unseen tissues',
+        {'tissue': ['lung', 'liver'], 'stain': ['Hoechst-33342', 'DAPI']},
+        'pre-trained on brain, adapted to unseen nuclear stains on unseen tissues (released: data_info_unseen_*)',
     ),
 }
 

@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core import InputError
-from .clip import assemble_prompts, word_embeddings
+from .clip import PAD_ID, assemble_prompts, word_embeddings
 from ..models.clip import ClipBackbone, word_token_ids
 from .ordinal import DEFAULT_LEARNING_RATES, RankPromptCLIP, RankEmbeddings, ce_kl_loss
 
 # %% auto #0
-__all__ = ['STAIN_TOKEN_MODES', 'FLUOCLIP_VARIANTS', 'TextAdapter', 'StainConditioner', 'FluoCLIP']
+__all__ = ['STAIN_TOKEN_MODES', 'FLUOCLIP_VARIANTS', 'TEXT_PATHS', 'TextAdapter', 'StainConditioner', 'FluoCLIP',
+           'reference_state_dict', 'load_reference_checkpoint']
 
 # %% ../../nbs/14_focus.fluoclip.ipynb #a79d886c
 def _heads(dim: int, wanted: int = 8) -> int:
@@ -52,17 +53,28 @@ class StainConditioner(nn.Module):
     """f_θ(R_base, S_l): stain-conditioned base rank embeddings (L, K', T, D) from bases (K', T, D)
     and stain tokens (L, C, D)."""
 
-    def __init__(self, dim: int, n_queries: int = 2, reduction: int = 16, alpha: float = 0.1, seed: int = 0):
+    def __init__(
+        self, dim: int, n_queries: int = 2, reduction: int = 16, alpha: float = 0.1, seed: int = 0, pooling='reference'
+    ):
         super().__init__()
+        if pooling not in ('reference', 'scaled_dot'):
+            raise InputError(f"pooling must be 'reference' or 'scaled_dot', got {pooling!r}")
         g = torch.Generator().manual_seed(seed)
-        self.queries = nn.Parameter(torch.randn(n_queries, dim, generator=g) * 0.02)
+        self.pooling = pooling
+        self.queries = nn.Parameter(
+            torch.randn(n_queries, dim, generator=g) * (1.0 if pooling == 'reference' else 0.02)
+        )
+        self.score = nn.Linear(dim, 1) if pooling == 'reference' else None
         hidden = max(2 * dim // reduction, 1)
         self.net = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
 
     def summary(self, stain_tokens: torch.Tensor) -> torch.Tensor:
         "(L, C, D) → (L, D): attention pooling of each stain's tokens with the learnable queries, averaged."
-        scores = torch.einsum('qd,lcd->lqc', self.queries, stain_tokens) / math.sqrt(stain_tokens.shape[-1])
+        if self.pooling == 'reference':  # Linear(D, 1)(s ⊙ q)
+            scores = self.score(stain_tokens[:, None] * self.queries[None, :, None]).squeeze(-1)  # (L, Q, C)
+        else:
+            scores = torch.einsum('qd,lcd->lqc', self.queries, stain_tokens) / math.sqrt(stain_tokens.shape[-1])
         return torch.einsum('lqc,lcd->lqd', scores.softmax(-1), stain_tokens).mean(1)
 
     def forward(self, base: torch.Tensor, stain_tokens: torch.Tensor) -> torch.Tensor:
@@ -80,8 +92,8 @@ FLUOCLIP_VARIANTS = {
     'fluoclip': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=True),
     # Table 6: components added to OrdinalCLIP
     'table6_A': dict(stain_tokens='none', adapter=False, stain_guided_ranks=False),
-    'table6_B': dict(stain_tokens='plain', adapter=False, stain_guided_ranks=False),
-    'table6_C': dict(stain_tokens='trainable', adapter=False, stain_guided_ranks=False),
+    'table6_B': dict(stain_tokens='plain', adapter=True, stain_guided_ranks=False),  # the reference always builds
+    'table6_C': dict(stain_tokens='trainable', adapter=True, stain_guided_ranks=False),  # the adapter (see below)
     'table6_D': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=False),
     'table6_E': dict(stain_tokens='grounded', adapter=True, stain_guided_ranks=True),
     # Table 13: how the stain tokens learn, with and without the adapter
@@ -127,7 +139,10 @@ class _StainPrompts(RankPromptCLIP):
 
     def _adapt(self, feats: torch.Tensor) -> torch.Tensor:
         feats = F.normalize(feats, dim=-1)
-        return F.normalize(self.adapter(feats), dim=-1) if self.adapter is not None else feats
+        if self.adapter is None:
+            return feats
+        out = self.adapter(feats)
+        return out if self.text_path == 'reference' else F.normalize(out, dim=-1)  # the reference: no renorm
 
     def stain_text_features(self) -> torch.Tensor:
         "(L, E) features of the stain prompts `SOT [stain-context] [S_l] . EOT` (stage 1)."
@@ -136,7 +151,7 @@ class _StainPrompts(RankPromptCLIP):
 
 # %% ../../nbs/14_focus.fluoclip.ipynb #1ee6a269
 class _StainRankPrompts(_StainPrompts):
-    "Stage 2's rank prompts: per stain, the rank embeddings moved by f_θ, each stain's K prompts one adapter set."
+    "Stage 2's rank prompts: per stain, the rank embeddings moved by f_θ, then the adapter (see `text_path`)."
 
     def stain_rank_embeddings(self) -> torch.Tensor:
         "Rank embeddings (L, K, T, D) per stain (conditioned by f_θ), or (1, K, T, D) shared."
@@ -152,8 +167,12 @@ class _StainRankPrompts(_StainPrompts):
             return self._adapt(self.text_encoder(x, eot))[None]
         R = R.expand(L, -1, -1, -1).reshape(L * K, *R.shape[2:])
         S = self.stain_tokens[:, None].expand(-1, K, -1, -1).reshape(L * K, *self.stain_tokens.shape[1:])
-        x, eot = assemble_prompts(self.text_encoder, [self.context, S, self.rank_context, R])
-        return self._adapt(self.text_encoder(x, eot).reshape(L, K, -1))  # the adapter runs over each stain's K prompts
+        pad = self.text_encoder.embed([PAD_ID]).expand(3 if self.text_path == 'reference' else 0, -1)
+        x, eot = assemble_prompts(self.text_encoder, [self.context, S, self.rank_context, R, pad])
+        feats = self.text_encoder(x, eot)
+        if self.text_path == 'reference':  # the adapter's set: all L·K prompts at once
+            return self._adapt(feats).reshape(L, K, -1)
+        return self._adapt(feats.reshape(L, K, -1))  # each stain's K prompts one set
 
 # %% ../../nbs/14_focus.fluoclip.ipynb #e0c972bd
 def _fluoclip_param_groups(model, stage: str) -> dict[str, list[nn.Parameter]]:
@@ -195,6 +214,15 @@ class _StainStages(_StainRankPrompts):
     def param_groups(self, stage=None):
         return _fluoclip_param_groups(self, stage or self.stage)
 
+# %% ../../nbs/14_focus.fluoclip.ipynb #7f8fa025
+TEXT_PATHS = ('reference', 'clean')
+
+
+def _check_text_path(text_path: str) -> str:
+    if text_path not in TEXT_PATHS:
+        raise InputError(f"text_path must be one of {TEXT_PATHS}, got {text_path!r}")
+    return text_path
+
 # %% ../../nbs/14_focus.fluoclip.ipynb #95e34055
 class FluoCLIP(_StainStages):
     "FluoCLIP (stain grounding + stain-guided ranking) and its ablations; `variant=` picks a row of Tables 6/13."
@@ -219,11 +247,14 @@ class FluoCLIP(_StainStages):
         ce_weight: float = 1.0,
         kl_weight: float = 1.0,
         seed: int = 0,
+        pooling: str = 'reference',
+        text_path: str = 'reference',
     ):
         switches = _fluoclip_switches(variant, stain_tokens, adapter, stain_guided_ranks, stains)
         stain_tokens, adapter, stain_guided_ranks, stains = switches
         super().__init__(backbone, n_ranks, stains, ce_weight, kl_weight, train_image_encoder=True)
         self.variant = variant
+        self.text_path = _check_text_path(text_path)
         self.stain_token_mode, self.use_adapter, self.stain_guided_ranks = stain_tokens, adapter, stain_guided_ranks
         self.stages = ('stain', 'rank') if stain_tokens == 'grounded' else ('rank',)
         self.stage = self.stages[-1]
@@ -236,9 +267,70 @@ class FluoCLIP(_StainStages):
         with torch.random.fork_rng():  # the adapter's and f_θ's layers draw from the global RNG: seed them
             torch.manual_seed(seed)
             self.adapter = TextAdapter(backbone.embed_dim) if adapter else None
-            self.conditioner = StainConditioner(D, seed=seed + 1) if stain_guided_ranks else None
+            self.conditioner = StainConditioner(D, seed=seed + 1, pooling=pooling) if stain_guided_ranks else None
         self.set_stage(self.stage)
 
     def extra_repr(self):
         switches = f"stain_tokens={self.stain_token_mode!r}, adapter={self.use_adapter}"
         return super().extra_repr() + f", {switches}, stain_guided_ranks={self.stain_guided_ranks}"
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #0876cd53
+_REFERENCE_NAMES = (  # (the authors' prefix, ours); the first that matches is used
+    ('module.prompt_learner.clip_model.token_embedding.', 'text_encoder.token_embedding.'),
+    ('module.prompt_learner.context_embeds', 'context'),
+    ('module.prompt_learner.rank_context_embeds', 'rank_context'),
+    ('module.prompt_learner.rank_embeds', 'ranks.base'),
+    ('module.prompt_learner.stain_embed_learner.summary_net.queries', 'conditioner.queries'),
+    ('module.prompt_learner.stain_embed_learner.summary_net.proj.', 'conditioner.score.'),
+    ('module.prompt_learner.stain_embed_learner.embed_net.', 'conditioner.net.'),
+    ('module.prompt_learner.stain_embed_learner.alpha', 'conditioner.alpha'),
+    ('module.adapter.attn.', 'adapter.attention.'),
+    ('module.adapter.', 'adapter.'),
+    ('module.image_encoder.', 'image_encoder.'),
+    ('module.text_encoder.', 'text_encoder.'),
+    ('module.logit_scale', 'logit_scale'),
+)
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #2edd6a37
+_STAIN_PARAMS = 'module.prompt_learner.stain_params.'  # + the stain's name, one tensor each
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #741afc60
+def reference_state_dict(state: dict, stains: Sequence[str]) -> dict:
+    "This class's state-dict entries from the state dict (or Lightning checkpoint) of a model of the authors' code."
+    state = state.get('state_dict', state)
+    out, tokens = {}, {}
+    for k, v in state.items():
+        if k.startswith(_STAIN_PARAMS):
+            tokens[k[len(_STAIN_PARAMS) :].lower()] = v
+            continue
+        new = next((ours + k[len(theirs) :] for theirs, ours in _REFERENCE_NAMES if k.startswith(theirs)), None)
+        if new is not None:
+            out[new] = v.exp() if new == 'logit_scale' else v  # theirs: log scale; ours: the factor
+    missing = [s for s in stains if s.lower() not in tokens]
+    if missing:
+        raise InputError(f"the checkpoint has no stain tokens for {missing}; it has {sorted(tokens)}")
+    out['stain_tokens'] = torch.stack([tokens[s.lower()] for s in stains])
+    return out
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #5d87e919
+def _check_reference_keys(mapped: dict, ours: dict):
+    wrong = [f"{k} {tuple(v.shape)}" for k, v in mapped.items() if k in ours and v.shape != ours[k].shape]
+    gone = sorted(set(ours) - set(mapped) - {'ranks.weights'})  # the interpolation weights follow from the config
+    extra = sorted(set(mapped) - set(ours))
+    if wrong or gone or extra:
+        raise InputError(
+            f"not a checkpoint of this FluoCLIP: shapes differ {wrong[:3]}, missing {gone[:3]}, extra {extra[:3]}"
+        )
+
+# %% ../../nbs/14_focus.fluoclip.ipynb #0733f6d9
+def load_reference_checkpoint(model: 'FluoCLIP', checkpoint) -> 'FluoCLIP':
+    """Load a checkpoint of the authors' FluoCLIP code (a Lightning `.ckpt` path or its state dict) into `model`, built
+    with the same backbone and stains; the file is unpickled, so load only checkpoints you trust."""
+    if not any(type(m).__name__ == 'QuickGELU' for m in model.text_encoder.modules()):
+        raise InputError("the authors' CLIP runs QuickGELU: build on 'RN50-quickgelu' or on RN50 with OpenAI weights")
+    if not isinstance(checkpoint, dict):
+        checkpoint = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    mapped = reference_state_dict(checkpoint, model.stains)
+    _check_reference_keys(mapped, model.state_dict())
+    model.load_state_dict(mapped, strict=False)
+    return model

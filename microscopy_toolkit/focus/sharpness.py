@@ -168,22 +168,32 @@ def normalized_variance(x, eps: float = 1e-12):
         )
     return _var2(x) / mu
 
-# %% ../../nbs/10_focus.sharpness.ipynb #513f4b29
-def plls(x, fmin: float = 0.0, fmax: float = 0.5):
-    """Power log-log slope (Bray et al. 2012): least-squares slope of log radially averaged power vs log frequency
-    over (fmin, fmax] cycles/pixel."""
-    xt = _prepare(x, 4, 'plls')
-    was_torch = _is_torch(xt)
-    if was_torch:
-        dev, xt = xt.device, xt.detach().cpu().double().numpy()
-    m, n = xt.shape[-2:]
-    lead = xt.shape[:-2]
-    a = xt.reshape(-1, m, n).astype(np.float64)
+# %% ../../nbs/10_focus.sharpness.ipynb #00899f9a
+def _plls_cellprofiler(a: np.ndarray) -> np.ndarray:
+    "(B, M, N) → (B,): CellProfiler's slope: log power summed per ring (radius 2 .. min/8) against log radius."
+    m, n = a.shape[-2:]
+    i = np.minimum(np.arange(m), m - 1 - np.arange(m))[:, None]  # centrosome's ring radii, exactly
+    j = np.minimum(np.arange(n), n - 1 - np.arange(n))[None, :]
+    radii = (np.floor(np.sqrt(i**2 + j**2)).astype(int) + 1).ravel()
+    labels = np.arange(2, int(np.floor(min(m, n) / 8.0)))
+    if len(labels) < 2:
+        raise InputError(f"plls: {m}x{n} images are too small for CellProfiler's rings (need min side >= 32)")
+    a = a - a.mean(axis=(-2, -1), keepdims=True)
+    mad = np.median(np.abs(a), axis=(-2, -1), keepdims=True)
+    a = a / np.where(mad > 0, mad, 1.0)
+    power = np.abs(np.fft.fft2(a)) ** 2
+    sums = np.stack([np.bincount(radii, weights=p.ravel(), minlength=labels[-1] + 1)[labels] for p in power])
+    lr = np.log(labels) - np.log(labels).mean()
+    lp = np.log(sums + 1e-300)
+    return ((lp - lp.mean(axis=1, keepdims=True)) * lr).sum(axis=1) / (lr**2).sum()
+
+# %% ../../nbs/10_focus.sharpness.ipynb #26d45f62
+def _plls_band_mean(a: np.ndarray, fmin: float, fmax: float) -> np.ndarray:
+    "(B, M, N) → (B,): slope of log mean power per ring against log frequency over (fmin, fmax] cycles/pixel."
+    m, n = a.shape[-2:]
     a = a - a.mean(axis=(-2, -1), keepdims=True)
     power = np.abs(np.fft.rfft2(a)) ** 2  # (B, m, n//2+1)
-    fy = np.fft.fftfreq(m)[:, None]
-    fx = np.fft.rfftfreq(n)[None, :]
-    radius = np.sqrt(fy**2 + fx**2)
+    radius = np.sqrt(np.fft.fftfreq(m)[:, None] ** 2 + np.fft.rfftfreq(n)[None, :] ** 2)
     nbins = int(min(m, n) // 2)
     bins = np.minimum(np.round(radius * min(m, n)).astype(int), nbins + 1)  # radius in units of 1/min(m, n)
     counts = np.bincount(bins.ravel(), minlength=nbins + 2)
@@ -194,11 +204,23 @@ def plls(x, fmin: float = 0.0, fmax: float = 0.5):
         raise InputError(
             f"plls: the band ({fmin}, {fmax}] cycles/pixel holds fewer than two frequencies for {m}x{n} images"
         )
-    lf = np.log(freqs[keep])
+    lf = np.log(freqs[keep]) - np.log(freqs[keep]).mean()
     lp = np.log(sums[:, keep] / counts[keep] + 1e-30)
-    lf_c = lf - lf.mean()
-    slope = ((lp - lp.mean(axis=1, keepdims=True)) * lf_c).sum(axis=1) / (lf_c**2).sum()
-    slope = slope.reshape(lead)
+    return ((lp - lp.mean(axis=1, keepdims=True)) * lf).sum(axis=1) / (lf**2).sum()
+
+# %% ../../nbs/10_focus.sharpness.ipynb #513f4b29
+def plls(x, fmin: float = 0.0, fmax: float = 0.5, method: str = 'cellprofiler'):
+    """Power log-log slope (Bray et al. 2012): `method='cellprofiler'` (power summed per ring up to min/8, as
+    CellProfiler) or `'band_mean'` (mean power per ring over (fmin, fmax] cycles/pixel)."""
+    if method not in ('cellprofiler', 'band_mean'):
+        raise InputError(f"plls: method must be 'cellprofiler' or 'band_mean', got {method!r}")
+    xt = _prepare(x, 4, 'plls')
+    was_torch = _is_torch(xt)
+    if was_torch:
+        dev, xt = xt.device, xt.detach().cpu().double().numpy()
+    lead = xt.shape[:-2]
+    a = xt.reshape(-1, *xt.shape[-2:]).astype(np.float64)
+    slope = (_plls_cellprofiler(a) if method == 'cellprofiler' else _plls_band_mean(a, fmin, fmax)).reshape(lead)
     if was_torch:
         import torch
 

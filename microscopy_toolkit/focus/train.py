@@ -4,7 +4,7 @@
 
 # %% ../../nbs/15_focus.train.ipynb #92f7ea45
 from __future__ import annotations
-import copy, difflib, json, time
+import copy, difflib, json, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..core import InputError, atomic_write, get_device, progress, load_config
-from ..io import as_image_list
+from ..io import as_image_list, list_images, read_zstack
 from ..core import save_checkpoint, load_checkpoint
 from ..metrics import ordinal_metrics
 from ..models.clip import ClipBackbone, build_clip, load_clip_backbone
@@ -37,10 +37,11 @@ from microscopy_toolkit.focus.data import (
 )
 
 # %% auto #0
-__all__ = ['CLIP_METHODS', 'BASELINE_METHODS', 'METHODS', 'TRAIN_DEFAULTS', 'DATA_DEFAULTS', 'build_model', 'rebuild_model',
-           'TrainConfig', 'with_transform', 'evaluate', 'metrics_from_predictions', 'fit', 'save_focus_model',
-           'load_focus_model', 'load_matching_weights', 'predict', 'results_table', 'ablation_table', 'plot_history',
-           'plot_confusion', 'plot_rank_agreement', 'load_focus_data', 'run_experiment']
+__all__ = ['CLIP_METHODS', 'BASELINE_METHODS', 'METHODS', 'TRAIN_DEFAULTS', 'OPTIMIZER_POLICIES', 'PAPER_OPTIMIZERS',
+           'DATA_DEFAULTS', 'build_model', 'rebuild_model', 'TrainConfig', 'with_transform', 'evaluate',
+           'metrics_from_predictions', 'fit', 'save_focus_model', 'load_focus_model', 'load_matching_weights',
+           'predict', 'predict_files', 'results_table', 'ablation_table', 'plot_history', 'plot_confusion',
+           'plot_rank_agreement', 'load_focus_data', 'run_experiment']
 
 # %% ../../nbs/15_focus.train.ipynb #12ce16c4
 CLIP_METHODS = tuple(FLUOCLIP_VARIANTS) + ('coop', 'coop+image')
@@ -81,12 +82,13 @@ def build_model(
     stains: Sequence[str],
     n_ranks: int = 10,
     backbone: str | ClipBackbone = 'RN50',
-    pretrained: str | None = None,
+    pretrained: str | bool | None = None,
     seed: int = 0,
     **kwargs,
 ) -> FocusModel:
-    """A focus assessor by method name (see the table), built on `backbone` (name or `ClipBackbone`);
-    extra kwargs go to the model."""
+    """A focus assessor by method name (see the table), built on `backbone` (name or `ClipBackbone`; by default with
+    its pretrained weights where they resolve, else random with a `RandomWeightsWarning`; `pretrained=False`: random
+    on purpose); extra kwargs go to the model."""
     _check_method(method)
     stains = list(stains)
     spec = {'method': method, 'stains': stains, 'n_ranks': int(n_ranks), 'seed': seed, 'kwargs': kwargs}
@@ -145,6 +147,7 @@ TRAIN_DEFAULTS = dict(
     data={'layout': 'synthetic'},
     init_checkpoint=None,
     eval_every=1,
+    optimizer='auto',
     out_dir='mtk_output/focus_train',
 )
 
@@ -174,6 +177,7 @@ class TrainConfig:
     stop_after_epochs: int | None = None
     show: bool = True
     eval_every: int = 1
+    optimizer: str = 'auto'  # 'auto': each method's own paper (CoOp, FocusLiteNN); 'radam': RAdam + cosine for all
 
     @property
     def checkpoint(self) -> Path | None:
@@ -298,6 +302,32 @@ def _resume(model: FocusModel, path: Path, device, show: bool) -> _Progress:
         print(f"resuming from {path}: stage {stage!r}, {p.epoch} epoch(s) done")
     return p
 
+# %% ../../nbs/15_focus.train.ipynb #d2774097
+OPTIMIZER_POLICIES = ('auto', 'radam')
+PAPER_OPTIMIZERS = {
+    'coop': 'sgd_warmup',
+    'coop+image': 'sgd_warmup',
+    'focuslitenn': 'adam_step',
+    'focuslitenn-10': 'adam_step',
+}
+
+
+def _optimizer_kind(method: str, policy: str) -> str:
+    "radam (RAdam + cosine), sgd_warmup (CoOp) or adam_step (FocusLiteNN) for a method under a policy."
+    if policy not in OPTIMIZER_POLICIES:
+        raise InputError(f"optimizer must be one of {OPTIMIZER_POLICIES}, got {policy!r}")
+    return PAPER_OPTIMIZERS.get(method, 'radam') if policy == 'auto' else 'radam'
+
+# %% ../../nbs/15_focus.train.ipynb #4d22d21d
+def _warmup_cosine(opt, n_epochs: int, warm_lr: float = 1e-5):
+    "CoOp's schedule: one epoch at a constant `warm_lr` (when the stage has more than one), then cosine to 0."
+    warm = 1 if n_epochs > 1 else 0
+
+    def factor(e, base):
+        return warm_lr / base if e < warm else 0.5 * (1 + math.cos(math.pi * (e - warm) / max(n_epochs - warm, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, [lambda e, b=g['lr']: factor(e, b) for g in opt.param_groups])
+
 # %% ../../nbs/15_focus.train.ipynb #5674954b
 def _stage_optimizer(model: FocusModel, stage: str, n_epochs: int, cfg: TrainConfig):
     groups = model.set_stage(stage)
@@ -306,6 +336,13 @@ def _stage_optimizer(model: FocusModel, stage: str, n_epochs: int, cfg: TrainCon
     if unknown:
         raise InputError(f"no learning rate for parameter group(s) {unknown} in stage {stage!r}")
     params = [{'params': ps, 'lr': lrs[g], 'name': g} for g, ps in groups.items() if ps]
+    kind = _optimizer_kind(model.method_name, cfg.optimizer)
+    if kind == 'sgd_warmup':
+        opt = torch.optim.SGD(params, momentum=0.9, weight_decay=cfg.weight_decay)
+        return opt, _warmup_cosine(opt, n_epochs)
+    if kind == 'adam_step':
+        opt = torch.optim.Adam(params, weight_decay=cfg.weight_decay)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=60, gamma=0.1)
     opt = torch.optim.RAdam(params, weight_decay=cfg.weight_decay)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1))
 
@@ -401,8 +438,10 @@ def fit(
     stop_after_epochs: int | None = None,
     show: bool = True,
     eval_every: int = 1,
+    optimizer: str = 'auto',
 ) -> pd.DataFrame:
-    """Train `model` stage by stage (RAdam + cosine), evaluating `val_ds` after each epoch; returns the history.
+    """Train `model` stage by stage (`optimizer`: see `OPTIMIZER_POLICIES`), evaluating `val_ds` after each epoch;
+    returns the history.
 
     `epochs`: per stage (`{'stain': 10, 'rank': 100}`) or one number for every stage. With `out_dir`, a checkpoint is
     written after every epoch and `resume=True` continues from it. `stop_after_epochs` stops early (used to test
@@ -541,6 +580,24 @@ def predict(
     cols = {'stain': _stain_column(model, stains, sid), 'expected_rank': np.concatenate(er)}
     df = pd.DataFrame({**cols, 'argmax_rank': np.concatenate(am)})
     return _with_probabilities(df, np.concatenate(ps))
+
+# %% ../../nbs/15_focus.train.ipynb #385f5c74
+def predict_files(
+    paths, checkpoint, out_csv=None, stain: str | None = None, channel: int | None = None, device='auto'
+) -> pd.DataFrame:
+    """Focus level of every plane of every image / z-stack in `paths` with a model (or its checkpoint file): columns
+    file, z, then `predict`'s; written atomically to `out_csv` when given."""
+    model = checkpoint if isinstance(checkpoint, nn.Module) else load_focus_model(checkpoint, device)
+    frames = []
+    for f in progress(list_images(paths), desc='predict', unit='file'):
+        planes = read_zstack(f, channel=channel)
+        df = predict(model, planes, stain, device=device)
+        frames.append(pd.concat([pd.DataFrame({'file': str(f), 'z': np.arange(len(planes))}), df], axis=1))
+    df = pd.concat(frames, ignore_index=True)
+    if out_csv is not None:
+        with atomic_write(Path(out_csv), 'w') as fh:
+            df.to_csv(fh, index=False)
+    return df
 
 # %% ../../nbs/15_focus.train.ipynb #ee999c57
 def results_table(per_seed: pd.DataFrame, as_text: bool = True) -> pd.DataFrame:
@@ -742,7 +799,7 @@ def _run_one(method: str, seed: int, cfg: dict, train_ds, test_ds, n_ranks: int,
     if isinstance(epochs, dict):
         epochs = {s: epochs.get(s, epochs.get('rank', 100)) for s in model.stages}
     tr, te = with_transform(train_ds, model, True), with_transform(test_ds, model, False)
-    opts = {k: cfg[k] for k in ('batch_size', 'eval_batch_size', 'learning_rates', 'weight_decay')}
+    opts = {k: cfg[k] for k in ('batch_size', 'eval_batch_size', 'learning_rates', 'weight_decay', 'optimizer')}
     opts.update(max_steps_per_epoch=cfg['max_steps_per_epoch'], device=cfg['device'], eval_every=cfg['eval_every'])
     hist = fit(model, tr, te, epochs, seed=seed, out_dir=run_dir, resume=True, show=show, **opts)
     pred = evaluate(model, te, cfg['eval_batch_size'], cfg['device'])

@@ -17,9 +17,9 @@ from ..core import InputError, WeightsUnavailableError, get_device, atomic_write
 from ..weights import KNOWN_WEIGHTS, resolve_weights, _offline
 
 # %% auto #0
-__all__ = ['TINY_CLIP_CFG', 'tiny_clip', 'word_token_ids', 'tokenize', 'ClipBackbone', 'build_clip', 'ContrastiveModel',
-           'tiny_contrastive', 'ModelSpec', 'parse_model_spec', 'load_contrastive', 'save_contrastive',
-           'load_clip_backbone']
+__all__ = ['TINY_CLIP_CFG', 'RANDOM_INIT', 'tiny_clip', 'word_token_ids', 'tokenize', 'ClipBackbone', 'build_clip',
+           'ContrastiveModel', 'tiny_contrastive', 'ModelSpec', 'parse_model_spec', 'load_contrastive',
+           'save_contrastive', 'RandomWeightsWarning', 'load_clip_backbone']
 
 # %% ../../nbs/05_models.clip.ipynb #a94ab89a
 TINY_CLIP_CFG = dict(
@@ -337,6 +337,15 @@ def parse_model_spec(model: str | os.PathLike, pretrained: str | None = None, ar
         return ModelSpec('hub', spec if spec in KNOWN_WEIGHTS else spec[len('hf-hub:') :], name=spec)
     return _parse_arch(spec, pretrained)
 
+# %% ../../nbs/05_models.clip.ipynb #e7b5e20c
+def _quick_gelu_name(arch: str, tag: str) -> str:
+    "The open_clip config to load `arch` weights `tag` into: `<arch>-quickgelu` when those weights need QuickGELU."
+    import open_clip
+
+    quick = f'{arch}-quickgelu'
+    needs = (open_clip.get_pretrained_cfg(arch, tag) or {}).get('quick_gelu', False)
+    return quick if needs and quick in open_clip.list_models() else arch
+
 # %% ../../nbs/05_models.clip.ipynb #a9ebf963
 def _load_arch(ms: ModelSpec, device, name: str, cache_dir=None) -> ContrastiveModel:
     "An open_clip architecture with random weights, known weights (resolved) or an open_clip weights tag."
@@ -348,7 +357,7 @@ def _load_arch(ms: ModelSpec, device, name: str, cache_dir=None) -> ContrastiveM
         )
         return _open_clip(arch, None, device, name)
     if f'{arch}-{tag}' in KNOWN_WEIGHTS:
-        return _open_clip(arch, str(resolve_weights(f'{arch}-{tag}')), device, name)
+        return _open_clip(_quick_gelu_name(arch, tag), str(resolve_weights(f'{arch}-{tag}')), device, name)
     if _offline():
         raise WeightsUnavailableError(
             f"{arch} pretrained={tag!r} must be downloaded by open_clip, and this session is offline; "
@@ -422,6 +431,44 @@ def save_contrastive(cm: ContrastiveModel, folder: str | Path, extra: dict | Non
         json.dump(cfg, f, indent=1)
     return folder
 
+# %% ../../nbs/05_models.clip.ipynb #7027cfc5
+class RandomWeightsWarning(UserWarning):
+    "A CLIP backbone starts from random weights because its pretrained weights did not resolve."
+
+
+RANDOM_INIT = (False, 'none', 'random')  # pretrained= values that ask for random weights on purpose
+
+# %% ../../nbs/05_models.clip.ipynb #0279d2c2
+def _default_tag(arch: str) -> str | None:
+    "The weights tag an architecture loads by default: 'openai' when the toolkit knows those weights."
+    return 'openai' if f'{arch}-openai' in KNOWN_WEIGHTS else None
+
+# %% ../../nbs/05_models.clip.ipynb #3c4337c9
+def _random_arch(ms: ModelSpec, device, why: str | None) -> ContrastiveModel:
+    "An architecture at random init: silently when asked for (why=None), else with a visible RandomWeightsWarning."
+    if why is not None:
+        warnings.warn(RandomWeightsWarning(why), stacklevel=3)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*weights are random.*')  # the reason was given above
+        return _load_spec(replace(ms, pretrained=None, name=f'{ms.target} (random)'), device)
+
+# %% ../../nbs/05_models.clip.ipynb #a0163576
+def _default_arch(ms: ModelSpec, device) -> ContrastiveModel:
+    "An architecture with its default weights when they resolve, else random with a RandomWeightsWarning."
+    tag = _default_tag(ms.target)
+    if tag is None:
+        why = f"{ms.target} has no known pretrained weights: its weights are RANDOM (pass pretrained=TAG or a file)"
+        return _random_arch(ms, device, why)
+    try:
+        return _load_spec(parse_model_spec(ms.target, tag), device)
+    except WeightsUnavailableError as e:
+        why = (
+            f"{ms.target}: the pretrained weights {ms.target}-{tag} did not resolve, so its weights are RANDOM. "
+            f"{str(e).splitlines()[0]} Put the weights in place (mtk weights fetch {ms.target}-{tag}) or pass "
+            "pretrained=False to start from random weights on purpose."
+        )
+        return _random_arch(ms, device, why)
+
 # %% ../../nbs/05_models.clip.ipynb #e6b99dfe
 def _tiny_backbone(seed: int, pretrained, device) -> ClipBackbone:
     "The tiny CLIP as a backbone; it has no pretrained weights to ask for."
@@ -445,19 +492,22 @@ def _backbone_of(cm: ContrastiveModel, spec) -> ClipBackbone:
     return ClipBackbone(cm.model, cm.name, copy.deepcopy(cfg), _image_size(cfg), mean, std)
 
 # %% ../../nbs/05_models.clip.ipynb #b368d52e
-def load_clip_backbone(name: str = 'RN50', pretrained: str | None = None, seed: int = 0, device='cpu') -> ClipBackbone:
+def load_clip_backbone(
+    name: str = 'RN50', pretrained: str | bool | None = 'default', seed: int = 0, device='cpu'
+) -> ClipBackbone:
     """The CLIP model behind the focus assessors.
 
-    `name`: `'tiny'` / `'tiny:SEED'` (test model), an open_clip architecture (`'RN50'`, `'ViT-B-16'`;
-    `pretrained='openai'` or a weights file, resolved through `weights.resolve_weights`; `pretrained=None` gives
-    random weights), `'BiomedCLIP'`, or an open_clip checkpoint folder. Missing weights offline raise
-    `WeightsUnavailableError` with download instructions.
+    `name`: `'tiny'` / `'tiny:SEED'` (test model), an open_clip architecture (`'RN50'`, `'ViT-B-16'`: its known
+    pretrained weights by default, resolved through `weights.resolve_weights`, random with a `RandomWeightsWarning` when
+    they do not resolve; `pretrained='openai'` or a weights file insists; `pretrained=False` is random on purpose),
+    `'BiomedCLIP'`, or an open_clip checkpoint folder.
     """
-    pretrained = None if pretrained in (None, 'none') else pretrained
-    ms = parse_model_spec(name, pretrained)
+    random_init = pretrained is False or (isinstance(pretrained, str) and pretrained in RANDOM_INIT)
+    asked = None if random_init or pretrained in (None, 'default') else pretrained  # a tag or file insisted on
+    ms = parse_model_spec(name, asked)
     if ms.kind == 'tiny':
-        return _tiny_backbone(seed if ms.seed is None else ms.seed, pretrained, device)
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*weights are random.*')
-        cm = _load_spec(ms, device)
-    return _backbone_of(cm, name)
+        return _tiny_backbone(seed if ms.seed is None else ms.seed, asked, device)
+    if ms.kind == 'arch' and ms.pretrained is None:
+        cm = _random_arch(ms, device, None) if random_init else _default_arch(ms, device)
+        return _backbone_of(cm, name)
+    return _backbone_of(_load_spec(ms, device), name)
