@@ -13,8 +13,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['RUN_CONFIG', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MTKError', 'InputError', 'WeightsUnavailableError',
            'get_device', 'seed_everything', 'as_rng', 'load_config', 'progress', 'file_mode', 'atomic_write',
-           'config_hash', 'check_run_folder', 'start_run', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint']
+           'config_hash', 'check_run_folder', 'start_run', 'fingerprint', 'rng_state', 'set_rng_state',
+           'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #e77598db
 class MTKError(Exception):
@@ -252,6 +252,18 @@ def start_run(out: str | Path, config: dict, overwrite: bool = False, owned: Seq
     with atomic_write(out / RUN_CONFIG, 'w') as f:
         json.dump({'hash': config_hash(config), 'config': config}, f, indent=1, sort_keys=True, default=str)
     return state
+
+# %% ../nbs/00_core.ipynb #2a9a66a2
+def fingerprint(paths: str | Path | Sequence[str | Path]) -> list[list]:
+    "`[path, size, mtime_ns]` of each file (every file of a folder, sorted; a missing path as `[path, None, None]`)."
+    paths = [paths] if isinstance(paths, (str, Path)) else paths
+    out = []
+    for p in map(Path, paths):
+        files = sorted(f for f in p.rglob('*') if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            st = f.stat() if f.exists() else None
+            out.append([f.resolve().as_posix(), st and st.st_size, st and st.st_mtime_ns])
+    return out
 
 # %% ../nbs/00_core.ipynb #70a4d0a3
 CHECKPOINT_FORMAT = 'mtk-checkpoint'
