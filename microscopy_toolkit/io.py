@@ -17,9 +17,10 @@ from PIL import Image
 from .core import InputError, atomic_write
 
 # %% auto #0
-__all__ = ['CANONICAL', 'AXES_HINT', 'IMAGE_SUFFIXES', 'canonical_axes', 'to_axes', 'check_finite', 'write_stack', 'write_labels',
-           'ImageData', 'read_image', 'list_images', 'read_zstack', 'read_timelapse', 'read_pixels', 'take_index',
-           'read_planes', 'planes_of', 'output_stems', 'as_image_list', 'normalize_percentile']
+__all__ = ['CANONICAL', 'AXES_HINT', 'IMAGE_SUFFIXES', 'LABEL_PATTERNS', 'canonical_axes', 'to_axes', 'check_finite',
+           'write_stack', 'write_labels', 'ImageData', 'read_image', 'list_images', 'read_zstack', 'read_timelapse',
+           'read_pixels', 'take_index', 'read_planes', 'planes_of', 'output_stems', 'read_label_folder',
+           'as_image_list', 'normalize_percentile']
 
 # %% ../nbs/01_io.ipynb #bc478971
 CANONICAL = 'TCZYX'
@@ -458,6 +459,27 @@ def output_stems(files: Sequence[str | Path]) -> list[str]:
             raise InputError(f"{seen[s]} and {f} would write the same outputs ({s}_*); rename one or run them apart")
         seen[s] = f
     return stems
+
+# %% ../nbs/01_io.ipynb #37ecbe3e
+LABEL_PATTERNS = ('*_cp_masks.tif', '*_cp_masks.png', '*_masks.tif', '*_masks.png')
+
+
+def read_label_folder(folder: str | Path, patterns: Sequence[str] = LABEL_PATTERNS) -> np.ndarray:
+    "(T, Y, X) integer labels from the files of `folder` matching the first of `patterns` that matches any."
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"label folder {folder} does not exist")
+    files = next((sorted(folder.glob(p), key=_natural_key) for p in patterns if any(folder.glob(p))), [])
+    if not files:
+        raise InputError(f"{folder} holds no label images named {' / '.join(patterns)}")
+    frames = [_label_array(f, _image_file(f, None).data) for f in files]
+    bad = [f"{f.name} {a.shape}" for f, a in zip(files, frames) if a.shape != frames[0].shape or a.ndim != 2]
+    if bad:
+        raise InputError(
+            f"label images in {folder} must be 2-D and of one size ({files[0].name} {frames[0].shape}); "
+            f"not {', '.join(bad[:3])}"
+        )
+    return np.stack(frames)
 
 # %% ../nbs/01_io.ipynb #e2332d18
 def _to_numpy(x) -> np.ndarray:
