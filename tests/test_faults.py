@@ -42,16 +42,29 @@ def _refused(res, *words):
         assert str(w) in message, (w, message)
 
 
+@pytest.fixture(autouse=True, scope='module')
+def umask():
+    "Every output of this module is written under `UMASK`, and each test checks the permissions of what it wrote."
+    old = os.umask(UMASK)
+    yield
+    os.umask(old)
+
+
+def _shareable(*folders_or_files):
+    "Assert that every file given or under the folders has the umask's permissions; return their suffixes."
+    files = [p for f in map(Path, folders_or_files) for p in ([f] if f.is_file() else f.rglob('*')) if p.is_file()]
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in files}
+    assert files and set(modes.values()) == {oct(0o666 & ~UMASK)}, modes
+    return {p.suffix for p in files}
+
+
 @pytest.fixture(scope='module')
-def ckpt(tmp_path_factory):
+def ckpt(tmp_path_factory, umask):
     "A tiny matching model (segmentation head), trained once; its run folder."
     run = tmp_path_factory.mktemp('faults') / 'run'
-    old = os.umask(UMASK)
-    try:
-        res = run_mtk('match', 'train', '--synthetic', '4', '--epochs', '1', '--image-size', '64', '-o', run, '--device', 'cpu')
-    finally:
-        os.umask(old)
+    res = run_mtk('match', 'train', '--synthetic', '4', '--epochs', '1', '--image-size', '64', '-o', run, '--device', 'cpu')
     assert 'warning: no --sd given: using --sd tiny' in res.stderr          # no silent toys
+    assert _shareable(run) == {'.pt', '.csv', '.json'}                       # checkpoints, history, config
     return run
 
 
@@ -118,48 +131,48 @@ def test_offline_weights_fail_fast_naming_the_place(tmp_path, monkeypatch):
 
 
 def test_stacks_pngs_and_mirrored_names(tmp_path, ckpt):
-    "A 5-plane stack is segmented plane by plane (labels keep their axes); a PNG folder is read; a/img + b/img both kept."
-    stack = np.stack([_image(k) for k in range(5)])
+    "A 3-plane stack is segmented plane by plane (labels keep their axes); a PNG folder is read; a/img + b/img both kept."
+    stack = np.stack([_image(k) for k in range(3)])
     for sub in ('a', 'b', 'pngs'):
         (tmp_path / sub).mkdir()
-    tifffile.imwrite(tmp_path / 'a' / 'img.tif', stack)
-    tifffile.imwrite(tmp_path / 'b' / 'img.tif', stack[3])
-    Image.fromarray((stack[3] // 16).astype(np.uint8)).save(tmp_path / 'pngs' / 'cells.png')
+    tifffile.imwrite(tmp_path / 'a' / 'img.tif', stack, metadata={'axes': 'ZYX'})
+    tifffile.imwrite(tmp_path / 'b' / 'img.tif', stack[2])
+    Image.fromarray((stack[2] // 16).astype(np.uint8)).save(tmp_path / 'pngs' / 'cells.png')
     out = tmp_path / 'seg'
     res = run_mtk('match', 'segment', tmp_path / 'a', tmp_path / 'b', tmp_path / 'pngs', '-c', ckpt / 'best.pt', '-o', out)
     with tifffile.TiffFile(out / 'a' / 'img_labels.tif') as tf:
         labels, axes = tf.asarray(), tf.series[0].axes
-    assert labels.shape == (5, 64, 64) and axes == 'ZYX'
-    np.testing.assert_array_equal(labels[3], tifffile.imread(out / 'b' / 'img_labels.tif'))   # plane 3 = the 2-D file
+    assert labels.shape == (3, 64, 64) and axes == 'ZYX'
+    np.testing.assert_array_equal(labels[2], tifffile.imread(out / 'b' / 'img_labels.tif'))   # plane 2 = the 2-D file
     assert (out / 'pngs' / 'cells_labels.tif').exists() and (out / 'a' / 'img_overlay.png').exists()
     assert json.loads((out / 'config.json').read_text())['config']['verb'] == 'segment'
     assert str(tmp_path / 'pngs' / 'cells.png') in res.stdout
+    assert _shareable(out) == {'.tif', '.png', '.json'}
     # the same command again resumes (nothing to do); another setting is refused; --overwrite starts afresh
     stamp = (out / 'a' / 'img_labels.tif').stat().st_mtime_ns
     run_mtk('match', 'segment', tmp_path / 'a', tmp_path / 'b', tmp_path / 'pngs', '-c', ckpt / 'best.pt', '-o', out)
     assert (out / 'a' / 'img_labels.tif').stat().st_mtime_ns == stamp
-    res = run_mtk('match', 'segment', tmp_path / 'a', '-c', ckpt / 'best.pt', '-o', out, '--no-overlays', check=False)
+    res = run_mtk('match', 'segment', tmp_path / 'b', '-c', ckpt / 'best.pt', '-o', out, '--no-overlays', check=False)
     _refused(res, out, '--overwrite', 'inputs')
-    run_mtk('match', 'segment', tmp_path / 'a', '-c', ckpt / 'best.pt', '-o', out, '--no-overlays', '--overwrite')
+    run_mtk('match', 'segment', tmp_path / 'b', '-c', ckpt / 'best.pt', '-o', out, '--no-overlays', '--overwrite')
     left = sorted(p.relative_to(out).as_posix() for p in out.rglob('*') if p.is_file())
     assert left == ['config.json', 'img_labels.tif'], left    # one input: named below its own folder; the rest removed
     # counting a stack: one row per plane
     run_mtk('match', 'count', tmp_path / 'a', '-c', ckpt / 'best.pt', '-o', tmp_path / 'cnt', '--no-overlays')
     rows = (tmp_path / 'cnt' / 'counts.csv').read_text().splitlines()
-    assert [r.split(',')[0] for r in rows[1:]] == [f'img_z{k}' for k in range(5)]
+    assert [r.split(',')[0] for r in rows[1:]] == [f'img_z{k}' for k in range(3)]
+    assert _shareable(tmp_path / 'cnt') == {'.csv', '.tif', '.json'}
 
 
-def test_match_train_into_a_used_folder(tmp_path, ckpt):
+def test_match_train_into_a_used_folder(ckpt):
     "Another config is refused and leaves the run as it was; the same config resumes instead of starting over."
-    run = tmp_path / 'run'
-    args = ['match', 'train', '--synthetic', '4', '--image-size', '64', '-o', run, '--device', 'cpu', '--sd', 'tiny']
-    run_mtk(*args, '--epochs', '1')
-    hist = (run / 'history.csv').read_text()
+    args = ['match', 'train', '--synthetic', '4', '--image-size', '64', '-o', ckpt, '--device', 'cpu']
+    hist, best = (ckpt / 'history.csv').read_text(), (ckpt / 'best.pt').read_bytes()
     res = run_mtk(*args, '--epochs', '2', '--lr', '1e-3', check=False)
-    _refused(res, run, 'epochs 1 -> 2', '--overwrite')
-    assert (run / 'history.csv').read_text() == hist
-    res = run_mtk(*args, '--epochs', '1')
-    assert 'resuming' in res.stderr and (run / 'history.csv').read_text() == hist
+    _refused(res, ckpt, 'epochs 1 -> 2', '--overwrite')
+    res = run_mtk(*args, '--epochs', '1')                        # the finished run: resumed, nothing left to train
+    assert 'resuming' in res.stderr
+    assert (ckpt / 'history.csv').read_text() == hist and (ckpt / 'best.pt').read_bytes() == best
 
 
 def _interrupt(cmd, wait_for, timeout=300):
@@ -216,8 +229,9 @@ def test_track_run_cellpose_masks_and_no_stale_frames(tmp_path):
     assert len(list(res_dir.glob('mask*.tif'))) == 8                    # refused: the old result untouched
     run_mtk('track', 'run', short, '--masks', cp_short, '--linker', 'overlap', '-o', res_dir, '--overwrite')
     assert sorted(p.name for p in res_dir.glob('mask*.tif')) == [f'mask{t:03d}.tif' for t in range(5)]
-    ev = run_mtk('track', 'eval', res_dir, tmp_path / 'seq5' / '01_GT')  # a valid CTC folder, no stale frame in it
-    assert 'DET: 1.0000' in ev.stdout and 'evaluating' in ev.stderr
+    ev = run_mtk('track', 'eval', res_dir, tmp_path / 'seq5' / '01_GT', '--json', tmp_path / 'm.json')
+    assert 'DET: 1.0000' in ev.stdout and 'evaluating' in ev.stderr      # a valid CTC folder, no stale frame in it
+    assert _shareable(res_dir, tmp_path / 'm.json') == {'.tif', '.txt', '.json'}
     bad = run_mtk('track', 'run', short, '--masks', cp_long, '--linker', 'overlap', '-o', tmp_path / 'x', check=False)
     _refused(bad, cp_long, '8 label images')
     assert not (tmp_path / 'x').exists()
@@ -231,25 +245,3 @@ def test_help_shows_defaults_and_an_example():
     assert 'default: 100' in out and 'example:\n  mtk match train' in out
     out = run_mtk('track', 'run', '--help').stdout
     assert '--axes AXES' in out and 'example:\n  mtk track run' in out and '_cp_masks.tif' in out
-
-
-# ---- permissions of every output kind
-
-
-def test_every_output_gets_the_umask_permissions(tmp_path, ckpt):
-    old = os.umask(UMASK)
-    try:
-        tifffile.imwrite(tmp_path / 'img.tif', _image())
-        run_mtk('match', 'segment', tmp_path / 'img.tif', '-c', ckpt / 'best.pt', '-o', tmp_path / 'seg')
-        run_mtk('match', 'count', tmp_path / 'img.tif', '-c', ckpt / 'best.pt', '-o', tmp_path / 'cnt')
-        frames, cp = _timelapse(tmp_path, 3)
-        run_mtk('track', 'run', frames, '--masks', cp, '--linker', 'overlap', '-o', tmp_path / 'res')
-        run_mtk('track', 'eval', tmp_path / 'res', tmp_path / 'seq3' / '01_GT', '--json', tmp_path / 'm.json')
-    finally:
-        os.umask(old)
-    files = [ckpt / n for n in ('best.pt', 'last.pt', 'history.csv', 'config.json')] + [tmp_path / 'm.json'] + [
-        p for d in ('seg', 'cnt', 'res') for p in (tmp_path / d).iterdir()]
-    kinds = {p.suffix for p in files}
-    assert {'.pt', '.csv', '.json', '.tif', '.png', '.txt'} <= kinds, kinds
-    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in files}
-    assert set(modes.values()) == {oct(0o666 & ~UMASK)}, modes
