@@ -6,14 +6,15 @@
 from __future__ import annotations
 import os, json, random, contextlib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MTKError', 'InputError', 'WeightsUnavailableError', 'get_device',
-           'seed_everything', 'as_rng', 'load_config', 'progress', 'file_mode', 'atomic_write', 'rng_state',
-           'set_rng_state', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['RUN_CONFIG', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'MTKError', 'InputError', 'WeightsUnavailableError',
+           'get_device', 'seed_everything', 'as_rng', 'load_config', 'progress', 'file_mode', 'atomic_write',
+           'config_hash', 'check_run_folder', 'start_run', 'fingerprint', 'rng_state', 'set_rng_state',
+           'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/00_core.ipynb #e77598db
 class MTKError(Exception):
@@ -181,6 +182,88 @@ def atomic_write(path: str | Path, mode: str = 'wb'):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #4a9fbb35
+RUN_CONFIG = 'config.json'
+
+
+def config_hash(config: dict) -> str:
+    "A short SHA-256 of a config: the same for equal configs, whatever their key order."
+    import hashlib
+
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+# %% ../nbs/00_core.ipynb #10498b2f
+def _saved_run(out: Path) -> dict | None:
+    "The `config.json` of a run folder (None when absent or unreadable)."
+    try:
+        saved = json.loads((out / RUN_CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and 'hash' in saved else None
+
+# %% ../nbs/00_core.ipynb #0de68d29
+def _differences(old: dict, new: dict, most: int = 4) -> str:
+    "The settings that differ, as `key old -> new` (the first `most`)."
+    new = json.loads(json.dumps(new, default=str))
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    diff = [f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in keys[:most]]
+    return ', '.join(diff) + (f" and {len(keys) - most} more" if len(keys) > most else '')
+
+# %% ../nbs/00_core.ipynb #57ba8bb1
+def _owned_files(out: Path, owned: Sequence[str]) -> list[Path]:
+    "The files in `out` matching the glob patterns `owned` (with `config.json`), sorted."
+    found = {p for pat in owned for p in out.glob(pat) if p.is_file()}
+    return sorted(found | ({out / RUN_CONFIG} if (out / RUN_CONFIG).exists() else set()))
+
+# %% ../nbs/00_core.ipynb #e9c8376b
+def check_run_folder(out: str | Path, config: dict, overwrite: bool = False, owned: Sequence[str] = ('*',)) -> str:
+    "'new', 'resume' or 'replace' for a run with `config` into `out`; writes nothing; a used folder needs a reason."
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file; choose a folder with -o")
+    present = _owned_files(out, owned) if out.is_dir() else []
+    if not present:
+        return 'new'
+    if overwrite:
+        return 'replace'
+    saved = _saved_run(out)
+    if saved is not None and saved['hash'] == config_hash(config):
+        return 'resume'
+    why = (
+        f"a run with other settings ({_differences(saved.get('config', {}), config)})"
+        if saved is not None
+        else f"{len(present)} file(s) ({', '.join(p.name for p in present[:3])}) of a run without a saved {RUN_CONFIG}"
+    )
+    raise InputError(
+        f"output folder {out} holds {why}; a run resumes only with the same settings: "
+        "pass --overwrite to replace it, or choose a new folder with -o"
+    )
+
+# %% ../nbs/00_core.ipynb #391db8b8
+def start_run(out: str | Path, config: dict, overwrite: bool = False, owned: Sequence[str] = ('*',)) -> str:
+    "Check `out` (`check_run_folder`), remove the owned files on 'replace', save `config.json`; return the state."
+    out = Path(out)
+    state = check_run_folder(out, config, overwrite, owned)
+    if state == 'replace':
+        for p in _owned_files(out, owned):
+            p.unlink()
+    with atomic_write(out / RUN_CONFIG, 'w') as f:
+        json.dump({'hash': config_hash(config), 'config': config}, f, indent=1, sort_keys=True, default=str)
+    return state
+
+# %% ../nbs/00_core.ipynb #2a9a66a2
+def fingerprint(paths: str | Path | Sequence[str | Path]) -> list[list]:
+    "`[path, size, mtime_ns]` of each file (every file of a folder, sorted; a missing path as `[path, None, None]`)."
+    paths = [paths] if isinstance(paths, (str, Path)) else paths
+    out = []
+    for p in map(Path, paths):
+        files = sorted(f for f in p.rglob('*') if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            st = f.stat() if f.exists() else None
+            out.append([f.resolve().as_posix(), st and st.st_size, st and st.st_mtime_ns])
+    return out
 
 # %% ../nbs/00_core.ipynb #70a4d0a3
 CHECKPOINT_FORMAT = 'mtk-checkpoint'

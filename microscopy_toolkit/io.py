@@ -17,9 +17,10 @@ from PIL import Image
 from .core import InputError, atomic_write
 
 # %% auto #0
-__all__ = ['CANONICAL', 'IMAGE_SUFFIXES', 'canonical_axes', 'to_axes', 'check_finite', 'write_stack', 'write_labels', 'ImageData',
-           'read_image', 'list_images', 'read_zstack', 'read_timelapse', 'read_pixels', 'as_image_list',
-           'normalize_percentile']
+__all__ = ['CANONICAL', 'AXES_HINT', 'IMAGE_SUFFIXES', 'LABEL_PATTERNS', 'canonical_axes', 'to_axes', 'check_finite',
+           'write_stack', 'write_labels', 'ImageData', 'read_image', 'list_images', 'read_zstack', 'read_timelapse',
+           'read_pixels', 'take_index', 'read_planes', 'planes_of', 'output_stems', 'read_label_folder',
+           'as_image_list', 'normalize_percentile']
 
 # %% ../nbs/01_io.ipynb #bc478971
 CANONICAL = 'TCZYX'
@@ -33,7 +34,9 @@ def _canonical_letter(a: str, axes: str, taken: list) -> str:
         return a
     a = next((b for b in 'ZCT' if b not in taken and b not in axes), None)
     if a is None:
-        raise InputError(f"cannot interpret axes {axes!r}: too many non-spatial dimensions; pass axes= explicitly")
+        raise InputError(
+            f"cannot interpret axes {axes!r}: too many non-spatial dimensions; pass --axes (Python: axes=)"
+        )
     return a
 
 # %% ../nbs/01_io.ipynb #4c0e2a11
@@ -45,7 +48,7 @@ def canonical_axes(axes: str, shape: Sequence[int] | None = None) -> str:
         out.append(_canonical_letter(a, axes, out))
     res = ''.join(out)
     if not res.endswith('YX'):
-        raise InputError(f"axes {axes!r} do not end with the spatial axes YX; pass axes= explicitly (e.g. 'ZYX')")
+        raise InputError(f"axes {axes!r} do not end with the spatial axes YX; pass --axes (Python: axes=), e.g. ZYX")
     if shape is not None and len(shape) != len(res):
         raise InputError(f"axes {res!r} do not match an array of {len(shape)} dimensions {tuple(shape)}")
     return res
@@ -180,8 +183,14 @@ class ImageData:
         return to_axes(self.data, self.axes, axes)
 
 # %% ../nbs/01_io.ipynb #568d41e5
-def _read_series(path: Path, series: int) -> tuple[np.ndarray, str]:
-    "The pixels and tifffile's axes of series `series` of the TIFF at `path`."
+def _stated_axes(tf) -> bool:
+    "True when a TIFF states its axes: OME-XML, ImageJ metadata, or tifffile's own metadata with an `axes` entry."
+    shaped = tf.shaped_metadata if tf.is_shaped else None
+    return bool(tf.is_ome or tf.is_imagej or (shaped and 'axes' in shaped[0]))
+
+# %% ../nbs/01_io.ipynb #bd24bd5d
+def _read_series(path: Path, series: int) -> tuple[np.ndarray, str, bool]:
+    "The pixels and tifffile's axes of series `series` of the TIFF at `path`, and whether the file states its axes."
     try:
         with tifffile.TiffFile(path) as tf:
             if not tf.series:
@@ -189,7 +198,7 @@ def _read_series(path: Path, series: int) -> tuple[np.ndarray, str]:
             if series >= len(tf.series):
                 raise InputError(f"{path} has {len(tf.series)} series; series={series} does not exist")
             s = tf.series[series]
-            return s.asarray(), s.axes
+            return s.asarray(), s.axes, _stated_axes(tf)
     except InputError:
         raise
     except Exception as e:
@@ -207,18 +216,44 @@ def _caller_axes(path: Path, axes: str, shape: tuple) -> str:
         raise InputError(f"axes={axes!r} must use each of T, C, Z, Y, X at most once")
     return ax
 
+# %% ../nbs/01_io.ipynb #73c0b84e
+AXES_HINT = "pass --axes (e.g. --axes {eg}; Python: axes='{eg}')"
+
+
+def _check_layout(path: Path, file_axes: str, shape: tuple) -> None:
+    "Refuse a layout tifffile had to guess: planes stored as RGB components, or two unnamed axes before Y, X."
+    lead = file_axes[:-3] if file_axes.endswith('YXS') else file_axes[:-2]
+    if 'S' in lead:
+        raise InputError(
+            f"{path}: {shape[file_axes.index('S')]} planes stored as RGB colour components and no axes metadata "
+            "(tifffile's default for 3-4 planes): z-planes, channels or time points? "
+            + AXES_HINT.format(eg='ZYX')
+            + ', or --axes CYX / TYX'
+        )
+    if len(lead) >= 2:
+        raise InputError(
+            f"{path}: shape {tuple(shape)} has {len(lead)} axes before Y, X and no axes metadata (a plain TIFF), "
+            "so their order is unknown; " + AXES_HINT.format(eg='CZYX') + ', or ZCYX, TZYX, ...'
+        )
+
 # %% ../nbs/01_io.ipynb #26ada17f
 def read_image(path: str | Path, axes: str | None = None, series: int = 0) -> ImageData:
-    "Read a TIFF / OME-TIFF series with its axes (or the caller's `axes=`), validating the pixels."
+    """Read a TIFF / OME-TIFF series with its axes (or the caller's `axes=`), validating the pixels; ambiguous layouts
+    are refused. RGB colour samples become a last axis `S`."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist")
     if path.is_dir():
         raise InputError(f"{path} is a folder; pass a TIFF file (or use list_images / read_timelapse for folders)")
-    data, file_axes = _read_series(path, series)
+    data, file_axes, stated = _read_series(path, series)
     check_finite(data, str(path))
-    ax = canonical_axes(file_axes, data.shape) if axes is None else _caller_axes(path, axes, data.shape)
-    return ImageData(data, ax, path)
+    if axes is not None:
+        return ImageData(data, _caller_axes(path, axes, data.shape), path)
+    if not stated:
+        _check_layout(path, file_axes, data.shape)
+    if file_axes.endswith('YXS'):
+        return ImageData(data, canonical_axes(file_axes[:-1], data.shape[:-1]) + 'S', path)
+    return ImageData(data, canonical_axes(file_axes, data.shape), path)
 
 # %% ../nbs/01_io.ipynb #7b324a92
 def _natural_key(p: Path):
@@ -226,23 +261,23 @@ def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', p.name)]
 
 # %% ../nbs/01_io.ipynb #059f04b3
-def _tiffs_in(folder: Path, recursive: bool) -> list[Path]:
-    "The TIFF files in `folder` (and its sub-folders when `recursive`), in natural order."
+def _tiffs_in(folder: Path, recursive: bool, suffixes: Sequence[str] = ('.tif', '.tiff')) -> list[Path]:
+    "The image files (by `suffixes`) in `folder` (and its sub-folders when `recursive`), in natural order."
     pat = '**/*' if recursive else '*'
-    return sorted(
-        (f for f in folder.glob(pat) if f.suffix.lower() in ('.tif', '.tiff') and f.is_file()), key=_natural_key
-    )
+    return sorted((f for f in folder.glob(pat) if f.suffix.lower() in suffixes and f.is_file()), key=_natural_key)
 
 # %% ../nbs/01_io.ipynb #6d246713
-def list_images(paths: str | Path | Sequence[str | Path], recursive: bool = False) -> list[Path]:
-    "Expand files, folders and glob patterns into a sorted list of TIFF files; an error if there are none."
+def list_images(
+    paths: str | Path | Sequence[str | Path], recursive: bool = False, suffixes: Sequence[str] = ('.tif', '.tiff')
+) -> list[Path]:
+    "Expand files, folders and glob patterns into a sorted list of image files (by `suffixes`); an error if none."
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += _tiffs_in(p, recursive)
+            out += _tiffs_in(p, recursive, suffixes)
         elif p.exists():
             out.append(p)
         elif any(c in str(p) for c in '*?['):
@@ -250,20 +285,26 @@ def list_images(paths: str | Path | Sequence[str | Path], recursive: bool = Fals
         else:
             raise InputError(f"{p} does not exist")
     if not out:
-        raise InputError(f"no TIFF files found in {', '.join(map(str, paths))}")
+        kinds = '/'.join(s.lstrip('.').upper() for s in suffixes)
+        raise InputError(f"no {kinds} files found in {', '.join(map(str, paths))}")
     return out
 
 # %% ../nbs/01_io.ipynb #ca5ca6ff
 def _pick_channel(img: ImageData, channel: int | None, what: str) -> ImageData:
     "`img` without its C axis: the only channel, or channel `channel` (required when there are several)."
+    if 'S' in img.axes and 'C' not in img.axes:  # RGB samples are the channels
+        img = ImageData(np.moveaxis(img.data, -1, 0), 'C' + img.axes[:-1], img.path)
     nc = img.size_of('C')
     if nc == 1:
         data = img.as_axes(img.axes.replace('C', '')) if 'C' in img.axes else img.data
         return ImageData(data, img.axes.replace('C', ''), img.path)
     if channel is None:
-        raise InputError(f"{img.path} has {nc} channels (axes {img.axes}); pass channel=0..{nc-1} to read one {what}")
+        raise InputError(
+            f"{img.path} has {nc} channels (axes {img.axes}); "
+            f"pass --channel 0..{nc-1} (Python: channel=) to read one {what}"
+        )
     if not 0 <= channel < nc:
-        raise InputError(f"{img.path}: channel={channel} is out of range, the file has channels 0..{nc-1}")
+        raise InputError(f"{img.path}: --channel {channel} is out of range, the file has channels 0..{nc-1}")
     data = np.take(img.data, channel, axis=img.axes.index('C'))
     return ImageData(data, img.axes.replace('C', ''), img.path)
 
@@ -276,10 +317,11 @@ def _pick_timepoint(img: ImageData, timepoint: int | None) -> ImageData:
         if 'Z' not in img.axes or img.size_of('Z') == 1:
             raise InputError(
                 f"{img.path} is a time-lapse (axes {img.axes}) without a z axis; use read_timelapse, "
-                "or axes='ZYX' if the first axis is really z"
+                "or --axes ZYX (Python: axes='ZYX') if the first axis is really z"
             )
         raise InputError(
-            f"{img.path} has {img.size_of('T')} time points (axes {img.axes}); pass timepoint= to read one z-stack"
+            f"{img.path} has {img.size_of('T')} time points (axes {img.axes}); "
+            "pass --timepoint N (Python: timepoint=) to read one z-stack"
         )
     return ImageData(np.take(img.data, timepoint, axis=img.axes.index('T')), img.axes.replace('T', ''), img.path)
 
@@ -307,7 +349,8 @@ def _pick_plane(img: ImageData, z: int | None) -> ImageData:
         return img
     if z is None:
         raise InputError(
-            f"{img.path} has {img.size_of('Z')} z-planes per time point (axes {img.axes}); pass z= to pick one plane"
+            f"{img.path} has {img.size_of('Z')} z-planes per time point (axes {img.axes}); "
+            "pass --z N (Python: z=) to pick one plane"
         )
     return ImageData(np.take(img.data, z, axis=img.axes.index('Z')), img.axes.replace('Z', ''), img.path)
 
@@ -345,6 +388,98 @@ def read_pixels(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
     return check_finite(_read_with_pillow(path), str(path))
+
+# %% ../nbs/01_io.ipynb #928b0700
+def take_index(img: ImageData, axis: str, index: int | None, flag: str) -> ImageData:
+    "`img` at `index` of `axis` (the axis removed); None keeps it; index 0 of an absent axis is the image itself."
+    if index is None:
+        return img
+    if axis not in img.axes:
+        if index == 0:
+            return img
+        raise InputError(f"{img.path}: {flag} {index} was given, but the file has no {axis} axis (axes {img.axes})")
+    n = img.size_of(axis)
+    if not 0 <= index < n:
+        raise InputError(
+            f"{img.path}: {flag} {index} is out of range; the file has {flag} 0..{n - 1} (axes {img.axes})"
+        )
+    return ImageData(np.take(img.data, index, axis=img.axes.index(axis)), img.axes.replace(axis, ''), img.path)
+
+# %% ../nbs/01_io.ipynb #0d0efa23
+def _image_file(path: Path, axes: str | None) -> ImageData:
+    "A TIFF through `read_image`; a PNG / JPEG / BMP through Pillow, as (Y, X) or (Y, X, S) colour."
+    if path.suffix.lower() in ('.tif', '.tiff') or not path.exists():
+        return read_image(path, axes)
+    if not path.is_file():
+        raise InputError(f"{path} is not a file")
+    data = check_finite(_read_with_pillow(path), str(path))
+    if data.ndim not in (2, 3):
+        raise InputError(f"{path}: an image of shape {data.shape} is neither grey (Y, X) nor colour (Y, X, C)")
+    return ImageData(data, 'YX' if data.ndim == 2 else 'YXS', path)
+
+# %% ../nbs/01_io.ipynb #4126f970
+def read_planes(
+    path: str | Path,
+    axes: str | None = None,
+    channel: int | None = None,
+    timepoint: int | None = None,
+    z: int | None = None,
+) -> ImageData:
+    "An image for a 2-D verb: the indices asked for taken, one channel (or RGB colour) kept, other axes before Y, X."
+    img = _image_file(Path(path), axes)
+    img = take_index(take_index(img, 'T', timepoint, '--timepoint'), 'Z', z, '--z')
+    if 'S' in img.axes and channel is not None:  # one component of a colour image
+        img = ImageData(np.moveaxis(img.data, -1, 0), 'C' + img.axes[:-1], img.path)
+    img = take_index(img, 'C', channel, '--channel')
+    if img.size_of('C') > 1:
+        raise InputError(
+            f"{img.path} has {img.size_of('C')} channels (axes {img.axes}); "
+            f"pass --channel 0..{img.size_of('C') - 1} (Python: channel=) to pick one"
+        )
+    return ImageData(img.as_axes(img.axes.replace('C', '')), img.axes.replace('C', ''), img.path)
+
+# %% ../nbs/01_io.ipynb #a9dc43b8
+def planes_of(img: ImageData) -> tuple[np.ndarray, str, tuple]:
+    "The (N, Y, X) or (N, Y, X, S) planes of `img`, and the axes and shape of what came before Y, X."
+    lead = img.axes[: img.axes.index('Y')]
+    shape = img.shape[: len(lead)]
+    return img.data.reshape((-1,) + img.shape[len(lead) :]), lead, shape
+
+# %% ../nbs/01_io.ipynb #4e8b32e6
+def output_stems(files: Sequence[str | Path]) -> list[str]:
+    "One output name per input: its path below the inputs' common folder, without the suffix; clashes are refused."
+    import os
+
+    files = [Path(f).resolve() for f in files]
+    common = Path(os.path.commonpath([f.parent for f in files])) if files else Path('.')
+    stems = [f.relative_to(common).with_suffix('').as_posix() for f in files]
+    seen = {}
+    for f, s in zip(files, stems):
+        if s in seen:
+            raise InputError(f"{seen[s]} and {f} would write the same outputs ({s}_*); rename one or run them apart")
+        seen[s] = f
+    return stems
+
+# %% ../nbs/01_io.ipynb #37ecbe3e
+LABEL_PATTERNS = ('*_cp_masks.tif', '*_cp_masks.png', '*_masks.tif', '*_masks.png')
+
+
+def read_label_folder(folder: str | Path, patterns: Sequence[str] = LABEL_PATTERNS) -> np.ndarray:
+    "(T, Y, X) integer labels from the files of `folder` matching the first of `patterns` that matches any."
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"label folder {folder} does not exist")
+    files = next((sorted(folder.glob(p), key=_natural_key) for p in patterns if any(folder.glob(p))), [])
+    if not files:
+        raise InputError(f"{folder} holds no label images named {' / '.join(patterns)}")
+    frames = [_label_array(f, _image_file(f, None).data) for f in files]
+    bad = [f"{f.name} {a.shape}" for f, a in zip(files, frames) if a.shape != frames[0].shape or a.ndim != 2]
+    if bad:
+        raise InputError(
+            f"label images in {folder} must be 2-D and of one size ({files[0].name} {frames[0].shape}); "
+            f"not {', '.join(bad[:3])}"
+        )
+    return np.stack(frames)
 
 # %% ../nbs/01_io.ipynb #e2332d18
 def _to_numpy(x) -> np.ndarray:

@@ -168,6 +168,25 @@ def _download(spec: WeightSpec, dest: Path | None = None) -> Path:
     "Download a model's files from wherever it is published."
     return _from_url(spec, dest) if spec.url else _from_hub(spec, dest)
 
+# %% ../nbs/04_weights.ipynb #5f3cdabc
+def _unreachable(spec: WeightSpec, timeout: float = 3.0) -> str | None:
+    "The host a model downloads from when it accepts no connection within `timeout` seconds (DNS included)."
+    import contextlib, socket, threading
+    from urllib.parse import urlparse
+
+    host = urlparse(spec.url).hostname if spec.url else 'huggingface.co'
+    ok = []
+
+    def probe():
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, 443), timeout=timeout).close()
+            ok.append(True)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return None if ok else host
+
 # %% ../nbs/04_weights.ipynb #f773c7ce
 def _explicit(spec: WeightSpec, path: str | Path) -> Path:
     "The explicit path a caller gave, which must exist."
@@ -190,6 +209,10 @@ def resolve_weights(model: str | WeightSpec, path: str | Path | None = None, dow
         return found
     if download is None:
         download = not _offline()
+    host = _unreachable(spec) if download else None
+    if host is not None:
+        tried.append(f"no download: {host} is unreachable")
+        download = False
     if download:
         try:
             return _download(spec)

@@ -13,7 +13,8 @@ from ..core import MTKError, InputError, atomic_write
 from . import bench, focus, match, qc, track, weights
 
 # %% auto #0
-__all__ = ['MODES', 'COMMANDS', 'tutorials_dir', 'run_tutorials', 'build_parser', 'main']
+__all__ = ['MODES', 'EXAMPLES', 'COMMANDS', 'tutorials_dir', 'run_tutorials', 'HelpFormatter', 'MTKParser', 'add_examples',
+           'build_parser', 'main']
 
 # %% ../../nbs/60_cli.ipynb #4d9c5df2
 def tutorials_dir() -> Path:
@@ -254,10 +255,71 @@ def _cmd_quickstart(a) -> None:
     _say_wrote(res['notebooks'] + res['figures'] + [res['metrics']])
     print(f"quickstart finished: {len(res['notebooks'])} tutorial(s); everything is in {res['out_dir']}")
 
+# %% ../../nbs/60_cli.ipynb #8da3e76d
+def _shows_default(action) -> bool:
+    "Whether an option's default is worth showing: a value, not None / False / suppressed."
+    return bool(action.option_strings) and not any(action.default is x for x in (None, False, argparse.SUPPRESS))
+
+# %% ../../nbs/60_cli.ipynb #b5df144a
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    "Help with `(default: X)` after every option whose default is a value (not None, not False)."
+
+    def _get_help_string(self, action):
+        help = (action.help or '').strip()
+        shown = _shows_default(action)
+        if shown and '%(default)' not in help and 'default' not in help.lower():
+            help += ' (default: %(default)s)'
+        return help.strip()
+
+# %% ../../nbs/60_cli.ipynb #9a4fc014
+class MTKParser(argparse.ArgumentParser):
+    "The parser class of `mtk` and, by inheritance through `add_subparsers`, of every command and verb."
+
+    def __init__(self, *args, **kw):
+        kw.setdefault('formatter_class', HelpFormatter)
+        super().__init__(*args, **kw)
+
+# %% ../../nbs/60_cli.ipynb #33522536
+EXAMPLES = {
+    ('quickstart', None): 'mtk quickstart -o mtk_output',
+    ('focus', 'score'): 'mtk focus score stacks/ -m sf -m brenner -o scores.csv',
+    ('focus', 'analyze'): 'mtk focus analyze --synthetic -o focus_analysis',
+    ('focus', 'train'): 'mtk focus train config.yaml -o focus_run',
+    ('focus', 'predict'): 'mtk focus predict focus_run/fluoclip/seed0/model.pt stack.tif --stain DAPI -o pred.csv',
+    ('qc', None): 'mtk qc plate/ -o qc',
+    ('match', 'train'): 'mtk match train --data cells/ --sd stable-diffusion-v1-4 -o match_train',
+    ('match', 'segment'): 'mtk match segment images/ -c match_train/best.pt --axes ZYX -o labels',
+    ('match', 'count'): 'mtk match count images/ -c match_train/best.pt --box 10,10,30,30 -o counts',
+    ('track', 'train'): 'mtk track train --data Fluo-N2DH-SIM+/01 Fluo-N2DH-SIM+/02 --sd stable-diffusion-v1-4',
+    ('track', 'run'): 'mtk track run movie.tif --masks cellpose_out/ --linker overlap -o 01_RES',
+    ('track', 'eval'): 'mtk track eval 01_RES 01_GT --json metrics.json',
+    ('bench', 'eval'): 'mtk bench eval --model hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224',
+    ('bench', 'merge'): 'mtk bench merge base.pt finetuned.pt --alpha 0.5 -o merged.pt',
+    ('weights', 'list'): 'mtk weights list',
+    ('weights', 'fetch'): 'mtk weights fetch stable-diffusion-v1-4 --dest $MTK_WEIGHTS_DIR',
+}
+
+# %% ../../nbs/60_cli.ipynb #6e984a41
+def _subparsers(p: argparse.ArgumentParser) -> dict:
+    "The sub-parsers of `p` by name ({} when it has none)."
+    return next((a.choices for a in p._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+# %% ../../nbs/60_cli.ipynb #0988c170
+def add_examples(ap: argparse.ArgumentParser, examples: dict = EXAMPLES) -> None:
+    "Put each `(command, verb)` example in the epilog of its parser (verb None: no verbs); show every default."
+    for c, cp in _subparsers(ap).items():
+        verbs = _subparsers(cp) or {None: cp}
+        for v, vp in verbs.items():
+            if (c, v) in examples:
+                vp.epilog = f"example:\n  {examples[(c, v)]}"
+            for action in vp._actions:  # argparse lists no help (nor default) for an option without help text
+                if action.help is None and _shows_default(action):
+                    action.help = 'default: %(default)s'
+
 # %% ../../nbs/60_cli.ipynb #feb29b40
 def build_parser() -> argparse.ArgumentParser:
     "The `mtk` argument parser."
-    ap = argparse.ArgumentParser(
+    ap = MTKParser(
         prog='mtk',
         description='microscopy_toolkit: focus quality, matching-based segmentation/counting/tracking, Micro-Bench.',
     )
@@ -266,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quickstart(sub)
     for pillar in (focus, match, track, bench, weights, qc):
         pillar.add_parser(sub)
+    add_examples(ap)
     return ap
 
 # %% ../../nbs/60_cli.ipynb #55010e53
@@ -281,7 +344,7 @@ COMMANDS = {
 
 # %% ../../nbs/60_cli.ipynb #2bb8dc1c
 def main(argv: Sequence[str] | None = None) -> int:
-    "Entry point of the `mtk` command; returns the exit status."
+    "Entry point of the `mtk` command; returns the exit status (2: a mistake, 130: interrupted with Ctrl-C)."
     a = build_parser().parse_args(argv)
     os.environ.setdefault('MPLBACKEND', 'Agg')  # verbs only save figures: no window, no display needed
     try:
@@ -289,5 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MTKError as e:
         print(f"mtk: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "mtk: interrupted; files written so far are complete: run the same command again to resume", file=sys.stderr
+        )
+        return 130
     _say_wrote(written or [])
     return 0

@@ -5,14 +5,15 @@
 # %% ../../nbs/62_cli.match.ipynb #2d7f8b8d
 from __future__ import annotations
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..core import InputError, atomic_write, progress
+from ..core import InputError, atomic_write, check_run_folder, fingerprint, progress, start_run
 
 # %% auto #0
-__all__ = ['COMMANDS', 'box_arg', 'add_parser']
+__all__ = ['COMMANDS', 'box_arg', 'add_image_args', 'sd_or_tiny', 'add_parser']
 
 # %% ../../nbs/62_cli.match.ipynb #6684a3fc
 def box_arg(text: str) -> list[float]:
@@ -24,6 +25,33 @@ def box_arg(text: str) -> list[float]:
     if len(b) != 4:
         raise argparse.ArgumentTypeError(f'a box is x0,y0,x1,y1 (four numbers), got {text!r}')
     return b
+
+# %% ../../nbs/62_cli.match.ipynb #ebb3ec3e
+def add_image_args(p, z: bool = True, timepoint: bool = True) -> None:
+    "The image-selection flags on parser `p`: `--axes`, `--channel` (and `--timepoint`, `--z` when asked)."
+    p.add_argument(
+        '--axes',
+        default=None,
+        metavar='AXES',
+        help="axes of files without axes metadata, letters of TCZYX ending in YX (e.g. ZYX, CZYX, TZCYX)",
+    )
+    p.add_argument('--channel', type=int, default=None, metavar='C', help='channel index of multi-channel files')
+    if timepoint:
+        p.add_argument('--timepoint', type=int, default=None, metavar='T', help='time point of time-lapse files')
+    if z:
+        p.add_argument('--z', type=int, default=None, metavar='Z', help='z-plane of z-stacks')
+
+# %% ../../nbs/62_cli.match.ipynb #7452d71a
+def sd_or_tiny(sd: str | None) -> str:
+    "`sd`, or 'tiny' with a visible warning when none was given."
+    if sd is not None:
+        return sd
+    print(
+        "mtk: warning: no --sd given: using --sd tiny, a random tiny Stable Diffusion for smoke tests; "
+        "its results mean nothing. Pass --sd stable-diffusion-v1-4 (see mtk weights list) or a folder for real work.",
+        file=sys.stderr,
+    )
+    return 'tiny'
 
 # %% ../../nbs/62_cli.match.ipynb #a54f318d
 def _add_train(verbs) -> None:
@@ -48,8 +76,9 @@ def _add_train(verbs) -> None:
     )
     p.add_argument(
         '--sd',
-        default='tiny',
-        help="'tiny' (random, for smoke runs), 'stable-diffusion-v1-4' (weight resolver) or a folder",
+        default=None,
+        help="'stable-diffusion-v1-4' (weight resolver), a folder, or 'tiny' (random, smoke runs; used with a "
+        "warning when --sd is not given)",
     )
     p.add_argument('--image-size', type=int, default=None, help='SD input size (default 512, tiny 64)')
     p.add_argument('--epochs', type=int, default=100)
@@ -57,9 +86,32 @@ def _add_train(verbs) -> None:
     p.add_argument('--batch-size', type=int, default=4)
     p.add_argument('--patience', type=int, default=15)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--resume', action='store_true', help='continue from OUT/last.pt')
+    p.add_argument(
+        '--resume', action='store_true', help='kept for old scripts: a run into a folder with the same settings resumes'
+    )
+    p.add_argument('--overwrite', action='store_true', help='start over in a folder that holds another run')
     p.add_argument('--out', '-o', default='match_train')
     p.add_argument('--device', default='auto')
+
+# %% ../../nbs/62_cli.match.ipynb #d0817feb
+def _check_train(a) -> None:
+    "Refuse settings that cannot train, naming the flag."
+    rules = [
+        (a.epochs >= 1, f'--epochs must be at least 1, got {a.epochs}'),
+        (a.lr > 0, f'--lr must be positive, got {a.lr}'),
+        (a.batch_size >= 1, f'--batch-size must be at least 1, got {a.batch_size}'),
+        (a.patience >= 1, f'--patience must be at least 1, got {a.patience}'),
+        (0 < a.val_fraction < 1, f'--val-fraction must lie in (0, 1), got {a.val_fraction}'),
+        (
+            a.image_size is None or (a.image_size >= 32 and a.image_size % 8 == 0),
+            f'--image-size must be a multiple of 8 and at least 32, got {a.image_size}',
+        ),
+        (a.synthetic is None or a.synthetic >= 2, '--synthetic needs at least 2 images (one for validation)'),
+        (a.data is None or Path(a.data).is_dir(), f'--data {a.data} is not a folder'),
+    ]
+    for ok, why in rules:
+        if not ok:
+            raise InputError(why)
 
 # %% ../../nbs/62_cli.match.ipynb #4e15249d
 def _training_samples(a) -> list[dict]:
@@ -67,39 +119,35 @@ def _training_samples(a) -> list[dict]:
     import microscopy_toolkit.matching as mp
 
     if a.synthetic is not None:
-        if a.synthetic < 2:
-            raise InputError('--synthetic needs at least 2 images (one for validation)')
         make = mp.synthetic_segmentation_set if a.task == 'segment' else mp.synthetic_counting_set
         return make(a.synthetic, size=128, seed=a.seed)
     return mp.read_instance_folder(a.data) if a.task == 'segment' or a.mode == 'S' else mp.read_vgg_folder(a.data)
 
 # %% ../../nbs/62_cli.match.ipynb #b5ecaddd
+_TRAIN_OWNS = ('*.pt', 'history.csv')
+_NOT_SETTINGS = ('out', 'overwrite', 'resume', 'device', 'command', 'verb')
+
+
 def _cmd_train(a) -> list[Path]:
     import microscopy_toolkit.matching as mp
 
-    if not 0 < a.val_fraction < 1:  # checked before generating or reading any data
-        raise InputError(f'--val-fraction must lie in (0, 1), got {a.val_fraction}')
+    _check_train(a)
+    a.sd = sd_or_tiny(a.sd)
+    config = {k: v for k, v in vars(a).items() if k not in _NOT_SETTINGS}
+    config['data'] = fingerprint(a.data) if a.data else None
+    out = Path(a.out)
+    check_run_folder(out, config, a.overwrite, _TRAIN_OWNS)  # before reading data or building a model
     train, val = mp.train_val_split(_training_samples(a), a.val_fraction, a.seed)
     model = mp.MatchingModel(a.sd, a.image_size, device=a.device, seed=a.seed)
-    out = Path(a.out)
-    hist = mp.fit(
-        model,
-        train,
-        val,
-        a.task,
-        a.mode,
-        epochs=a.epochs,
-        lr=a.lr,
-        batch_size=a.batch_size,
-        patience=a.patience,
-        ckpt_dir=out,
-        resume=a.resume,
-        seed=a.seed,
-    )
+    resume = start_run(out, config, a.overwrite, _TRAIN_OWNS) == 'resume'
+    if resume:
+        print(f"resuming the run in {out} (same settings)", file=sys.stderr)
+    kw = dict(epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, patience=a.patience, ckpt_dir=out, seed=a.seed)
+    hist = mp.fit(model, train, val, a.task, a.mode, resume=resume, **kw)
     with atomic_write(out / 'history.csv', 'w') as f:
         hist.to_csv(f, index=False)
     print(hist.tail(5).round(4).to_string(index=False))
-    return [out / 'best.pt', out / 'last.pt', out / 'history.csv']
+    return [out / 'best.pt', out / 'last.pt', out / 'history.csv', out / 'config.json']
 
 # %% ../../nbs/62_cli.match.ipynb #1fdb0566
 def _add_apply(verbs) -> None:
@@ -108,7 +156,12 @@ def _add_apply(verbs) -> None:
         ('count', 'counts.csv, density TIFFs and overlays'),
     ):
         p = verbs.add_parser(verb, help=f'{what} for images, with a trained checkpoint (mode A, or mode S with --box)')
-        p.add_argument('paths', nargs='+', metavar='PATH', help='images (TIFF/PNG/JPEG), folders or globs')
+        p.add_argument(
+            'paths',
+            nargs='+',
+            metavar='PATH',
+            help='images (TIFF/PNG/JPEG/BMP; stacks plane by plane), folders or globs',
+        )
         p.add_argument('--checkpoint', '-c', required=True, help='best.pt written by mtk match train')
         p.add_argument(
             '--box',
@@ -118,51 +171,114 @@ def _add_apply(verbs) -> None:
             help='exemplar box in pixel coordinates (repeatable; several boxes are averaged; used for every image)',
         )
         p.add_argument('--sd', default=None, help='Stable Diffusion folder to use instead of the one in the checkpoint')
-        p.add_argument('--out', '-o', default=f'match_{verb}', help=f'output folder (default: match_{verb})')
+        add_image_args(p)
+        p.add_argument('--out', '-o', default=f'match_{verb}', help='output folder (mirrors the input folders)')
+        p.add_argument('--overwrite', action='store_true', help='replace the outputs of another run in --out')
         p.add_argument('--no-overlays', action='store_true', help='skip the PNG overlays')
         p.add_argument('--device', default='cpu')
 
 # %% ../../nbs/62_cli.match.ipynb #aee6d21a
-def _match_inputs(a):
-    "The checkpoint's model (with `--sd` swapped in), the image files and their pixels."
-    from microscopy_toolkit.io import list_images
+def _read_inputs(a) -> tuple[list, list, list]:
+    "The image files, their output names and their planes (`io.read_planes`), all checked before a model is loaded."
+    from microscopy_toolkit.io import IMAGE_SUFFIXES, list_images, output_stems, read_planes
+
+    files = list_images(a.paths, suffixes=IMAGE_SUFFIXES)
+    stems = output_stems(files)
+    images = [read_planes(f, a.axes, a.channel, a.timepoint, a.z) for f in files]
+    if a.box is not None:
+        from microscopy_toolkit.matching.exemplar import check_boxes
+
+        for img in images:
+            check_boxes(a.box, img.shape[len(img.axes.split('Y')[0]) :][:2], what=f'--box for {img.path}')
+    return files, stems, images
+
+# %% ../../nbs/62_cli.match.ipynb #131de4f7
+def _apply_run(a, files, owns) -> dict:
+    "The settings of a segment / count run (inputs by fingerprint); the output folder checked for another run's files."
+    config = {k: getattr(a, k) for k in ('verb', 'box', 'sd', 'axes', 'channel', 'timepoint', 'z', 'no_overlays')}
+    config.update(inputs=fingerprint(files), checkpoint=fingerprint(a.checkpoint))
+    check_run_folder(a.out, config, a.overwrite, owns)
+    return config
+
+# %% ../../nbs/62_cli.match.ipynb #ac11df77
+def _load_model(a):
+    "The checkpoint's model, with `--sd` swapped in."
     from microscopy_toolkit.matching.model import MatchingModel
-    from microscopy_toolkit.io import read_pixels
 
     sd = None
     if a.sd is not None:
         from microscopy_toolkit.models.sd import load_sd
 
         sd = load_sd(path=a.sd, device=a.device)
-    model = MatchingModel.load(a.checkpoint, device=a.device, sd=sd)  # a bad checkpoint fails before reading images
-    files = list_images(a.paths)
-    return model, files, [read_pixels(f) for f in files]
+    return MatchingModel.load(a.checkpoint, device=a.device, sd=sd)
 
-# %% ../../nbs/62_cli.match.ipynb #a55b8485
-def _cmd_segment(a) -> list[Path]:
+# %% ../../nbs/62_cli.match.ipynb #82deb84b
+def _segment_image(model, img, box) -> tuple[np.ndarray, str]:
+    "Labels of every plane of `img`, shaped like its leading axes + (Y, X), and those leading axes."
+    from microscopy_toolkit.io import planes_of
+
+    planes, lead, shape = planes_of(img)
+    labels = [model.segment(p, box)[0] for p in planes]
+    return np.stack(labels).reshape(shape + labels[0].shape), lead
+
+# %% ../../nbs/62_cli.match.ipynb #f76edc49
+def _write_labels(out: Path, stem: str, img, labels: np.ndarray, lead: str, box, overlays: bool) -> Path:
+    "`STEM_labels.tif` (a stack with its axes) and `STEM_overlay.png` of the plane with the most objects."
+    from microscopy_toolkit.io import planes_of, write_labels
     from microscopy_toolkit.matching.outputs import write_segmentation
 
-    model, files, images = _match_inputs(a)
-    labels = [model.segment(im, a.box)[0] for im in progress(images, desc='segment', unit='image')]
-    boxes = None if a.box is None else [a.box] * len(files)
-    names = [f.stem for f in files]
-    paths = write_segmentation(a.out, names, images, labels, boxes=boxes, overlays=not a.no_overlays)
-    for f, lab in zip(files, labels):
-        print(f"{f}: {int(lab.max())} objects")
-    return paths
+    if not lead:
+        return write_segmentation(out, [stem], [img.data], [labels], [box], overlays)[0]
+    flat = labels.reshape((-1,) + labels.shape[-2:])
+    k = int(np.argmax([len(np.unique(p)) for p in flat]))
+    if overlays:
+        write_segmentation(out, [stem], [planes_of(img)[0][k]], [flat[k]], [box], True)
+    return write_labels(out / f'{stem}_labels.tif', labels, axes=lead + 'YX')
+
+# %% ../../nbs/62_cli.match.ipynb #a55b8485
+_SEGMENT_OWNS = ('**/*_labels.tif', '**/*_overlay.png')
+
+
+def _cmd_segment(a) -> list[Path]:
+    files, stems, images = _read_inputs(a)
+    config = _apply_run(a, files, _SEGMENT_OWNS)
+    model = _load_model(a)  # a bad checkpoint fails before anything is written
+    resume = start_run(a.out, config, a.overwrite, _SEGMENT_OWNS) == 'resume'
+    paths = []
+    for f, stem, img in progress(list(zip(files, stems, images)), desc='segment', unit='image'):
+        p = Path(a.out) / f'{stem}_labels.tif'
+        if not (resume and p.exists()):  # a resumed run keeps the label files written before it stopped
+            labels, lead = _segment_image(model, img, a.box)
+            p = _write_labels(Path(a.out), stem, img, labels, lead, a.box, not a.no_overlays)
+        import tifffile
+
+        print(f"{f}: {len(np.unique(tifffile.imread(p))) - 1} objects")
+        paths.append(p)
+    return paths + [Path(a.out) / 'config.json']
 
 # %% ../../nbs/62_cli.match.ipynb #08173e8e
+_COUNT_OWNS = ('counts.csv', '**/*_density.tif', '**/*_overlay.png')
+
+
 def _cmd_count(a) -> list[Path]:
+    from microscopy_toolkit.io import planes_of
     from microscopy_toolkit.matching.outputs import write_counts
 
-    model, files, images = _match_inputs(a)
-    res = [model.count(im, a.box) for im in progress(images, desc='count', unit='image')]
+    files, stems, images = _read_inputs(a)
+    config = _apply_run(a, files, _COUNT_OWNS)
+    model = _load_model(a)
+    start_run(a.out, config, a.overwrite, _COUNT_OWNS)
+    names, planes = [], []
+    for stem, img in zip(stems, images):  # a stack: one row per plane, named by its indices
+        p, lead, shape = planes_of(img)
+        names += [stem + ''.join(f'_{x.lower()}{i}' for x, i in zip(lead, ix)) for ix in np.ndindex(*shape)]
+        planes += list(p)
+    res = [model.count(im, a.box) for im in progress(planes, desc='count', unit='plane')]
     counts = [float(c[0]) for c, _ in res]
-    dens = [d[0] for _, d in res]
-    csv = write_counts(a.out, [f.stem for f in files], images, counts, dens, overlays=not a.no_overlays)
-    for f, c in zip(files, counts):
-        print(f"{f}: {c:.1f} objects")
-    return [csv] + sorted(Path(a.out).glob('*_density.tif'))
+    csv = write_counts(a.out, names, planes, counts, [d[0] for _, d in res], overlays=not a.no_overlays)
+    for n, c in zip(names, counts):
+        print(f"{n}: {c:.1f} objects")
+    return [csv] + [Path(a.out) / f'{n}_density.tif' for n in names] + [Path(a.out) / 'config.json']
 
 # %% ../../nbs/62_cli.match.ipynb #bb6abca1
 def add_parser(sub) -> None:

@@ -5,12 +5,13 @@
 # %% ../../nbs/63_cli.track.ipynb #58b61086
 from __future__ import annotations
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..core import InputError, atomic_write
-from .match import box_arg
+from ..core import InputError, atomic_write, check_run_folder, fingerprint, start_run
+from .match import add_image_args, box_arg, sd_or_tiny
 
 # %% auto #0
 __all__ = ['COMMANDS', 'add_parser']
@@ -40,7 +41,8 @@ def _add_run(verbs) -> None:
     p.add_argument(
         '--masks',
         default=None,
-        help='folder of label images (mask000.tif ... or man_seg000.tif ...) to link instead of segmenting',
+        help='folder of label images to link instead of segmenting: mask000.tif, man_seg000.tif, '
+        'or cellpose\'s NAME_cp_masks.tif (in natural order)',
     )
     p.add_argument(
         '--linker',
@@ -50,6 +52,8 @@ def _add_run(verbs) -> None:
         "or 'overlap': the classical overlap+distance linker",
     )
     p.add_argument('--sd', default=None, help='Stable Diffusion folder to use instead of the one in the checkpoint')
+    add_image_args(p, timepoint=False)
+    p.add_argument('--overwrite', action='store_true', help='replace another run in --out (its mask*.tif included)')
     p.add_argument('--device', default='cpu')
 
 # %% ../../nbs/63_cli.track.ipynb #86dd5270
@@ -60,20 +64,61 @@ def _check_run(a) -> None:
     if a.linker != 'overlap' and a.checkpoint is None:
         raise InputError('give --checkpoint (tracker.pt from mtk track train), or --linker overlap with --masks')
 
+# %% ../../nbs/63_cli.track.ipynb #2a3905d3
+def _read_masks(folder: str, frames: np.ndarray) -> np.ndarray:
+    "(T, Y, X) labels of `folder` (CTC names, else cellpose's), one per frame of `frames`."
+    from microscopy_toolkit.io import LABEL_PATTERNS, read_label_folder
+    from microscopy_toolkit.tracking.ctc import read_label_stack
+
+    try:
+        masks = read_label_stack(folder)
+    except InputError as e:
+        if not Path(folder).is_dir():
+            raise
+        masks = read_label_folder(folder)
+    if masks.shape != frames.shape:
+        raise InputError(
+            f"--masks {folder}: {len(masks)} label images of {masks.shape[1:]} do not fit the "
+            f"{len(frames)} frames of {frames.shape[1:]}"
+        )
+    return masks
+
 # %% ../../nbs/63_cli.track.ipynb #3073fce0
+_RUN_OWNS = ('mask*.tif', 'res_track.txt')
+
+
 def _cmd_run(a) -> list:
     from microscopy_toolkit.io import read_timelapse
-    from microscopy_toolkit.tracking.ctc import read_label_stack
+    from microscopy_toolkit.tracking.ctc import validate_ctc, write_ctc_result
     from microscopy_toolkit.tracking.track import track
 
-    frames = read_timelapse(a.frames)  # unreadable inputs are named before the choice of linker is checked
-    masks = read_label_stack(a.masks) if a.masks else None
+    frames = read_timelapse(a.frames, a.channel, a.axes, a.z)  # unreadable inputs are named first
+    masks = _read_masks(a.masks, frames) if a.masks else None
     _check_run(a)
+    keys = ('box', 'linker', 'sd', 'axes', 'channel', 'z')
+    config = {k: getattr(a, k) for k in keys} | {
+        k: fingerprint(getattr(a, k)) for k in ('frames', 'masks', 'checkpoint') if getattr(a, k)
+    }
+    check_run_folder(a.out, config, a.overwrite, _RUN_OWNS)  # before the tracker is loaded
     classical = a.linker == 'overlap'
-    res, tracks, _ = track(
-        frames, method='overlap+distance' if classical else 'learned', linker='optimal' if classical else a.linker,
-        masks=masks, tracker=a.checkpoint, box=a.box, out=a.out, device=a.device, sd=a.sd,
+    print(
+        f"tracking {len(frames)} frames of {a.frames} ({'given masks' if masks is not None else 'segmenting'}) ...",
+        file=sys.stderr,
+        flush=True,
     )
+    res, tracks, _ = track(
+        frames,
+        method='overlap+distance' if classical else 'learned',
+        linker='optimal' if classical else a.linker,
+        masks=masks,
+        tracker=a.checkpoint,
+        box=a.box,
+        device=a.device,
+        sd=a.sd,
+    )
+    validate_ctc(res, tracks)
+    start_run(a.out, config, a.overwrite, _RUN_OWNS)  # another run's files (stale mask0NN.tif) go only now
+    write_ctc_result(a.out, res, tracks)
     out = Path(a.out)
     n_div = len(np.unique(tracks[tracks[:, 3] > 0, 3])) if len(tracks) else 0
     print(f"{len(res)} frames: {len(tracks)} tracks, {n_div} divisions")
@@ -90,6 +135,7 @@ def _add_eval(verbs) -> None:
 def _cmd_eval(a) -> list:
     from microscopy_toolkit.tracking.ctc import evaluate_ctc
 
+    print(f"evaluating {a.res} against {a.gt} ...", file=sys.stderr, flush=True)
     m = evaluate_ctc(a.res, a.gt)
     for k in ('SEG', 'TRA', 'DET', 'LNK'):
         if k in m:
@@ -114,7 +160,11 @@ def _add_train(verbs) -> None:
     src.add_argument(
         '--synthetic', type=int, metavar='N', help='N generated time-lapses with divisions (the last validates)'
     )
-    p.add_argument('--sd', default='tiny')
+    p.add_argument(
+        '--sd',
+        default=None,
+        help="'stable-diffusion-v1-4', a folder, or 'tiny' (random; with a warning when not given)",
+    )
     p.add_argument('--image-size', type=int, default=None)
     p.add_argument('--seg-epochs', type=int, default=100, help='segmentation head on cached mode-A inputs')
     p.add_argument('--proj-epochs', type=int, default=10, help='then head + exemplar projector in mode S')
@@ -122,6 +172,7 @@ def _add_train(verbs) -> None:
     p.add_argument('--lr', type=float, default=1e-4)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', '-o', default='track_train')
+    p.add_argument('--overwrite', action='store_true', help='replace another run in --out')
     p.add_argument('--device', default='auto')
 
 # %% ../../nbs/63_cli.track.ipynb #84916034
@@ -130,8 +181,6 @@ def _training_sequences(a) -> list[dict]:
     from microscopy_toolkit.tracking.learned import read_ctc_sequence
 
     if a.synthetic is not None:
-        if a.synthetic < 2:
-            raise InputError('--synthetic needs at least 2 sequences (the last validates)')
         from microscopy_toolkit.synthetic.cells import timelapse_set
 
         kw = dict(n_frames=6, size=64, n_cells=6, radius=(4, 7), division_prob=0.1, min_age=2)
@@ -139,15 +188,36 @@ def _training_sequences(a) -> list[dict]:
             dict(frames=t.frames, masks=t.labels, tracks=t.tracks, seg={})
             for t in timelapse_set(a.synthetic, a.seed, **kw)
         ]
-    if len(a.data) < 2:
-        raise InputError('--data needs at least two CTC folders (the last validates)')
     return [read_ctc_sequence(d) for d in a.data]
+
+# %% ../../nbs/63_cli.track.ipynb #fe93f165
+def _check_train(a) -> None:
+    "Refuse settings that cannot train, naming the flag, before any data is read or model built."
+    rules = [
+        (
+            min(a.seg_epochs, a.link_epochs) >= 1 and a.proj_epochs >= 0,
+            '--seg-epochs and --link-epochs must be at least 1, --proj-epochs at least 0',
+        ),
+        (a.lr > 0, f'--lr must be positive, got {a.lr}'),
+        (a.synthetic is None or a.synthetic >= 2, '--synthetic needs at least 2 sequences (the last validates)'),
+        (a.data is None or len(a.data) >= 2, '--data needs at least two CTC folders (the last validates)'),
+    ] + [(Path(d).is_dir(), f'--data {d} is not a folder') for d in a.data or []]
+    for ok, why in rules:
+        if not ok:
+            raise InputError(why)
 
 # %% ../../nbs/63_cli.track.ipynb #a720d78c
 def _cmd_train(a) -> list[Path]:
     from microscopy_toolkit.tracking.learned import train_tracker
 
+    _check_train(a)
+    a.sd = sd_or_tiny(a.sd)
+    skip = ('out', 'overwrite', 'device', 'command', 'verb')
+    config = {k: v for k, v in vars(a).items() if k not in skip} | {'data': fingerprint(a.data) if a.data else None}
+    owns = ('*.pt', '*_history.csv')
+    check_run_folder(a.out, config, a.overwrite, owns)
     seqs = _training_sequences(a)
+    start_run(a.out, config, a.overwrite, owns)
     tracker, hist = train_tracker(
         seqs[:-1],
         seqs[-1:],
