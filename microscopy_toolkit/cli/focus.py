@@ -104,6 +104,28 @@ def _add_train(verbs) -> None:
         help='start the CLIP backbone from random weights on purpose (default: its pretrained weights where they '
         'resolve, random with a RandomWeightsWarning where they do not)',
     )
+    p.add_argument('--overwrite', action='store_true', help='replace a run with other settings in the output folder')
+
+# %% ../../nbs/61_cli.focus.ipynb #f0c1a002
+def _check_epochs(epochs, source) -> None:
+    "Refuse epoch counts that are not whole numbers >= 0, naming the config file."
+    values = epochs.values() if isinstance(epochs, dict) else [epochs]
+    bad = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0)]
+    if bad:
+        raise InputError(f"{source}: epochs must be whole numbers >= 0, got {epochs!r}")
+
+# %% ../../nbs/61_cli.focus.ipynb #f0c1a005
+_TRAIN_OWNS = ('*/seed*/*', 'per_seed.csv', 'results_table.csv')
+
+
+def _claim_run_folder(cfg: dict, overwrite: bool) -> str:
+    "Check and claim `cfg['out_dir']` for this config (new, resume or replace); refuses another run's folder."
+    from microscopy_toolkit.core import fingerprint, start_run
+
+    config = {k: v for k, v in cfg.items() if k not in ('out_dir', 'device')}
+    data_path = (cfg.get('data') or {}).get('path')
+    config['data_files'] = fingerprint(data_path) if data_path else None
+    return start_run(cfg['out_dir'], config, overwrite, _TRAIN_OWNS)
 
 # %% ../../nbs/61_cli.focus.ipynb #bfbb0f7d
 def _cmd_train(a) -> list[Path]:
@@ -111,17 +133,17 @@ def _cmd_train(a) -> list[Path]:
     from microscopy_toolkit.focus.train import run_experiment, results_table, TRAIN_DEFAULTS
 
     cfg = load_config(a.config, TRAIN_DEFAULTS)  # unknown keys and unreadable files fail here, before any work
-    if a.out:
-        cfg['out_dir'] = a.out
-    if a.device:
-        cfg['device'] = a.device
+    cfg.update({k: v for k, v in (('out_dir', a.out), ('device', a.device)) if v})
     if a.random_init:
         cfg['pretrained'] = False
+    _check_epochs(cfg['epochs'], a.config)
+    _claim_run_folder(cfg, a.overwrite)
     per_seed = run_experiment(cfg)
     print(results_table(per_seed).to_string())
     out = Path(cfg['out_dir'])
     models, curves = sorted(out.glob('*/seed*/model.pt')), sorted(out.glob('*/seed*/curves.png'))
-    return models + curves + [out / 'per_seed.csv', out / 'results_table.csv']
+    return models + curves + [out / 'per_seed.csv', out / 'results_table.csv', out / 'config.json']
+
 
 # %% ../../nbs/61_cli.focus.ipynb #d5c8645b
 def _add_predict(verbs) -> None:
