@@ -11,12 +11,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import numpy as np
+
 from ..core import InputError
+from ..io import as_image_list
+from .sd import prepare_images
+from .exemplar import IMAGENET_MEAN, IMAGENET_STD, check_boxes
+from .heads import resize_density
 
 # %% auto #0
-__all__ = ['AUTHOR_PREFIXES', 'to_our_keys', 'to_author_keys', 'check_state', 'read_manifest', 'load_released', 'loca_positions',
-           'ExemplarEncoder', 'loca_responses', 'loca_density', 'ReleasedProjector', 'ReleasedCountDecoder',
-           'cellpose_sam_vit', 'ReleasedSegHead', 'ReleasedSegmentation', 'ReleasedCounting']
+__all__ = ['AUTHOR_PREFIXES', 'LOCA_DUMMY_BOXES', 'to_our_keys', 'to_author_keys', 'check_state', 'read_manifest',
+           'load_released', 'loca_positions', 'ExemplarEncoder', 'loca_responses', 'loca_density', 'ReleasedProjector',
+           'ReleasedCountDecoder', 'cellpose_sam_vit', 'ReleasedSegHead', 'ReleasedSegmentation', 'ReleasedCounting',
+           'scale_by_dtype', 'released_count']
 
 # %% ../../nbs/25_matching.released.ipynb #0cea67f4
 AUTHOR_PREFIXES = {
@@ -417,3 +424,50 @@ class ReleasedCounting(nn.Module):
             self.exemplar_encoder = ExemplarEncoder(**s.get('encoder', {}))
             self.projector = ReleasedProjector(**s.get('projector', {}))
             self.head = ReleasedCountDecoder(**s.get('decoder', {}))
+
+# %% ../../nbs/25_matching.released.ipynb #866dfa74
+LOCA_DUMMY_BOXES = ((100.0, 100.0, 130.0, 130.0), (200.0, 200.0, 250.0, 250.0))  # their counting's boxes in mode A
+
+
+def scale_by_dtype(img) -> np.ndarray:
+    "Float image in [0, 1] by its type's range (uint8 / 255, uint16 / 65535; floats as they are), as `ToTensor`."
+    a = np.asarray(img)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535
+    return a.astype(np.float32)
+
+# %% ../../nbs/25_matching.released.ipynb #bb4b1810
+def _count_boxes(boxes, hw: tuple, size: int) -> torch.Tensor:
+    "`(1, n, 4)` boxes in `size`-px coordinates: the user's (image pixels) rescaled, or their fixed boxes."
+    if boxes is None:
+        return torch.tensor(LOCA_DUMMY_BOXES)[None] * size / 512
+    b = torch.as_tensor(check_boxes(boxes, hw), dtype=torch.float32)
+    return (b / torch.tensor([hw[1], hw[0], hw[1], hw[0]]) * size)[None]
+
+# %% ../../nbs/25_matching.released.ipynb #155e2055
+def _to_grid(x: torch.Tensor, g: int) -> torch.Tensor:
+    return x if x.shape[-1] == g else F.interpolate(x, size=(g, g), mode='bilinear', align_corners=False)
+
+# %% ../../nbs/25_matching.released.ipynb #0dbfe50f
+@torch.no_grad()
+def released_count(model: ReleasedCounting, matcher, images, boxes=None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Counts and density maps (each at its image's size, summing to its count) of the released counting model;
+    `matcher`: a `matching.model.Matcher` with the authors' defaults; `boxes`: None (mode A) or boxes for every image.
+    """
+    enc, S = model.exemplar_encoder, matcher.sd.image_size
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    counts, dens = [], []
+    for img in as_image_list(images):
+        x = prepare_images(scale_by_dtype(img), S, normalize=False)
+        b = _count_boxes(boxes, img.shape[:2], S)
+        resp = loca_responses(enc, (x - mean) / std, b)
+        cond = None if boxes is None else matcher.with_exemplar(model.projector(resp[-1], b), 'count')
+        attn, feats = matcher(x, cond=cond, task='count')
+        g = resp[-1].shape[-1]
+        d = loca_density(enc, resp, _to_grid(attn, g), _to_grid(feats, g))[:, 0]
+        d = resize_density(d, tuple(img.shape[:2]))[0].numpy()
+        counts.append(float(d.sum()))
+        dens.append(d)
+    return np.asarray(counts), dens
