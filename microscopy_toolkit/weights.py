@@ -62,6 +62,14 @@ KNOWN_WEIGHTS = {
         WeightSpec('swav-resnet50', None, None, 'swav_800ep_pretrain.pth.tar',
                    'SwAV ResNet-50, 800 epochs (the exemplar encoder of MicroscopyMatching)',
                    url='https://dl.fbaipublicfiles.com/deepcluster/swav_800ep_pretrain.pth.tar'),
+        WeightSpec('mm-task-embed', 'phoebe777777/111', 'task_embed.pth', 'mm_task_embed.pth',
+                   'MicroscopyMatching <task-prompt> token embedding (one 768-vector)'),
+        WeightSpec('mm-seg', 'phoebe777777/111', 'microscopy_matching_seg.pth', 'microscopy_matching_seg.pth',
+                   'MicroscopyMatching segmentation (LOCA encoder, projector, Cellpose-SAM ViT-L head)'),
+        WeightSpec('mm-cnt', 'phoebe777777/111', 'microscopy_matching_cnt.pth', 'microscopy_matching_cnt.pth',
+                   'MicroscopyMatching counting (LOCA encoder and density regressors, projector)'),
+        WeightSpec('mm-tra', 'phoebe777777/111', 'microscopy_matching_tra.pth', 'microscopy_matching_tra.pth',
+                   'MicroscopyMatching tracking (segmentation parts + Trackastra transformer)'),
     ]
 }
 

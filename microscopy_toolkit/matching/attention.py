@@ -15,8 +15,11 @@ import torch.nn.functional as F
 from ..core import InputError
 
 # %% auto #0
-__all__ = ['AttentionSpec', 'AttentionStore', 'CaptureProcessor', 'AttentionMaps', 'minmax', 'capture_attention',
-           'unet_attention']
+__all__ = ['REFERENCE_HEADS', 'AttentionSpec', 'AttentionStore', 'CaptureProcessor', 'AttentionMaps', 'minmax',
+           'capture_attention', 'unet_attention']
+
+# %% ../../nbs/21_matching.attention.ipynb #4ec4bd2c
+REFERENCE_HEADS = (4, 5, 6, 7)  # the heads the authors' attention store keeps
 
 # %% ../../nbs/21_matching.attention.ipynb #a250b2ce
 @dataclass
@@ -26,13 +29,13 @@ class AttentionSpec:
     self_factors: tuple | None = (1,)  # downsampling factors of the self-attention layers kept (None = all)
     cross_factors: tuple | None = (2, 4)  # ... of the cross-attention layers kept (None = all)
     places: tuple = ('down', 'up')  # blocks kept: any of 'down', 'mid', 'up'
-    heads: tuple | None = None  # head indices averaged (None = all; (4, 5, 6, 7) = the reference)
+    heads: tuple | None = None  # head indices averaged (None = all heads)
     head_chunk: int = 2  # heads whose probabilities exist at once (memory / speed trade-off)
 
     @classmethod
     def sd14(cls, **kw) -> 'AttentionSpec':
-        "The public implementation's layer choice for SD v1.4: self at 64×64, cross at 32×32 and 16×16, down + up."
-        return cls(**kw)
+        "The authors' choice for SD v1.4: self at 64×64, cross at 32×32 and 16×16, down + up, heads 4-7."
+        return cls(**{'heads': REFERENCE_HEADS, **kw})
 
     @classmethod
     def every_layer(cls, **kw) -> 'AttentionSpec':
@@ -216,12 +219,15 @@ class AttentionMaps:
         positions = self.tokens if positions is None else list(positions)
         return torch.stack([self.token(p) for p in positions]).mean(0)
 
-    def self_cross(self, cross: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        "Eq. 2: Σ_p A_c(p) A_s^(p) per self resolution, brought to the grid and averaged; min-max normalised per image."
+    def self_cross(self, cross: torch.Tensor, normalize: bool = True, form: str = 'reference') -> torch.Tensor:
+        """Eq. 2 (`form` 'reference' or 'paper', see `_self_cross`) per self resolution, brought to the grid and
+        averaged; min-max normalised per image (the authors' +1e-6 with 'reference')."""
         if not self.self_maps:
             raise InputError('no self-attention maps were recorded; check AttentionSpec.self_factors')
-        out = _self_cross(cross, self.self_maps)
-        return minmax(out) if normalize else out
+        out = _self_cross(cross, self.self_maps, form)
+        if not normalize:
+            return out
+        return minmax(out, 1e-6, add_eps=True) if form == 'reference' else minmax(out)
 
     @property
     def nbytes(self) -> int:
@@ -230,27 +236,34 @@ class AttentionMaps:
         )
         return n + (0 if self.features is None else self.features.numel() * self.features.element_size())
 
+# %% ../../nbs/21_matching.attention.ipynb #fa72a84c
+def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    "`(B, C, side, side)`: bilinear resize of `(B, C, s, s)` maps, `x` itself when already that size."
+    if x.shape[-1] == side:
+        return x
+    return F.interpolate(x, size=(side, side), mode='bilinear', align_corners=False)
+
 # %% ../../nbs/21_matching.attention.ipynb #5b83d89a
-def _self_cross(cross: torch.Tensor, self_maps: dict) -> torch.Tensor:
-    "`(B, G, G)`: Σ_p A_c(p) A_s^(p), averaged over the self maps' resolutions (not normalised)."
+def _self_cross(cross: torch.Tensor, self_maps: dict, form: str = 'reference') -> torch.Tensor:
+    "`(B, G, G)`, not normalised: 'reference' mean_p S[i, p]·c[p], 'paper' Σ_p c[p]·S[p, i]; mean over resolutions."
+    if form not in ('reference', 'paper'):
+        raise InputError(f"form must be 'reference' or 'paper', got {form!r}")
     B, G, _ = cross.shape
     out = 0
     for side, S in self_maps.items():
-        c = (
-            cross
-            if side == G
-            else F.interpolate(cross[:, None], size=(side, side), mode='bilinear', align_corners=False)[:, 0]
-        )
-        sc = torch.bmm(c.reshape(B, 1, -1).to(S.dtype), S).reshape(B, 1, side, side)
-        out = out + (sc if side == G else F.interpolate(sc, size=(G, G), mode='bilinear', align_corners=False))
+        c = _resize(cross[:, None], side).reshape(B, -1, 1).to(S.dtype)
+        sc = torch.bmm(S, c) / c.shape[1] if form == 'reference' else torch.bmm(S.transpose(1, 2), c)
+        out = out + _resize(sc.reshape(B, 1, side, side), G)
     return (out / len(self_maps))[:, 0]
 
 # %% ../../nbs/21_matching.attention.ipynb #506d2f04
-def minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    "Min-max normalise each map of a `(B, ...)` tensor to [0, 1]."
+def minmax(x: torch.Tensor, eps: float = 1e-8, add_eps: bool = False) -> torch.Tensor:
+    """Min-max normalise each map of a `(B, ...)` tensor to [0, 1]: (x - lo) / max(hi - lo, eps), or with `add_eps`
+    (x - lo) / (hi - lo + eps), the authors' form (with eps = 1e-6)."""
     flat = x.reshape(x.shape[0], -1)
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    return ((flat - lo) / (hi - lo).clamp_min(eps)).reshape(x.shape)
+    span = hi - lo + eps if add_eps else (hi - lo).clamp_min(eps)
+    return ((flat - lo) / span).reshape(x.shape)
 
 # %% ../../nbs/21_matching.attention.ipynb #6132dd92
 def _features_hook(store: AttentionStore):

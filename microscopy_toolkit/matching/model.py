@@ -14,21 +14,29 @@ import torch.nn as nn
 from ..core import InputError, get_device, save_checkpoint, load_checkpoint
 from ..io import as_image_list
 from ..models.sd import SDComponents, load_sd, load_tiny_sd
+from ..weights import resolve_weights
 from .sd import prepare_images, encode_latents, add_noise, encode_prompt
-from .attention import AttentionSpec, unet_attention, minmax
+from .sd import TASK_POSITION, encode_task_prompt, task_token_embedding
+from .attention import REFERENCE_HEADS, AttentionSpec, unet_attention, minmax
 from .exemplar import ExemplarProjector, check_boxes
 from .heads import SegmentationHead, CountingHead, instances_from_logits, resize_density
 
 # %% auto #0
-__all__ = ['TEMPLATE', 'default_spec', 'splice_exemplar', 'attention_channels', 'Matcher', 'TrainedWeights', 'MatchingModel']
+__all__ = ['TEMPLATE', 'MATCHER_DEFAULTS', 'MATCHER_LEGACY', 'default_spec', 'splice_exemplar', 'attention_channels', 'Matcher',
+           'TrainedWeights', 'MatchingModel']
 
 # %% ../../nbs/24_matching.model.ipynb #956d6b06
 TEMPLATE = 'repetitive objects'
+MATCHER_DEFAULTS = dict(
+    prompt='reference', task_token='auto', vae_range='reference', latent='sample', heads=REFERENCE_HEADS
+)
+MATCHER_LEGACY = dict(prompt='template', task_token='auto', vae_range='sd', latent='mean', heads=None)
 
 
-def default_spec(sd: SDComponents) -> AttentionSpec:
-    "SD v1.x (four UNet levels): the public implementation's layers; smaller UNets: every layer."
-    return AttentionSpec.sd14() if len(sd.unet.config.block_out_channels) == 4 else AttentionSpec.every_layer()
+def default_spec(sd: SDComponents, heads: tuple | None = REFERENCE_HEADS) -> AttentionSpec:
+    "SD v1.x (four UNet levels): the authors' layers; smaller UNets: every layer; the heads averaged: `heads`."
+    four = len(sd.unet.config.block_out_channels) == 4
+    return AttentionSpec.sd14(heads=heads) if four else AttentionSpec.every_layer(heads=heads)
 
 # %% ../../nbs/24_matching.model.ipynb #3a8c2b57
 def splice_exemplar(cond: torch.Tensor, embedding: torch.Tensor, position: int) -> torch.Tensor:
@@ -37,33 +45,86 @@ def splice_exemplar(cond: torch.Tensor, embedding: torch.Tensor, position: int) 
     return torch.cat([cond[:, :position], embedding[:, None].to(cond.dtype), cond[:, position + 1 :]], 1)
 
 # %% ../../nbs/24_matching.model.ipynb #3e10dd52
-def attention_channels(maps, words: Sequence[int], position: int | None = None) -> torch.Tensor:
-    "`(B, 4, G, G)`: cross and self-cross maps of the template, then of the exemplar token `position` (None: template)."
+def _reference_channels(maps, words: Sequence[int], position: int | None, task_position: int | None) -> torch.Tensor:
+    "The authors' `(B, 4, G, G)` stack: [task/2, self-cross task/2, exemplar, self-cross exemplar] (see above)."
+    norm = lambda m: minmax(m, 1e-6, add_eps=True)
+    if position is None:  # mode A: the mean of positions 2-4's normalised maps stands for both
+        ex = torch.stack([norm(maps.token(p)) for p in words]).mean(0)
+        sc = torch.stack([maps.self_cross(maps.token(p)) for p in words]).mean(0)
+        return torch.stack([ex / 2, sc / 2, ex, sc], 1)
+    if task_position is None:
+        raise InputError("the reference layout needs the task token's position (prompt='reference')")
+    t, e = maps.token(task_position), maps.token(position)
+    return torch.stack([norm(t) / 2, maps.self_cross(t) / 2, norm(e), maps.self_cross(e)], 1)
+
+# %% ../../nbs/24_matching.model.ipynb #99243d5a
+def _reference_count_channels(maps, words: Sequence[int], position: int | None) -> torch.Tensor:
+    "The authors' counting stack `[E/2, SC/2, E, SC]` (see above)."
+    raw = lambda p: maps.self_cross(maps.token(p), normalize=False)
+    if position is None:
+        ex = minmax(torch.stack([maps.token(p) for p in words]).mean(0), 1e-6, add_eps=True)
+        sc = torch.stack([raw(p) for p in words]).mean(0)
+    else:
+        ex, sc = maps.token(position), raw(position)
+    return torch.stack([ex / 2, sc / 2, ex, sc], 1)
+
+# %% ../../nbs/24_matching.model.ipynb #9c9ba76d
+def attention_channels(
+    maps, words: Sequence[int], position: int | None = None, task_position: int | None = None, layout='reference'
+) -> torch.Tensor:
+    """`(B, 4, G, G)` input of the heads. 'reference': the authors' (segmentation) stack, 'reference_count' their
+    counting stack; 'template': our earlier one, the template's
+    mean cross map and its self-cross map (Eq. 2, paper form), then the exemplar token `position`'s (None: the
+    template's again), each min-max normalised per image."""
+    if layout == 'reference':
+        return _reference_channels(maps, words, position, task_position)
+    if layout == 'reference_count':
+        return _reference_count_channels(maps, words, position)
+    if layout != 'template':
+        raise InputError(f"layout must be 'reference', 'reference_count' or 'template', got {layout!r}")
     tmpl = maps.mean_cross(words)
     ex = maps.token(position) if position is not None else tmpl
-    return torch.stack([minmax(tmpl), maps.self_cross(tmpl), minmax(ex), maps.self_cross(ex)], 1)
+    sc = lambda m: maps.self_cross(m, form='paper')
+    return torch.stack([minmax(tmpl), sc(tmpl), minmax(ex), sc(ex)], 1)
+
+# %% ../../nbs/24_matching.model.ipynb #1bcf4f18
+def _prompt_positions(sd: SDComponents, template: str, prompt: str) -> tuple[list, int, int | None]:
+    "`(words, exemplar position, task position)` of `template` under `prompt` 'reference' or 'template'."
+    if prompt not in ('reference', 'template'):
+        raise InputError(f"prompt must be 'reference' or 'template', got {prompt!r}")
+    n = len(sd.tokenizer.ids(template))
+    if prompt == 'reference':  # <sot> <task-prompt> words <eot>: the exemplar overwrites the first word
+        words = list(range(TASK_POSITION + 1, TASK_POSITION + 1 + n))
+        return words, words[0], TASK_POSITION
+    words = list(range(1, 1 + n))
+    return words, words[-1] + 1, None
+
+# %% ../../nbs/24_matching.model.ipynb #d0270485
+def _task_source(sd: SDComponents, task_token):
+    "What `task_token_embedding` reads for `task_token` ('auto', 'released', 'as_run', a path or a tensor)."
+    if isinstance(task_token, str) and task_token == 'auto':
+        task_token = 'released' if sd.context_dim == 768 else 'as_run'
+    if isinstance(task_token, str) and task_token == 'released':
+        return resolve_weights('mm-task-embed')
+    return task_token
 
 # %% ../../nbs/24_matching.model.ipynb #8d5d5bcb
 class _FrozenSD(nn.Module):
-    "The matcher's fixed pieces: SD, attention spec, the template's embedding (cached), seeded noisy latents."
+    "The matcher's fixed pieces: SD, attention spec, prompt positions, each task's conditioning (cached), latents."
 
-    def __init__(
-        self,
-        sd: SDComponents,
-        projector: ExemplarProjector | None = None,
-        spec: AttentionSpec | None = None,
-        timestep: int = 20,
-        seed: int = 0,
-        template: str = TEMPLATE,
-        vae_range: str = 'sd',
-    ):
+    def __init__(self, sd: SDComponents, projector=None, spec: AttentionSpec | None = None, timestep: int = 20,
+                 seed: int = 0, template: str = TEMPLATE, **options):  # fmt: skip
         super().__init__()
+        unknown = set(options) - set(MATCHER_DEFAULTS)
+        if unknown:
+            raise InputError(f'unknown matcher options {sorted(unknown)}; known: {sorted(MATCHER_DEFAULTS)}')
+        self.options = {**MATCHER_DEFAULTS, **options}
         self.sd, self.projector = sd, projector
-        self.spec = spec or default_spec(sd)
-        self.timestep, self.seed, self.template, self.vae_range = timestep, seed, template, vae_range
-        self.words = sd.tokenizer.positions(template)
-        self.exemplar_position = self.words[-1] + 1
-        self._template_cond = None
+        self.spec = spec or default_spec(sd, self.options['heads'])
+        self.timestep, self.seed, self.template = timestep, seed, template
+        self.words, self.exemplar_position, self.task_position = _prompt_positions(sd, template, self.options['prompt'])
+        self.layout = self.options['prompt']
+        self._conds = {}
 
     @property
     def grid(self) -> int:
@@ -73,48 +134,52 @@ class _FrozenSD(nn.Module):
     def feat_channels(self) -> int:
         return int(self.sd.unet.config.block_out_channels[0])
 
-    def template_cond(self) -> torch.Tensor:
-        if self._template_cond is None:
-            self._template_cond = encode_prompt(self.sd, self.template)
-        return self._template_cond
+    @property
+    def tokens(self) -> list[int]:
+        "The token positions whose cross maps are recorded."
+        return sorted({*self.words, self.exemplar_position, *([self.task_position] if self.task_position else [])})
+
+    def template_cond(self, task: str = 'segment') -> torch.Tensor:
+        "`(1, 77, d)` conditioning of `task` (the task token matters only with `prompt='reference'`), cached."
+        if task not in self._conds:
+            if self.task_position is None:
+                self._conds[task] = encode_prompt(self.sd, self.template)
+            else:
+                token = task_token_embedding(self.sd, task, _task_source(self.sd, self.options['task_token']))
+                self._conds[task] = encode_task_prompt(self.sd, self.template, token)
+        return self._conds[task]
 
     def latents(self, x: torch.Tensor) -> torch.Tensor:
-        return add_noise(self.sd, encode_latents(self.sd, x, self.vae_range), self.timestep, self.seed)
+        "Noisy latents: the posterior sample, then the noise, from one generator seeded with `seed`."
+        g = torch.Generator().manual_seed(self.seed)
+        z = encode_latents(self.sd, x, self.options['vae_range'], self.options['latent'], generator=g)
+        return add_noise(self.sd, z, self.timestep, generator=g)
 
-    def with_exemplar(self, embedding: torch.Tensor) -> torch.Tensor:
-        "`(B, 77, d)`: the template's conditioning with the exemplar embeddings `(B, d)` right after its words."
-        return splice_exemplar(self.template_cond(), embedding, self.exemplar_position)
+    def with_exemplar(self, embedding: torch.Tensor, task: str = 'segment') -> torch.Tensor:
+        "`(B, 77, d)`: `task`'s conditioning with the exemplar embeddings `(B, d)` at `exemplar_position`."
+        return splice_exemplar(self.template_cond(task), embedding, self.exemplar_position)
 
 # %% ../../nbs/24_matching.model.ipynb #564eea25
 class Matcher(_FrozenSD):
     "Frozen SD + exemplar projector: images (and boxes) → attention channels `(B, 4, G, G)` and UNet features."
 
-    def conditioning(
-        self, x: torch.Tensor, boxes: Sequence | None = None, original_sizes: Sequence | None = None
-    ) -> torch.Tensor:
-        "`(B, 77, d)`: the template's text embeddings, in mode S with the exemplar embedding after its words."
+    def conditioning(self, x: torch.Tensor, boxes=None, original_sizes=None, task: str = 'segment') -> torch.Tensor:
+        "`(B, 77, d)`: the task's prompt embeddings, in mode S with the exemplar embedding at `exemplar_position`."
         if boxes is None:
-            return self.template_cond().expand(x.shape[0], -1, -1)
+            return self.template_cond(task).expand(x.shape[0], -1, -1)
         if self.projector is None:
             raise InputError(
                 'boxes were given but this model has no exemplar projector (mode S); '
                 'leave boxes out for mode A or build the model with a projector'
             )
         x = x.to(next(self.projector.parameters()).device)
-        return self.with_exemplar(self.projector(x, boxes, original_sizes))
+        return self.with_exemplar(self.projector(x, boxes, original_sizes), task)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        boxes: Sequence | None = None,
-        original_sizes: Sequence | None = None,
-        grad: bool = False,
-        return_maps: bool = False,
-        cond: torch.Tensor | None = None,
-    ):
+    def forward(self, x: torch.Tensor, boxes: Sequence | None = None, original_sizes: Sequence | None = None,
+                grad: bool = False, return_maps: bool = False, cond=None, task: str = 'segment'):  # fmt: skip
         """`x`: `(B, 3, S, S)` prepared images; `boxes`: None (mode A) or one `(n_i, 4)` array per image (mode S);
         `cond`: a ready conditioning `(1 or B, 77, d)` with an exemplar at `exemplar_position` (e.g. from another
-        frame)."""
+        frame); `task` picks the task token."""
         exemplar = None if boxes is None and cond is None else self.exemplar_position
         if cond is not None:
             if boxes is not None:
@@ -122,11 +187,13 @@ class Matcher(_FrozenSD):
             cond = cond.expand(x.shape[0], -1, -1)
         else:
             with torch.set_grad_enabled(grad):
-                cond = self.conditioning(x, boxes, original_sizes)
-        tokens = self.words + [self.exemplar_position]
+                cond = self.conditioning(x, boxes, original_sizes, task)
         latents = self.latents(x)
-        maps = unet_attention(self.sd.unet, latents, cond, tokens, self.timestep, self.spec, features=True, grad=grad)
-        attn = attention_channels(maps, self.words, exemplar)
+        maps = unet_attention(
+            self.sd.unet, latents, cond, self.tokens, self.timestep, self.spec, features=True, grad=grad
+        )
+        layout = 'reference_count' if self.layout == 'reference' and task == 'count' else self.layout
+        attn = attention_channels(maps, self.words, exemplar, self.task_position, layout)
         return (attn, maps.features, maps) if return_maps else (attn, maps.features)
 
 # %% ../../nbs/24_matching.model.ipynb #26a272bd
@@ -178,6 +245,7 @@ class _MatchingParts(nn.Module):
         device='cpu',
         seed: int = 0,
         timestep: int = 20,
+        matcher: dict | None = None,
     ):
         super().__init__()
         device = get_device(device)
@@ -186,13 +254,19 @@ class _MatchingParts(nn.Module):
         if projector is not None:
             proj = ExemplarProjector(dim=sdc.context_dim, backbone=projector, image_size=sdc.image_size, seed=seed)
             proj = proj.to(device)
-        self.matcher = Matcher(sdc, proj, timestep=timestep, seed=seed)
+        self.matcher = Matcher(sdc, proj, timestep=timestep, seed=seed, **(matcher or {}))
         G, C = self.matcher.grid, self.matcher.feat_channels
         seg_cfg, cnt_cfg = _head_configs(sdc.name.startswith('tiny'), seg_head, count_head)
         self.seg_head = SegmentationHead(4, C, G, seed=seed, **seg_cfg).to(device)
         self.count_head = CountingHead(4, C, seed=seed, **cnt_cfg).to(device)
         self.config = dict(
-            sd_cfg, projector=projector, seg_head=seg_cfg, count_head=cnt_cfg, seed=seed, timestep=timestep
+            sd_cfg,
+            projector=projector,
+            seg_head=seg_cfg,
+            count_head=cnt_cfg,
+            seed=seed,
+            timestep=timestep,
+            matcher=dict(self.matcher.options),
         )
         self.device_ = device
 
@@ -209,22 +283,22 @@ class _MatchingParts(nn.Module):
             ps += [p for p in self.matcher.projector.parameters() if p.requires_grad]
         return ps
 
-    def inputs(self, images, boxes=None, grad: bool = False):
-        "Prepared attention input for raw images (any layout `prepare_images` takes) and optional boxes per image."
+    def inputs(self, images, boxes=None, grad: bool = False, task: str = 'segment'):
+        "Prepared attention input of `task` for raw images (any layout `prepare_images` takes) and optional boxes."
         imgs = as_image_list(images)
         sizes = [im.shape[:2] for im in imgs]
         boxes = _box_lists(boxes, len(imgs), sizes)
         x = torch.cat([prepare_images(im, self.image_size) for im in imgs]).to(self.device_)
-        return self.matcher(x, boxes, sizes if boxes is not None else None, grad=grad), sizes
+        return self.matcher(x, boxes, sizes if boxes is not None else None, grad=grad, task=task), sizes
 
 # %% ../../nbs/24_matching.model.ipynb #0a50d1db
-def _batches(model: _MatchingParts, images, boxes, batch_size: int):
+def _batches(model: _MatchingParts, images, boxes, batch_size: int, task: str = 'segment'):
     "`((attn, feats), sizes)` for `batch_size` images at a time, with their boxes (mode S) or without (mode A)."
     imgs = as_image_list(images)
     blist = _box_lists(boxes, len(imgs), [im.shape[:2] for im in imgs])
     model.eval()
     for i in range(0, len(imgs), batch_size):
-        yield model.inputs(imgs[i : i + batch_size], None if blist is None else blist[i : i + batch_size])
+        yield model.inputs(imgs[i : i + batch_size], None if blist is None else blist[i : i + batch_size], task=task)
 
 # %% ../../nbs/24_matching.model.ipynb #37b880be
 class TrainedWeights:
@@ -253,7 +327,7 @@ class MatchingModel(_MatchingParts):
         """Instance label images (int32, each at its image's own size); `boxes`: one box, a list of boxes for all
         images, or one list per image."""
         out = []
-        for (attn, feats), sizes in _batches(self, images, boxes, batch_size):
+        for (attn, feats), sizes in _batches(self, images, boxes, batch_size, 'segment'):
             out += instances_from_logits(self.seg_head(attn, feats, self.image_size), sizes, **post)
         return out
 
@@ -261,7 +335,7 @@ class MatchingModel(_MatchingParts):
     def count(self, images, boxes=None, batch_size: int = 4) -> tuple[np.ndarray, list[np.ndarray]]:
         "Counts `(n,)` and density maps (each at its image's size, summing to its count)."
         counts, dens = [], []
-        for (attn, feats), sizes in _batches(self, images, boxes, batch_size):
+        for (attn, feats), sizes in _batches(self, images, boxes, batch_size, 'count'):
             for d, hw in zip(self.count_head.density(attn, feats), sizes):
                 d = resize_density(d[None], tuple(hw))[0].cpu().numpy()
                 dens.append(d)
@@ -281,7 +355,8 @@ class MatchingModel(_MatchingParts):
 
     @classmethod
     def load(cls, path: str | Path, device='cpu', sd: SDComponents | None = None) -> 'MatchingModel':
-        "Rebuild from `save()`; `sd` overrides the stored SD reference (e.g. a path to SD v1.4 on this machine)."
+        """Rebuild from `save()`; `sd` overrides the stored SD reference (e.g. a path to SD v1.4 on this machine).
+        A checkpoint without matcher options was trained before the authors' defaults: it gets `MATCHER_LEGACY`."""
         path = Path(path)
         if not path.exists():
             raise InputError(f'checkpoint {path} does not exist')
@@ -291,6 +366,7 @@ class MatchingModel(_MatchingParts):
             raise InputError(f'{path} is not a matching checkpoint (no config/state)')
         c = ck['config']
         keys = ('image_size', 'projector', 'seg_head', 'count_head')
-        m = cls(sd if sd is not None else c['sd'], *[c[k] for k in keys], device, c['seed'], c['timestep'])
+        opts = c.get('matcher', MATCHER_LEGACY)
+        m = cls(sd if sd is not None else c['sd'], *[c[k] for k in keys], device, c['seed'], c['timestep'], opts)
         TrainedWeights(m, path).load_state_dict(weights)
         return m

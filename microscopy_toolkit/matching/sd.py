@@ -15,7 +15,8 @@ from ..io import as_image_list, normalize_percentile, check_finite
 from ..models.sd import SDComponents
 
 # %% auto #0
-__all__ = ['prepare_images', 'encode_latents', 'add_noise', 'noisy_latents', 'encode_prompt']
+__all__ = ['TASK_WORDS', 'TASK_POSITION', 'prepare_images', 'encode_latents', 'add_noise', 'noisy_latents', 'encode_prompt',
+           'task_token_embedding', 'encode_task_prompt']
 
 # %% ../../nbs/20_matching.sd.ipynb #e73b0b00
 def prepare_images(images, size: int = 512, normalize: bool = True) -> torch.Tensor:
@@ -40,32 +41,112 @@ def prepare_images(images, size: int = 512, normalize: bool = True) -> torch.Ten
 
 # %% ../../nbs/20_matching.sd.ipynb #9eca4a2d
 @torch.no_grad()
-def encode_latents(sd: SDComponents, images: torch.Tensor, vae_range: str = 'sd') -> torch.Tensor:
-    "Scaled VAE posterior mean of `(B, 3, H, W)` images in [0, 1]; `vae_range` 'sd' (2x-1) or 'reference' (x-0.5)."
+def encode_latents(
+    sd: SDComponents, images: torch.Tensor, vae_range: str = 'reference', latent: str = 'sample', generator=None
+) -> torch.Tensor:
+    """Scaled VAE latent of `(B, 3, H, W)` images in [0, 1]; `vae_range` 'reference' (x-0.5) or 'sd' (2x-1);
+    `latent` 'sample' (mean + std·ε, ε from `generator`, one draw shared by the batch) or 'mean'."""
     if vae_range not in ('sd', 'reference'):
         raise InputError(f"vae_range must be 'sd' or 'reference', got {vae_range!r}")
+    if latent not in ('sample', 'mean'):
+        raise InputError(f"latent must be 'sample' or 'mean', got {latent!r}")
     x = images.to(sd.device, sd.dtype)
-    x = x * 2 - 1 if vae_range == 'sd' else x - 0.5
-    return sd.vae.encode(x).latent_dist.mean * sd.latent_scale
+    post = sd.vae.encode(x * 2 - 1 if vae_range == 'sd' else x - 0.5).latent_dist
+    if latent == 'mean':
+        return post.mean * sd.latent_scale
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    eps = torch.randn(post.mean.shape[1:], generator=g).to(post.mean.device, post.mean.dtype)
+    return (post.mean + post.std * eps) * sd.latent_scale
 
 # %% ../../nbs/20_matching.sd.ipynb #ce13d3a1
-def add_noise(sd: SDComponents, latents: torch.Tensor, timestep: int = 20, seed: int = 0) -> torch.Tensor:
-    "DDPM forward process to `timestep`: sqrt(ᾱ_t)·z + sqrt(1-ᾱ_t)·ε, with the same seeded ε for every image."
+def add_noise(
+    sd: SDComponents, latents: torch.Tensor, timestep: int = 20, seed: int = 0, generator=None
+) -> torch.Tensor:
+    """DDPM forward process to `timestep`: sqrt(ᾱ_t)·z + sqrt(1-ᾱ_t)·ε, with the same ε for every image (drawn from
+    `generator`, else from a generator seeded with `seed`)."""
     if not 0 <= timestep < sd.scheduler.config.num_train_timesteps:
         raise InputError(f'timestep {timestep} outside [0, {sd.scheduler.config.num_train_timesteps})')
-    g = torch.Generator().manual_seed(seed)
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
     eps = torch.randn(latents.shape[1:], generator=g).to(latents.device, latents.dtype).expand_as(latents)
     t = torch.full((latents.shape[0],), timestep, dtype=torch.long, device=latents.device)
     return sd.scheduler.add_noise(latents, eps, t)
 
 # %% ../../nbs/20_matching.sd.ipynb #985d2e76
-def noisy_latents(sd: SDComponents, images, timestep: int = 20, seed: int = 0, vae_range: str = 'sd') -> torch.Tensor:
-    "Images (any layout accepted by `prepare_images`) → noisy latents at `timestep`."
-    return add_noise(sd, encode_latents(sd, prepare_images(images, sd.image_size), vae_range), timestep, seed)
+def noisy_latents(
+    sd: SDComponents, images, timestep: int = 20, seed: int = 0, vae_range: str = 'reference', latent: str = 'sample'
+) -> torch.Tensor:
+    "Images (any layout `prepare_images` takes) → noisy latents: posterior sample, then noise, from one generator."
+    g = torch.Generator().manual_seed(seed)
+    z = encode_latents(sd, prepare_images(images, sd.image_size), vae_range, latent, generator=g)
+    return add_noise(sd, z, timestep, generator=g)
+
+# %% ../../nbs/20_matching.sd.ipynb #99091e41
+def _encode_ids(sd: SDComponents, ids: torch.Tensor, mask_padding: bool = True) -> torch.Tensor:
+    "Last hidden states for token ids `(n, 77)`; the mask is 1 up to and including the first `<|endoftext|>`."
+    mask = None
+    if mask_padding:
+        first_eot = (ids == sd.tokenizer.eot).int().argmax(1, keepdim=True)
+        mask = (torch.arange(ids.shape[1], device=ids.device)[None] <= first_eot).long()
+    return sd.text_encoder(ids, attention_mask=mask).last_hidden_state
 
 # %% ../../nbs/20_matching.sd.ipynb #f380b2e2
 @torch.no_grad()
-def encode_prompt(sd: SDComponents, texts: str | Sequence[str]) -> torch.Tensor:
-    "`(n, 77, d)` last hidden states of the frozen text encoder: the UNet's conditioning sequence."
+def encode_prompt(sd: SDComponents, texts: str | Sequence[str], mask_padding: bool = True) -> torch.Tensor:
+    """`(n, 77, d)` last hidden states of the frozen text encoder: the UNet's conditioning sequence. `mask_padding`
+    passes the tokenizer's attention mask (1 up to `<|endoftext|>`), as the authors' code does."""
     ids = sd.tokenizer(texts).to(sd.device)
-    return sd.text_encoder(ids).last_hidden_state
+    return _encode_ids(sd, ids, mask_padding)
+
+# %% ../../nbs/20_matching.sd.ipynb #c02a9abd
+TASK_WORDS = {'segment': 'segment', 'count': 'count', 'track': 'track'}
+TASK_POSITION = 1  # the task token's place in the prompt, right after <|startoftext|>
+
+# %% ../../nbs/20_matching.sd.ipynb #4b4d9990
+def task_token_embedding(sd: SDComponents, task: str = 'segment', source='as_run') -> torch.Tensor:
+    """`(d,)` input embedding of the `<task-prompt>` token. `source`: 'as_run' (the task word's embedding), a path to
+    `task_embed.pth`, or a tensor."""
+    if task not in TASK_WORDS:
+        raise InputError(f'task must be one of {sorted(TASK_WORDS)}, got {task!r}')
+    table = sd.text_encoder.get_input_embeddings().weight
+    if isinstance(source, str) and source == 'as_run':
+        (word,) = sd.tokenizer.ids(TASK_WORDS[task])
+        return table[word].detach().clone()
+    v = source if isinstance(source, torch.Tensor) else _read_task_vector(source)
+    if v.numel() != table.shape[1]:
+        raise InputError(f'the task token has {v.numel()} values but this text encoder is {table.shape[1]} wide')
+    return v.detach().reshape(-1).to(table.device, table.dtype)
+
+# %% ../../nbs/20_matching.sd.ipynb #c847fe99
+def _read_task_vector(path) -> torch.Tensor:
+    "The one vector of a `task_embed.pth` (a tensor, or a dict holding one tensor)."
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f'task token file {path} does not exist')
+    obj = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(obj, dict):
+        vals = [v for v in obj.values() if isinstance(v, torch.Tensor)]
+        if len(vals) != 1:
+            raise InputError(f'{path} holds {len(vals)} tensors ({list(obj)[:4]}), expected one task vector')
+        obj = vals[0]
+    if not isinstance(obj, torch.Tensor):
+        raise InputError(f'{path} holds a {type(obj).__name__}, not a task vector')
+    return obj.float()
+
+# %% ../../nbs/20_matching.sd.ipynb #88c59503
+@torch.no_grad()
+def encode_task_prompt(sd: SDComponents, template: str, token: torch.Tensor, mask_padding: bool = True) -> torch.Tensor:
+    "`(1, 77, d)` states of `<sot> <task-prompt> template <eot>`; `token` is the task token's input embedding `(d,)`."
+    enc = sd.text_encoder
+    table = enc.get_input_embeddings()
+    ids = sd.tokenizer(template)[0].tolist()
+    new_id = table.num_embeddings
+    ids = torch.tensor([ids[:TASK_POSITION] + [new_id] + ids[TASK_POSITION:-1]], device=sd.device)
+    grown = torch.nn.Embedding(new_id + 1, table.embedding_dim, device=table.weight.device, dtype=table.weight.dtype)
+    grown.weight.data = torch.cat([table.weight.data, token.reshape(1, -1).to(table.weight)])
+    enc.set_input_embeddings(grown)
+    try:
+        return _encode_ids(sd, ids, mask_padding)
+    finally:
+        enc.set_input_embeddings(table)

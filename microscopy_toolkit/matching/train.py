@@ -107,14 +107,16 @@ class _TrainData:
     fg: list | None = None
 
 # %% ../../nbs/27_matching.train.ipynb #d84c20b6
-def _frozen_inputs(model: MatchingModel, train: list[dict], val: list[dict], batch_size: int, verbose: bool):
+def _frozen_inputs(
+    model: MatchingModel, train: list[dict], val: list[dict], batch_size: int, verbose: bool, task: str = 'segment'
+):
     "`(attn, feats)` on the CPU for every training and every validation image, `batch_size` images per UNet pass."
     cache, val_cache = [], []
     both = [(s, cache) for s in train] + [(s, val_cache) for s in val]
     steps = range(0, len(both), batch_size)
     for i in progress(steps, desc='attention maps (frozen SD, once)', disable=not verbose or None):
         chunk = both[i : i + batch_size]
-        (a, f), _ = model.inputs([s['image'] for s, _ in chunk])
+        (a, f), _ = model.inputs([s['image'] for s, _ in chunk], task=task)
         for (s, dst), ai, fi in zip(chunk, a.cpu(), f.cpu()):
             dst.append((ai, fi))
     return cache, val_cache
@@ -129,13 +131,13 @@ def _train_data(model: MatchingModel, train, val, task: str, mode: str, batch_si
         targets = [density_target(s['dots'], s['image'].shape[:2], size, scale) for s in train]
     data = _TrainData(targets)
     if mode == 'A' and frozen:
-        data.cache, data.val_cache = _frozen_inputs(model, train, val, batch_size, verbose)
+        data.cache, data.val_cache = _frozen_inputs(model, train, val, batch_size, verbose, task)
     if mode == 'S':
         data.fg = [foreground_grid(s['labels'], model.matcher.grid) for s in train]
     return data
 
 # %% ../../nbs/27_matching.train.ipynb #b07231dc
-def _step_inputs(model: MatchingModel, train: list[dict], idx, mode: str, data: _TrainData):
+def _step_inputs(model: MatchingModel, train: list[dict], idx, mode: str, data: _TrainData, task: str = 'segment'):
     "`(attn, feats, attention loss)` of the training images `idx` (the loss is zero in mode A)."
     dev = model.device_
     if mode == 'A':
@@ -146,7 +148,7 @@ def _step_inputs(model: MatchingModel, train: list[dict], idx, mode: str, data: 
     for j in idx:
         b, _ = boxes_from_labels(train[j]['labels'])
         boxes.append(b[np.random.randint(len(b))][None])
-    (a, f), _ = model.inputs([train[j]['image'] for j in idx], boxes, grad=True)
+    (a, f), _ = model.inputs([train[j]['image'] for j in idx], boxes, grad=True, task=task)
     fg = torch.stack([data.fg[j] for j in idx]).to(dev)
     return a, f, F.binary_cross_entropy(a[:, 2].clamp(1e-6, 1 - 1e-6), fg)
 
@@ -161,7 +163,7 @@ def _train_epoch(
     losses = []
     for i in range(0, len(perm), batch_size):
         idx = perm[i : i + batch_size]
-        a, f, attn_loss = _step_inputs(model, train, idx, mode, data)
+        a, f, attn_loss = _step_inputs(model, train, idx, mode, data, task)
         tgt = torch.stack([data.targets[j] for j in idx]).to(model.device_)
         if task == 'segment':
             loss = F.binary_cross_entropy_with_logits(head(a, f, model.image_size), tgt)
