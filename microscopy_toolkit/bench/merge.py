@@ -6,20 +6,20 @@
 from __future__ import annotations
 import copy
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..core import InputError, as_rng, progress
+from ..core import InputError, as_rng, progress, atomic_write
 from .data import task_items, _resolve_tasks, TASKS
-from .evaluate import evaluate, BenchResult, GROUP_LABELS
+from .evaluate import evaluate, BenchResult, GROUP_LABELS, eval_data
 from ..models.clip import ContrastiveModel, load_contrastive, save_contrastive
 
 # %% auto #0
 __all__ = ['check_compatible', 'interpolate_state', 'average_states', 'wise_ft', 'save_merged', 'finetune_contrastive',
-           'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup']
+           'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'sweep_alphas', 'MergeRun', 'run_merge']
 
 # %% ../../nbs/42_bench.merge.ipynb #2c71407f
 def _state(m) -> dict:
@@ -287,3 +287,83 @@ def greedy_soup(
             soup = cand
     soup.name = 'soup(' + ', '.join(cms[j].name for j in soup_ids) + ')'
     return soup, pd.DataFrame(log)
+
+# %% ../../nbs/42_bench.merge.ipynb #1b1a1919
+def sweep_alphas(sweep) -> list[float] | None:
+    "The sweep's alphas from a comma-separated string or a sequence of numbers (None for no sweep)."
+    if sweep is None:
+        return None
+    try:
+        alphas = [float(x) for x in (sweep.split(',') if isinstance(sweep, str) else sweep) if str(x).strip()]
+    except ValueError:
+        raise InputError(f"the sweep takes comma-separated numbers, got {sweep!r}") from None
+    if not alphas:
+        raise InputError(f"the sweep holds no alphas: {sweep!r}")
+    return alphas
+
+# %% ../../nbs/42_bench.merge.ipynb #5ae46bbd
+def _check_merge_args(alpha: float, alphas, data, batch_size: int, n_resamples: int, tasks, group, out) -> None:
+    "Refuse any bad argument of `run_merge` before anything is loaded, evaluated or written."
+    _resolve_tasks(tasks, group)
+    checks = [
+        (0 <= alpha <= 1, f"alpha must lie in [0, 1], got {alpha}"),
+        (alphas is None or data is not None, "the sweep evaluates on data: give data (a path, a hub id or 'sample')"),
+        (int(batch_size) >= 1, f"batch size must be at least 1, got {batch_size}"),
+        (int(n_resamples) >= 1000, f"use at least 1,000 bootstrap resamples (--n-resamples), got {n_resamples}"),
+        (not Path(out).is_file(), f"the output folder {out} is a file"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise InputError(msg)
+
+# %% ../../nbs/42_bench.merge.ipynb #34dda3b8
+class MergeRun(NamedTuple):
+    "What `run_merge` did: the merged model, the sweep table (or None) and the files written."
+
+    merged: ContrastiveModel
+    sweep: pd.DataFrame | None
+    paths: list
+
+# %% ../../nbs/42_bench.merge.ipynb #bc42eaad
+def _write_sweep(table: pd.DataFrame, out: Path, title: str) -> list[Path]:
+    "The sweep table as CSV and its figure."
+    import matplotlib.pyplot as plt
+
+    with atomic_write(out / 'alpha_sweep.csv', 'w') as f:
+        table.to_csv(f, index=False)
+    axes = plot_alpha_sweep(table, kind='pooled', title=title)
+    axes[0].figure.savefig(out / 'alpha_sweep.png', dpi=120)
+    plt.close(axes[0].figure)
+    return [out / 'alpha_sweep.csv', out / 'alpha_sweep.png']
+
+# %% ../../nbs/42_bench.merge.ipynb #1f272545
+def run_merge(
+    base,
+    finetuned,
+    out: str | Path = 'bench_merge',
+    alpha: float = 0.5,
+    sweep=None,
+    data=None,
+    split: str = 'test',
+    datasets=None,
+    tasks=None,
+    group=None,
+    batch_size: int = 64,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    device='auto',
+    show_progress: bool = True,
+) -> MergeRun:
+    "WiSE-FT merge at `alpha` saved in `out/merged`; with `sweep`, the α sweep on `data` as a table and figure."
+    alphas = sweep_alphas(sweep)
+    _check_merge_args(alpha, alphas, data, batch_size, n_resamples, tasks, group, out)
+    ds = None if alphas is None else eval_data(data, split, datasets, tasks, group, seed)
+    b, f = load_contrastive(base, device=device), load_contrastive(finetuned, device=device)
+    merged = wise_ft(b, f, alpha)
+    table = None
+    if alphas is not None:
+        table, _ = alpha_sweep(b, f, ds, alphas, tasks, group, batch_size, n_resamples, seed, show_progress)
+    out = Path(out)
+    folder = save_merged(merged, out / 'merged', {'alpha': alpha, 'base': str(base), 'finetuned': str(finetuned)})
+    paths = [folder / 'open_clip_config.json', folder / 'open_clip_pytorch_model.bin']
+    return MergeRun(merged, table, paths + ([] if table is None else _write_sweep(table, out, f'{b.name} -> {f.name}')))
