@@ -55,6 +55,7 @@ from microscopy_toolkit.bench.generative import (
     evaluate_generative,
 )
 from .endpoint import ChatEndpoint, EndpointError
+from .localization import grit_localization, evaluate_localization
 
 # %% ../../nbs/49_bench.ipynb #dd79b324
 __all__ = [
@@ -63,5 +64,5 @@ __all__ = [
     'macro_accuracy_ci', 'random_baseline', 'summary_table', 'plot_tasks', 'interpolate_state', 'average_states',
     'wise_ft', 'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'rank_table',
     'run_eval', 'load_model', 'run_merge', 'build_prompt', 'parse_answer', 'evllm_correct', 'AnswerCache',
-    'evaluate_generative', 'ChatEndpoint', 'EndpointError'
+    'evaluate_generative', 'ChatEndpoint', 'EndpointError', 'grit_localization', 'evaluate_localization'
 ]

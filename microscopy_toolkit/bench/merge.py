@@ -83,7 +83,8 @@ def average_states(
         elif all(torch.equal(a, s[k]) for s in states[1:]):
             out[k] = a.clone()
         else:
-            out[k] = sum(float(wi) * s[k].float() for wi, s in zip(w, states)).to(a.dtype)
+            acc = torch.promote_types(a.dtype, torch.float32)  # float64 stays float64, half types add in float32
+            out[k] = sum(float(wi) * s[k].to(acc) for wi, s in zip(w, states) if wi > 0).to(a.dtype)
     return out
 
 # %% ../../nbs/42_bench.merge.ipynb #b87f128f
@@ -275,7 +276,7 @@ def greedy_soup(
     order = sorted(range(len(cms)), key=lambda i: -alone[i])  # best first; ties keep the given order
     soup_ids, best = [int(order[0])], alone[order[0]]
     log = [dict(model=cms[order[0]].name, alone=alone[order[0]], soup=best, kept=True)]
-    soup = cms[order[0]]
+    soup = _with_state(cms[order[0]], _state(cms[order[0]]), 'soup')  # a copy: the caller's models stay as given
     for i in order[1:]:
         cand = _with_state(cms[soup_ids[0]], average_states([cms[j] for j in soup_ids + [int(i)]]), 'candidate')
         s = score(cand)
