@@ -18,8 +18,9 @@ from .evaluate import evaluate, BenchResult, GROUP_LABELS, eval_data
 from ..models.clip import ContrastiveModel, load_contrastive, save_contrastive
 
 # %% auto #0
-__all__ = ['check_compatible', 'interpolate_state', 'average_states', 'wise_ft', 'save_merged', 'finetune_contrastive',
-           'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'sweep_alphas', 'MergeRun', 'run_merge']
+__all__ = ['check_compatible', 'hf_clip_to_open_clip', 'open_clip_to_hf_clip', 'interpolate_state', 'average_states', 'wise_ft',
+           'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'sweep_alphas',
+           'MergeRun', 'run_merge']
 
 # %% ../../nbs/42_bench.merge.ipynb #2c71407f
 def _state(m) -> dict:
@@ -51,6 +52,78 @@ def check_compatible(states: Sequence[dict], names: Sequence[str] | None = None)
                 + ". Only models of the same architecture can be merged."
             )
 
+# %% ../../nbs/42_bench.merge.ipynb #5256c2da
+_HF_OPEN_CLIP = {
+    'text_model.embeddings.token_embedding.weight': 'token_embedding.weight',
+    'text_model.embeddings.position_embedding.weight': 'positional_embedding',
+    'text_model.final_layer_norm.weight': 'ln_final.weight',
+    'text_model.final_layer_norm.bias': 'ln_final.bias',
+    'vision_model.embeddings.class_embedding': 'visual.class_embedding',
+    'vision_model.embeddings.patch_embedding.weight': 'visual.conv1.weight',
+    'vision_model.embeddings.position_embedding.weight': 'visual.positional_embedding',
+    'vision_model.pre_layrnorm.weight': 'visual.ln_pre.weight',
+    'vision_model.pre_layrnorm.bias': 'visual.ln_pre.bias',
+    'vision_model.post_layernorm.weight': 'visual.ln_post.weight',
+    'vision_model.post_layernorm.bias': 'visual.ln_post.bias',
+    'logit_scale': 'logit_scale',
+}
+_HF_BLOCK = {
+    'layer_norm1': 'ln_1',
+    'layer_norm2': 'ln_2',
+    'mlp.fc1': 'mlp.c_fc',
+    'mlp.fc2': 'mlp.c_proj',
+    'self_attn.out_proj': 'attn.out_proj',
+}
+
+# %% ../../nbs/42_bench.merge.ipynb #7ade0a84
+def _blocks(state: dict, tower: str) -> int:
+    "How many transformer blocks a Hugging Face CLIP tower has in `state`."
+    return len({k.split('.')[3] for k in state if k.startswith(f'{tower}.encoder.layers.')})
+
+# %% ../../nbs/42_bench.merge.ipynb #6c41417b
+def hf_clip_to_open_clip(state: dict) -> dict:
+    "A Hugging Face `CLIPModel` state dict (ViT towers) under open_clip's names; the values are not changed."
+    sd = {k.removeprefix('clip.'): v for k, v in state.items()}
+    out = {o: sd[h] for h, o in _HF_OPEN_CLIP.items() if h in sd}
+    out['text_projection'] = sd['text_projection.weight'].T
+    out['visual.proj'] = sd['visual_projection.weight'].T
+    for tower, pre in (('text_model', ''), ('vision_model', 'visual.')):
+        for i in range(_blocks(sd, tower)):
+            h, o = f'{tower}.encoder.layers.{i}.', f'{pre}transformer.resblocks.{i}.'
+            for p in ('weight', 'bias'):
+                out[o + f'attn.in_proj_{p}'] = torch.cat([sd[h + f'self_attn.{x}_proj.{p}'] for x in 'qkv'])
+                out.update({o + f'{b}.{p}': sd[h + f'{a}.{p}'] for a, b in _HF_BLOCK.items()})
+    return out
+
+# %% ../../nbs/42_bench.merge.ipynb #56ff2e0c
+def open_clip_to_hf_clip(state: dict) -> dict:
+    "An open_clip ViT CLIP state dict under Hugging Face `CLIPModel` names (the inverse of `hf_clip_to_open_clip`)."
+    out = {h: state[o] for h, o in _HF_OPEN_CLIP.items() if o in state}
+    out['text_projection.weight'] = state['text_projection'].T
+    out['visual_projection.weight'] = state['visual.proj'].T
+    for tower, pre in (('text_model', ''), ('vision_model', 'visual.')):
+        n = len({k.split('.')[len(pre.split('.')) + 1] for k in state if k.startswith(f'{pre}transformer.resblocks.')})
+        for i in range(n):
+            h, o = f'{tower}.encoder.layers.{i}.', f'{pre}transformer.resblocks.{i}.'
+            for p in ('weight', 'bias'):
+                q, k, v = state[o + f'attn.in_proj_{p}'].chunk(3)
+                out.update({h + f'self_attn.{x}_proj.{p}': t for x, t in zip('qkv', (q, k, v))})
+                out.update({h + f'{a}.{p}': state[o + f'{b}.{p}'] for a, b in _HF_BLOCK.items()})
+    return out
+
+# %% ../../nbs/42_bench.merge.ipynb #2e22d3ed
+def _is_hf_clip(state: dict) -> bool:
+    "True for a Hugging Face `CLIPModel` state dict (possibly under the adapter's `clip.` prefix)."
+    return any(k.removeprefix('clip.').startswith('text_model.') for k in state)
+
+# %% ../../nbs/42_bench.merge.ipynb #d62bae48
+def _one_key_space(states: list[dict]) -> list[dict]:
+    "The states as given when all are one kind; all under open_clip's names when Hugging Face and open_clip mix."
+    kinds = {_is_hf_clip(s) for s in states}
+    if len(kinds) == 1:
+        return states
+    return [hf_clip_to_open_clip(s) if _is_hf_clip(s) else s for s in states]
+
 # %% ../../nbs/42_bench.merge.ipynb #fdf1087a
 def interpolate_state(base, finetuned, alpha: float) -> dict:
     """θ = (1 − α)·θ_base + α·θ_ft over floating entries; identical buffers copied; integer entries from the nearer
@@ -68,7 +141,7 @@ def average_states(
 ) -> dict:
     """Σ wᵢ·θᵢ of compatible state dicts (uniform by default); identical entries copied; integer entries from the
     heaviest model (the later one on a tie)."""
-    states = [_state(s) for s in states]
+    states = _one_key_space([_state(s) for s in states])
     if not states:
         raise InputError("no models to average")
     check_compatible(states, names)
@@ -89,7 +162,14 @@ def average_states(
 
 # %% ../../nbs/42_bench.merge.ipynb #b87f128f
 def _with_state(template: ContrastiveModel, state: dict, name: str) -> ContrastiveModel:
+    "A copy of `template` holding `state` (renamed into the template's key space when it comes from the other kind)."
     model = copy.deepcopy(template.model)
+    own = model.state_dict()
+    if _is_hf_clip(own) and not _is_hf_clip(state):
+        hf = open_clip_to_hf_clip(state)
+        state = {k: hf[k.removeprefix('clip.')] for k in own}
+    elif _is_hf_clip(state) and not _is_hf_clip(own):
+        state = hf_clip_to_open_clip(state)
     model.load_state_dict(state, strict=True)
     return ContrastiveModel(
         model, template.preprocess, template.tokenizer, name=name, device=template.device, config=template.config
