@@ -6,7 +6,6 @@
 from __future__ import annotations
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -84,31 +83,13 @@ def _items(ds, tasks, variant) -> list[dict]:
             items += [it | {'variant': v} for it in task_items(ds, t, variant=v, images=False)]
     return items
 
-# %% ../../nbs/41_bench.evaluate.ipynb #86bacc80
-def _pixel_batches(cm: ContrastiveModel, sub, batch_size: int):
-    "Preprocessed pixel batches of the images of `sub`, the next batch decoded in a thread while this one is used."
-    load = lambda i: cm._pixels(sub[i : i + batch_size]['image'])
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        nxt = pool.submit(load, 0) if len(sub) else None
-        for i in range(0, len(sub), batch_size):
-            cur = nxt.result()
-            nxt = pool.submit(load, i + batch_size) if i + batch_size < len(sub) else None
-            yield cur
-
 # %% ../../nbs/41_bench.evaluate.ipynb #a8ea611c
-@torch.inference_mode()
 def _image_embeddings(model: ContrastiveModel, ds, rows: list[int], batch_size: int, show: bool) -> torch.Tensor:
-    "Unit-norm embeddings of the images of `rows`; each batch is decoded while the previous one is encoded."
+    "Embeddings of the images of `rows`, in batches (with a progress bar when `show`)."
     sub = ds.select(rows).select_columns(['image'])
     out = []
-    n_batches = -(-len(rows) // batch_size)
-    for x in progress(
-        _pixel_batches(model, sub, batch_size),
-        desc=f'{model.name}: images',
-        total=n_batches,
-        disable=None if show else True,
-    ):
-        out.append(torch.nn.functional.normalize(model.model.encode_image(x.to(model.device)).float(), dim=-1).cpu())
+    for i in progress(range(0, len(rows), batch_size), desc=f'{model.name}: images', disable=None if show else True):
+        out.append(model.encode_images(sub[i : i + batch_size]['image'], batch_size=batch_size))
     return torch.cat(out)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #395d7cfc
