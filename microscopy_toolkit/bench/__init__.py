@@ -44,6 +44,11 @@ from microscopy_toolkit.bench.merge import (
     plot_alpha_sweep,
     greedy_soup,
     run_merge,
+    hf_clip_to_open_clip,
+    open_clip_to_hf_clip,
+    domain_tradeoff,
+    choose_alpha,
+    plot_domain_tradeoff,
 )
 
 # %% ../../nbs/49_bench.ipynb #4b0a1641
@@ -64,5 +69,6 @@ __all__ = [
     'macro_accuracy_ci', 'random_baseline', 'summary_table', 'plot_tasks', 'interpolate_state', 'average_states',
     'wise_ft', 'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'rank_table',
     'run_eval', 'load_model', 'run_merge', 'build_prompt', 'parse_answer', 'evllm_correct', 'AnswerCache',
-    'evaluate_generative', 'ChatEndpoint', 'EndpointError', 'grit_localization', 'evaluate_localization'
+    'evaluate_generative', 'ChatEndpoint', 'EndpointError', 'grit_localization', 'evaluate_localization',
+    'hf_clip_to_open_clip', 'open_clip_to_hf_clip', 'domain_tradeoff', 'choose_alpha', 'plot_domain_tradeoff'
 ]

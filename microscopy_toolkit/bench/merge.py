@@ -20,7 +20,7 @@ from ..models.clip import ContrastiveModel, load_contrastive, save_contrastive
 # %% auto #0
 __all__ = ['check_compatible', 'hf_clip_to_open_clip', 'open_clip_to_hf_clip', 'interpolate_state', 'average_states', 'wise_ft',
            'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'sweep_alphas',
-           'MergeRun', 'run_merge']
+           'MergeRun', 'run_merge', 'domain_tradeoff', 'choose_alpha', 'plot_domain_tradeoff']
 
 # %% ../../nbs/42_bench.merge.ipynb #2c71407f
 def _state(m) -> dict:
@@ -448,3 +448,63 @@ def run_merge(
     folder = save_merged(merged, out / 'merged', {'alpha': alpha, 'base': str(base), 'finetuned': str(finetuned)})
     paths = [folder / 'open_clip_config.json', folder / 'open_clip_pytorch_model.bin']
     return MergeRun(merged, table, paths + ([] if table is None else _write_sweep(table, out, f'{b.name} -> {f.name}')))
+
+# %% ../../nbs/42_bench.merge.ipynb #927c43a3
+def domain_tradeoff(
+    results: dict, field: str = 'domain', value: str = 'pathology', groups: Sequence[str] = ('coarse', 'fine')
+) -> pd.DataFrame:
+    "Per α and group: pooled accuracy on all items and on the items whose `field` is `value` (the specialist's)."
+    rows = []
+    for a, r in sorted(results.items()):
+        for g in groups:
+            it = r.items[r.items.group == g]
+            if field not in it.columns:
+                raise InputError(f"the results have no field {field!r}; fields: {', '.join(it.columns)}")
+            spec = it[it[field] == value]
+            if len(it) and len(spec):
+                rows.append(
+                    dict(
+                        alpha=float(a),
+                        group=g,
+                        all=it.correct.mean(),
+                        specialist=spec.correct.mean(),
+                        n_all=len(it),
+                        n_specialist=len(spec),
+                    )
+                )
+    if not rows:
+        raise InputError(f"no items with {field} = {value!r} in groups {list(groups)}")
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/42_bench.merge.ipynb #ce30314e
+def choose_alpha(val_table: pd.DataFrame, group: str = 'coarse', target: str = 'all') -> float:
+    "The α of a validation `domain_tradeoff` table with the best `target` accuracy ('all', 'specialist', 'balanced')."
+    t = val_table[val_table.group == group]
+    if t.empty:
+        raise InputError(f"no rows of group {group!r} in the validation table")
+    if target not in ('all', 'specialist', 'balanced'):
+        raise InputError(f"target must be 'all', 'specialist' or 'balanced', got {target!r}")
+    score = (t['all'] + t.specialist) / 2 if target == 'balanced' else t[target]
+    return float(t.alpha.to_numpy()[int(np.argmax(score.to_numpy()))])
+
+# %% ../../nbs/42_bench.merge.ipynb #7550953e
+def plot_domain_tradeoff(table: pd.DataFrame, chosen_alpha: float | None = None, value: str = 'pathology', axes=None):
+    "Figure 5: specialist-domain accuracy against all-of-Micro-Bench accuracy per α, one panel per group."
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(table.group))
+    if axes is None:
+        _, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.2), squeeze=False)
+    axes = np.ravel(axes)
+    for ax, g in zip(axes, groups):
+        t = table[table.group == g].sort_values('alpha')
+        ax.plot(100 * t['all'], 100 * t.specialist, 'o-', color='tab:olive')
+        for a, x, y in zip(t.alpha, t['all'], t.specialist):
+            ax.annotate(f'{a:g}', (100 * x, 100 * y), fontsize=7, xytext=(3, 3), textcoords='offset points')
+        pick = t[np.isclose(t.alpha, chosen_alpha)] if chosen_alpha is not None else t.iloc[:0]
+        ax.plot(100 * pick['all'], 100 * pick.specialist, '*', ms=14, color='tab:red', label='chosen α (validation)')
+        ax.set_title(GROUP_LABELS[g], fontsize=9)
+        ax.set_xlabel('all of Micro-Bench (%)')
+        ax.set_ylabel(f'{value} (%)')
+    axes[0].figure.tight_layout()
+    return axes
