@@ -4,6 +4,9 @@ naive per-item loop that re-encodes the image and the option texts for every que
 
     python benchmarks/bench_eval.py                 # tiny CLIP and ViT-B-32 (random weights), 96 rows x 7 tasks
     python benchmarks/bench_eval.py --quick         # tiny only, fewer rows
+    python benchmarks/bench_eval.py --generative    # tiny random LLaVA on CPU: items/s one item at a time vs batched
+
+Contrastive timings score one caption phrasing (variant=0), so the naive loop covers the same items.
 """
 import argparse, os, time, warnings
 
@@ -13,6 +16,8 @@ import torch
 
 from microscopy_toolkit.bench.data import ubench_sample, task_items, TASKS
 from microscopy_toolkit.bench.evaluate import evaluate
+from microscopy_toolkit.bench.generative import evaluate_generative
+from microscopy_toolkit.models.vlm import tiny_vlm
 from microscopy_toolkit.models.clip import load_contrastive, ContrastiveModel
 
 
@@ -48,12 +53,12 @@ def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naiv
     bare_encoder(cm, pixels[:batch_size], batch_size)      # warm-up
     t_bare, _ = timed(lambda: bare_encoder(cm, pixels, batch_size))
     cm.clear_cache()
-    t_eval, res = timed(lambda: evaluate(cm, ds, batch_size=batch_size, n_resamples=1000, show_progress=False))
+    t_eval, res = timed(lambda: evaluate(cm, ds, variant=0, batch_size=batch_size, n_resamples=1000, show_progress=False))
     sub = ds.select(range(min(naive_rows, len(ds))))
     t_naive, naive = timed(lambda: naive_loop(cm, sub, TASKS))
     n_naive_items = len(naive)
     # the naive loop must agree with evaluate on the rows it covered
-    ours = evaluate(cm, sub, n_resamples=1000, show_progress=False).items.pred_idx.tolist()
+    ours = evaluate(cm, sub, variant=0, n_resamples=1000, show_progress=False).items.pred_idx.tolist()
     assert ours == naive, 'naive loop and evaluate disagree'
     n = len(ds)
     print(f"{spec:>10}: {n} images, {n_items} items, {res.info['n_texts']} distinct option texts")
@@ -63,9 +68,30 @@ def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naiv
     print(f"    naive per-item loop: {n_naive_items / t_naive:8.1f} items/s -> evaluate is {(n_items / t_eval) / (n_naive_items / t_naive):.1f}x faster per item")
 
 
+def run_generative(rows_per_dataset: int, batch_sizes=(1, 8, 32), max_new_tokens: int = 8, tasks=('stain', 'domain')):
+    "Closed-VQA items/s of the tiny random LLaVA on the CPU, one item per generate call against batches."
+    torch.set_num_threads(os.cpu_count() or 1)
+    vlm = tiny_vlm(0, device='cpu')
+    ds = ubench_sample(n_per_dataset=rows_per_dataset, seed=0)
+    evaluate_generative(vlm, ds.select(range(2)), tasks=tasks, batch_size=2, max_new_tokens=2, show_progress=False,
+                        n_resamples=1000)  # warm-up
+    answers, rates = {}, {}
+    for bs in batch_sizes:
+        t, r = timed(lambda: evaluate_generative(vlm, ds, tasks=tasks, batch_size=bs, max_new_tokens=max_new_tokens,
+                                                 show_progress=False, n_resamples=1000))
+        answers[bs], rates[bs] = r.items.answer.tolist(), len(r.items) / t
+    same = all(a == answers[batch_sizes[0]] for a in answers.values())
+    print(f"tiny-vlm:0 on CPU ({torch.get_num_threads()} threads), {len(r.items)} items, {max_new_tokens} new tokens:")
+    for bs in batch_sizes:
+        print(f"    batch {bs:>3}: {rates[bs]:7.1f} items/s ({rates[bs] / rates[batch_sizes[0]]:.2f}x one at a time)")
+    print(f"    batched answers identical to one-at-a-time answers: {same}")
+
+
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true'); a = ap.parse_args()
-    if a.quick: run('tiny:0', 16, 64, 64, 12)
+    ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--generative', action='store_true'); a = ap.parse_args()
+    if a.generative: run_generative(8)
+    elif a.quick: run('tiny:0', 16, 64, 64, 12)
     else:
         run('tiny:0', 96, 64, 64, 48)
         run('ViT-B-32', 32, 224, 32, 12)

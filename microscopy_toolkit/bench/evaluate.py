@@ -5,9 +5,10 @@
 # %% ../../nbs/41_bench.evaluate.ipynb #7b75907c
 from __future__ import annotations
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,15 +17,22 @@ import torch
 from ..core import InputError, as_rng, progress, atomic_write
 from ..metrics import BootstrapResult, bootstrap_interval
 from ..models.clip import ContrastiveModel, load_contrastive
-from .data import TASKS, task_items, _resolve_tasks
+from ..models.vlm import is_vlm_spec, load_vlm
+from .endpoint import endpoint_from_spec
+from .data import TASKS, COGNITION_TASKS, METADATA_FIELDS, task_items, _resolve_tasks
+from .data import load_ubench, ubench_sample, select
 
 # %% auto #0
 __all__ = ['GROUP_LABELS', 'macro_accuracy_ci', 'accuracy_ci', 'BenchResult', 'evaluate', 'random_baseline', 'summary_table',
-           'plot_tasks']
+           'rank_table', 'plot_tasks', 'load_model', 'eval_data', 'evaluate_any', 'EvalRun', 'run_eval']
 
 # %% ../../nbs/41_bench.evaluate.ipynb #86b059e6
 def _score_items(
-    items: list[dict], image_emb: torch.Tensor, row_index: dict, text_emb: torch.Tensor, text_index: dict,
+    items: list[dict],
+    image_emb: torch.Tensor,
+    row_index: dict,
+    text_emb: torch.Tensor,
+    text_index: dict,
     logit_scale: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     "Arg-max option and its probability for every item, all items of one option count in one matrix product."
@@ -46,18 +54,33 @@ def _score_items(
 def _items_frame(items: list[dict], pred: np.ndarray, prob: np.ndarray) -> pd.DataFrame:
     "One row per item: where it comes from, its options, the answer, the prediction and whether it is correct."
     df = pd.DataFrame({k: [it[k] for it in items] for k in ('row', 'image_id', 'task', 'group', 'dataset')})
+    df['variant'] = [it.get('variant', 0) for it in items]
     df['n_options'] = [len(it['texts']) for it in items]
     df['answer_idx'] = [it['answer_idx'] for it in items]
     df['pred_idx'], df['prob'] = pred, prob
     df['correct'] = (df.pred_idx == df.answer_idx).astype(int)
     return df
 
+# %% ../../nbs/41_bench.evaluate.ipynb #fee5c790
+def _with_metadata(frame: pd.DataFrame, ds) -> pd.DataFrame:
+    "The items with their row's metadata fields (domain, subdomain, modality, submodality, stain) added."
+    fields = [f for f in METADATA_FIELDS if f not in frame.columns and f in ds.column_names]
+    meta = ds.select_columns(fields)[:]
+    rows = frame.row.to_numpy()
+    for f in fields:
+        frame[f] = np.asarray(meta[f], dtype=object)[rows]
+    return frame
+
 # %% ../../nbs/41_bench.evaluate.ipynb #d2819011
 def _items(ds, tasks, variant) -> list[dict]:
-    "The closed-VQA items of every task, in task order."
+    "The closed-VQA items of every task in task order; `variant='both'` takes both caption phrasings (cognition once)."
+    if variant not in (0, 1, 'both'):
+        raise InputError(f"variant must be 0, 1 or 'both' (the two caption phrasings), got {variant!r}")
     items = []
     for t in tasks:
-        items += task_items(ds, t, variant=variant, images=False)
+        vs = (0, 1) if variant == 'both' else (variant,)
+        for v in vs[:1] if t in COGNITION_TASKS else vs:
+            items += [it | {'variant': v} for it in task_items(ds, t, variant=v, images=False)]
     return items
 
 # %% ../../nbs/41_bench.evaluate.ipynb #a8ea611c
@@ -92,7 +115,10 @@ def _outcome_groups(groups: Sequence) -> list[np.ndarray]:
 
 # %% ../../nbs/41_bench.evaluate.ipynb #3d1918c6
 def macro_accuracy_ci(
-    groups: Sequence, n_resamples: int = 9999, confidence: float = 0.95, method: str = 'basic',
+    groups: Sequence,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+    method: str = 'basic',
     seed: int | np.random.Generator = 0,
 ) -> BootstrapResult:
     "Bootstrap CI of the mean over groups of each group's accuracy (each group resampled on its own)."
@@ -107,7 +133,10 @@ def macro_accuracy_ci(
 
 # %% ../../nbs/41_bench.evaluate.ipynb #f969e73d
 def accuracy_ci(
-    correct, n_resamples: int = 9999, confidence: float = 0.95, method: str = 'basic',
+    correct,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+    method: str = 'basic',
     seed: int | np.random.Generator = 0,
 ) -> BootstrapResult:
     "Bootstrap CI of the accuracy of 0/1 outcomes (resampled counts drawn from their exact Binomial(n, k/n) law)."
@@ -134,16 +163,45 @@ def _accuracy_rows(items: pd.DataFrame, keys: list[str], ci: Callable) -> pd.Dat
 
 # %% ../../nbs/41_bench.evaluate.ipynb #0f3588b3
 def _group_rows(items: pd.DataFrame, ci: Callable) -> pd.DataFrame:
-    "Per group: pooled accuracy over its items and the macro-average over its (task, dataset) units, with CIs."
+    "Per group: pooled accuracy (CI as eVLLM prints it) and the macro-average over (task, dataset) units (half-width)."
     rows = []
     for grp in [g for g in ('coarse', 'fine', 'cognition') if g in set(items.group)]:
         g = items[items.group == grp]
         pooled = ci([g.correct.to_numpy()])
         units = [u.correct.to_numpy() for _, u in g.groupby(['task', 'dataset'])]
         macro = ci(units)
-        rows.append(dict(group=grp, n=len(g), units=len(units), pooled=pooled.estimate, pooled_ci=pooled.half_width,
-                         macro=macro.estimate, macro_ci=macro.half_width, chance=float((1 / g.n_options).mean())))
+        rows.append(
+            dict(
+                group=grp,
+                n=len(g),
+                units=len(units),
+                pooled=pooled.estimate,
+                pooled_ci=abs(pooled.high - pooled.estimate),
+                macro=macro.estimate,
+                macro_ci=macro.half_width,
+                chance=float((1 / g.n_options).mean()),
+            )
+        )
     return pd.DataFrame(rows).set_index('group')
+
+# %% ../../nbs/41_bench.evaluate.ipynb #55bd9790
+def _check_fields(items: pd.DataFrame, fields) -> None:
+    "Refuse a field the items do not have, naming the ones they have."
+    missing = [f for f in fields if f not in items.columns]
+    if missing:
+        raise InputError(f"no field(s) {missing} in the items; fields: {', '.join(items.columns)}")
+
+# %% ../../nbs/41_bench.evaluate.ipynb #c8412a29
+def _matching(items: pd.DataFrame, values: dict) -> np.ndarray:
+    "Boolean mask of the items whose fields equal the given values (a value may be a list of allowed values)."
+    _check_fields(items, values)
+    keep = np.ones(len(items), bool)
+    for f, v in values.items():
+        allowed = list(v) if isinstance(v, (list, tuple, set)) else [v]
+        keep &= items[f].isin(allowed).to_numpy()
+    if not keep.any():
+        raise InputError(f"no items with {values}")
+    return keep
 
 # %% ../../nbs/41_bench.evaluate.ipynb #1308f35e
 @dataclass
@@ -151,7 +209,7 @@ class BenchResult:
     "Per-item closed-VQA outcomes of one model, with accuracy tables and bootstrap CIs computed on demand."
 
     model: str
-    # one row per item: row, image_id, task, group, dataset, n_options, answer_idx, pred_idx, prob, correct
+    # one row per item: row, image_id, task, group, dataset, variant, metadata, n_options, answer_idx, pred_idx, correct
     items: pd.DataFrame
     n_resamples: int = 9999
     confidence: float = 0.95
@@ -173,6 +231,19 @@ class BenchResult:
         "Accuracy per task and source dataset (the paper's fine-grained tasks are one dataset each)."
         return _accuracy_rows(self.items, ['group', 'task', 'dataset'], self._ci)
 
+    def per_field(self, field: str) -> pd.DataFrame:
+        "Accuracy per group and value of a metadata field (modality, domain, stain, ...), with CIs."
+        _check_fields(self.items, [field])
+        return _accuracy_rows(self.items, ['group', field], self._ci)
+
+    def where(self, **values) -> 'BenchResult':
+        "The result on the items whose fields match, e.g. `where(domain='pathology')`, `where(stain=['H&E', 'DAPI'])`."
+        keep = _matching(self.items, values)
+        info = self.info | {'where': {k: str(v) for k, v in values.items()}}
+        return BenchResult(
+            self.model, self.items[keep].reset_index(drop=True), self.n_resamples, self.confidence, self.seed, info=info
+        )
+
     def per_group(self) -> pd.DataFrame:
         "Per group: pooled accuracy over its items (as the public code) and the macro-average over (task, dataset)."
         return _group_rows(self.items, self._ci)
@@ -180,34 +251,44 @@ class BenchResult:
     def to_dict(self, per_task: pd.DataFrame | None = None) -> dict:
         "JSON-ready summary (pass an already computed `per_task()` table to reuse it)."
         per_task = self.per_task() if per_task is None else per_task
-        return {
-            'model': self.model, 'n_items': len(self.items), 'n_resamples': self.n_resamples,
-            'confidence': self.confidence, 'seed': self.seed, 'info': self.info,
-            'per_group': self.per_group().reset_index().to_dict('records'), 'per_task': per_task.to_dict('records'),
-        }
+        d = dict(model=self.model, n_items=len(self.items), n_resamples=self.n_resamples, confidence=self.confidence)
+        d |= dict(seed=self.seed, info=self.info, per_group=self.per_group().reset_index().to_dict('records'))
+        return d | {'per_task': per_task.to_dict('records')}
 
     def save(self, folder: str | Path) -> dict:
         "Write items.csv, per_task.csv, per_dataset.csv and summary.json into `folder`; returns the paths."
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        per_task = self.per_task()
-        for name, df in [('items', self.items), ('per_task', per_task), ('per_dataset', self.per_dataset())]:
-            paths[name] = folder / f'{name}.csv'
-            with atomic_write(paths[name], 'w') as f:
-                df.to_csv(f, index=False)
-        paths['summary'] = folder / 'summary.json'
-        with atomic_write(paths['summary'], 'w') as f:
-            json.dump(self.to_dict(per_task), f, indent=1, default=float)
-        return paths
+        return _save_result(self, Path(folder))
+
+# %% ../../nbs/41_bench.evaluate.ipynb #ae49c00f
+def _save_result(r: BenchResult, folder: Path) -> dict:
+    "Write a result's items.csv, per_task.csv, per_dataset.csv and summary.json into `folder`; returns the paths."
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    per_task = r.per_task()
+    for name, df in [('items', r.items), ('per_task', per_task), ('per_dataset', r.per_dataset())]:
+        paths[name] = folder / f'{name}.csv'
+        with atomic_write(paths[name], 'w') as f:
+            df.to_csv(f, index=False)
+    paths['summary'] = folder / 'summary.json'
+    with atomic_write(paths['summary'], 'w') as f:
+        json.dump(r.to_dict(per_task), f, indent=1, default=float)
+    return paths
 
 # %% ../../nbs/41_bench.evaluate.ipynb #415f061c
 def evaluate(
-    model, ds, tasks: str | Sequence[str] | None = None, group: str | None = None, variant: int = 0,
-    batch_size: int = 64, n_resamples: int = 9999, confidence: float = 0.95, seed: int = 0,
-    show_progress: bool = True, **load_kw,
+    model,
+    ds,
+    tasks: str | Sequence[str] | None = None,
+    group: str | None = None,
+    variant: int | str = 'both',
+    batch_size: int = 64,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
+    seed: int = 0,
+    show_progress: bool = True,
+    **load_kw,
 ) -> BenchResult:
-    "Zero-shot closed-VQA evaluation of a contrastive `model` (anything `load_contrastive` takes) on uBench split `ds`."
+    "Zero-shot closed-VQA accuracy of a contrastive `model` (anything `load_contrastive` takes) on uBench split `ds`."
     tasks = _resolve_tasks(tasks, group) or TASKS
     cm = load_contrastive(model, **load_kw)
     items = _items(ds, tasks, variant)
@@ -217,12 +298,18 @@ def evaluate(
         )
     pred, prob, counts = _predict(cm, ds, items, batch_size, show_progress)
     info = {'variant': variant, **counts, 'tasks': list(tasks)}
-    return BenchResult(cm.name, _items_frame(items, pred, prob), n_resamples, confidence, seed, info=info)
+    frame = _with_metadata(_items_frame(items, pred, prob), ds)
+    return BenchResult(cm.name, frame, n_resamples, confidence, seed, info=info)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #d8b387e9
 def random_baseline(
-    ds, tasks: str | Sequence[str] | None = None, group: str | None = None, variant: int = 0, seed: int = 0,
-    n_resamples: int = 9999, confidence: float = 0.95,
+    ds,
+    tasks: str | Sequence[str] | None = None,
+    group: str | None = None,
+    variant: int | str = 'both',
+    seed: int = 0,
+    n_resamples: int = 9999,
+    confidence: float = 0.95,
 ) -> BenchResult:
     """The random-choice baseline: every item answered uniformly at random among its options (seeded);
     `chance` columns give its expectation."""
@@ -233,7 +320,7 @@ def random_baseline(
     rng = as_rng(seed)
     n_opt = np.array([len(it['texts']) for it in items])
     pred = np.floor(rng.random(len(items)) * n_opt).astype(np.int64)
-    frame = _items_frame(items, pred, 1 / n_opt)
+    frame = _with_metadata(_items_frame(items, pred, 1 / n_opt), ds)
     return BenchResult('Random', frame, n_resamples, confidence, seed, info={'variant': variant, 'tasks': list(tasks)})
 
 # %% ../../nbs/41_bench.evaluate.ipynb #2ee87845
@@ -248,8 +335,8 @@ def _summary_row(name: str, f: pd.DataFrame, groups: list[str], kind: str, as_te
     return row
 
 # %% ../../nbs/41_bench.evaluate.ipynb #84daba91
-def summary_table(results: Sequence[BenchResult], kind: str = 'macro', as_text: bool = True) -> pd.DataFrame:
-    "Models × groups: accuracy % (± CI half-width), macro-averaged or pooled, sorted by the first group."
+def summary_table(results: Sequence[BenchResult], kind: str = 'pooled', as_text: bool = True) -> pd.DataFrame:
+    "Models × groups: accuracy % (± CI), pooled over items (default) or macro over (task, dataset); first group sorts."
     if kind not in ('macro', 'pooled'):
         raise InputError(f"kind must be 'macro' or 'pooled', got {kind!r}")
     if not results:
@@ -260,6 +347,13 @@ def summary_table(results: Sequence[BenchResult], kind: str = 'macro', as_text: 
     table = table.set_index('model')
     key = [float(str(v).split(' ')[0]) if as_text else v for v in table.iloc[:, 0]]
     return table.iloc[np.argsort(key)[::-1]]
+
+# %% ../../nbs/41_bench.evaluate.ipynb #bc45fae6
+def rank_table(results: Sequence[BenchResult], kind: str = 'pooled') -> pd.DataFrame:
+    "Models × groups: each column's rank on its own (1 = most accurate; ties share the best rank)."
+    table = summary_table(results, kind, as_text=False)
+    table = table[[c for c in table.columns if not c.endswith(' ±')]]
+    return table.rank(ascending=False, method='min').astype('Int64')
 
 # %% ../../nbs/41_bench.evaluate.ipynb #f2a0e55a
 def _task_tables(results: Sequence[BenchResult], by: str) -> list[tuple[str, pd.DataFrame]]:
@@ -299,3 +393,159 @@ def plot_tasks(results: Sequence[BenchResult], ax=None, by: str = 'task'):
     ax.legend(fontsize=8, ncols=min(5, len(tables) + 1), loc='lower left', bbox_to_anchor=(0, 1.01), frameon=False)
     ax.figure.tight_layout()
     return ax
+
+# %% ../../nbs/41_bench.evaluate.ipynb #38f3c325
+def load_model(spec, device='auto', dtype=None, pretrained: str | None = None, arch: str | None = None):
+    "A contrastive model, a generative model (`tiny-vlm`, `vlm:ID`, a VLM folder) or a chat endpoint (`chat:M@URL`)."
+    if isinstance(spec, ContrastiveModel) or hasattr(spec, 'generate'):
+        return spec
+    if str(spec).startswith('chat:'):
+        return endpoint_from_spec(spec)
+    if is_vlm_spec(spec):
+        return load_vlm(spec, device=device, dtype=dtype)
+    return load_contrastive(spec, pretrained=pretrained, arch=arch, device=device)
+
+# %% ../../nbs/41_bench.evaluate.ipynb #51410433
+def _check_eval_args(models, out, tasks, group, variant, batch_size, n_resamples, kind, scoring, max_new_tokens):
+    "Refuse any bad argument of `run_eval` before anything is loaded, evaluated or written."
+    if not models:
+        raise InputError("name at least one model")
+    _resolve_tasks(tasks, group)
+    checks = [
+        (variant in (0, 1, 'both'), f"variant must be 0, 1 or 'both', got {variant!r}"),
+        (int(batch_size) >= 1, f"batch size must be at least 1, got {batch_size}"),
+        (int(n_resamples) >= 1000, f"use at least 1,000 bootstrap resamples (--n-resamples), got {n_resamples}"),
+        (kind in ('pooled', 'macro'), f"kind must be 'pooled' or 'macro', got {kind!r}"),
+        (scoring in ('evllm', 'parse'), f"scoring must be 'evllm' or 'parse', got {scoring!r}"),
+        (int(max_new_tokens) >= 1, f"max new tokens must be at least 1, got {max_new_tokens}"),
+        (not Path(out).is_file(), f"the output folder {out} is a file"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise InputError(msg)
+
+# %% ../../nbs/41_bench.evaluate.ipynb #e0e1b78f
+def eval_data(source, split: str = 'test', datasets=None, tasks=None, group=None, seed: int = 0):
+    "The evaluation split: a `datasets.Dataset`, `'sample'` (the generated sample) or uBench shards / a hub id."
+    if isinstance(source, (str, Path)):
+        ds = ubench_sample(seed=seed) if str(source) == 'sample' else load_ubench(source, split=split)
+    else:
+        ds = source
+    return select(ds, datasets=datasets, tasks=tasks, group=group) if datasets or tasks or group else ds
+
+# %% ../../nbs/41_bench.evaluate.ipynb #95bfca8f
+def evaluate_any(
+    model,
+    ds,
+    tasks=None,
+    group=None,
+    variant='both',
+    batch_size: int = 64,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    cache_dir=None,
+    max_new_tokens: int = 16,
+    scoring: str = 'evllm',
+    show_progress: bool = True,
+) -> BenchResult:
+    "Evaluate a contrastive model (`evaluate`) or a generative one (`bench.generative.evaluate_generative`)."
+    if not hasattr(model, 'generate'):
+        return evaluate(
+            model, ds, tasks, group, variant, batch_size, n_resamples, seed=seed, show_progress=show_progress
+        )
+    from microscopy_toolkit.bench.generative import evaluate_generative
+
+    cache = None if cache_dir is None else Path(cache_dir) / f"{_folder_name(model.name)}.jsonl"
+    return evaluate_generative(
+        model,
+        ds,
+        tasks,
+        group,
+        cache=cache,
+        batch_size=batch_size,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        scoring=scoring,
+        n_resamples=n_resamples,
+        show_progress=show_progress,
+    )
+
+# %% ../../nbs/41_bench.evaluate.ipynb #6393bd1f
+def _folder_name(name: str) -> str:
+    "A file or folder name for a model name (hub ids, URLs and paths hold slashes and colons)."
+    return re.sub(r'[^A-Za-z0-9._+=-]+', '_', name).strip('_') or 'model'
+
+# %% ../../nbs/41_bench.evaluate.ipynb #eca3ba7e
+class EvalRun(NamedTuple):
+    "What `run_eval` did: the results, Table 1 as text, and the files written."
+
+    results: list
+    table: pd.DataFrame
+    paths: list
+
+# %% ../../nbs/41_bench.evaluate.ipynb #c9fb90f6
+def _write_run(results: list, out: Path, kind: str) -> list[Path]:
+    "Per-model tables, table1.csv, table1_ranks.csv and per_task.png in `out`."
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for r in results:
+        written += list(r.save(out / _folder_name(r.model)).values())
+    for name, table in [
+        ('table1', summary_table(results, kind, as_text=False)),
+        ('table1_ranks', rank_table(results, kind)),
+    ]:
+        with atomic_write(out / f'{name}.csv', 'w') as f:
+            table.to_csv(f)
+        written.append(out / f'{name}.csv')
+    ax = plot_tasks(results)
+    ax.figure.savefig(out / 'per_task.png', dpi=120)
+    plt.close(ax.figure)
+    return written + [out / 'per_task.png']
+
+# %% ../../nbs/41_bench.evaluate.ipynb #7798d2cb
+def run_eval(
+    models: Sequence,
+    data='sample',
+    out: str | Path = 'bench_eval',
+    split: str = 'test',
+    datasets=None,
+    tasks=None,
+    group=None,
+    variant='both',
+    batch_size: int = 64,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    kind: str = 'pooled',
+    with_random: bool = False,
+    device='auto',
+    dtype=None,
+    pretrained=None,
+    arch=None,
+    max_new_tokens: int = 16,
+    scoring: str = 'evllm',
+    show_progress: bool = True,
+) -> EvalRun:
+    "Evaluate every model on the data and write their tables, Table 1 (pooled by default), its ranks and the figure."
+    _check_eval_args(models, out, tasks, group, variant, batch_size, n_resamples, kind, scoring, max_new_tokens)
+    ds = eval_data(data, split, datasets, tasks, group, seed)
+    loaded = [load_model(m, device, dtype, pretrained, arch) for m in models]
+    kw = dict(tasks=tasks, group=group, variant=variant, n_resamples=n_resamples, seed=seed)
+    results = [
+        evaluate_any(
+            m,
+            ds,
+            batch_size=batch_size,
+            cache_dir=Path(out) / 'answer_cache',
+            scoring=scoring,
+            max_new_tokens=max_new_tokens,
+            show_progress=show_progress,
+            **kw
+        )
+        for m in loaded
+    ]
+    if with_random:
+        results.append(random_baseline(ds, **kw))
+    paths = _write_run(results, Path(out), kind)
+    return EvalRun(results, summary_table(results, kind), paths)

@@ -6,20 +6,21 @@
 from __future__ import annotations
 import copy
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..core import InputError, as_rng, progress
+from ..core import InputError, as_rng, progress, atomic_write
 from .data import task_items, _resolve_tasks, TASKS
-from .evaluate import evaluate, BenchResult, GROUP_LABELS
+from .evaluate import evaluate, BenchResult, GROUP_LABELS, eval_data
 from ..models.clip import ContrastiveModel, load_contrastive, save_contrastive
 
 # %% auto #0
-__all__ = ['check_compatible', 'interpolate_state', 'average_states', 'wise_ft', 'save_merged', 'finetune_contrastive',
-           'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup']
+__all__ = ['check_compatible', 'hf_clip_to_open_clip', 'open_clip_to_hf_clip', 'interpolate_state', 'average_states', 'wise_ft',
+           'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'sweep_alphas',
+           'MergeRun', 'run_merge', 'domain_tradeoff', 'choose_alpha', 'plot_domain_tradeoff']
 
 # %% ../../nbs/42_bench.merge.ipynb #2c71407f
 def _state(m) -> dict:
@@ -51,6 +52,78 @@ def check_compatible(states: Sequence[dict], names: Sequence[str] | None = None)
                 + ". Only models of the same architecture can be merged."
             )
 
+# %% ../../nbs/42_bench.merge.ipynb #5256c2da
+_HF_OPEN_CLIP = {
+    'text_model.embeddings.token_embedding.weight': 'token_embedding.weight',
+    'text_model.embeddings.position_embedding.weight': 'positional_embedding',
+    'text_model.final_layer_norm.weight': 'ln_final.weight',
+    'text_model.final_layer_norm.bias': 'ln_final.bias',
+    'vision_model.embeddings.class_embedding': 'visual.class_embedding',
+    'vision_model.embeddings.patch_embedding.weight': 'visual.conv1.weight',
+    'vision_model.embeddings.position_embedding.weight': 'visual.positional_embedding',
+    'vision_model.pre_layrnorm.weight': 'visual.ln_pre.weight',
+    'vision_model.pre_layrnorm.bias': 'visual.ln_pre.bias',
+    'vision_model.post_layernorm.weight': 'visual.ln_post.weight',
+    'vision_model.post_layernorm.bias': 'visual.ln_post.bias',
+    'logit_scale': 'logit_scale',
+}
+_HF_BLOCK = {
+    'layer_norm1': 'ln_1',
+    'layer_norm2': 'ln_2',
+    'mlp.fc1': 'mlp.c_fc',
+    'mlp.fc2': 'mlp.c_proj',
+    'self_attn.out_proj': 'attn.out_proj',
+}
+
+# %% ../../nbs/42_bench.merge.ipynb #7ade0a84
+def _blocks(state: dict, tower: str) -> int:
+    "How many transformer blocks a Hugging Face CLIP tower has in `state`."
+    return len({k.split('.')[3] for k in state if k.startswith(f'{tower}.encoder.layers.')})
+
+# %% ../../nbs/42_bench.merge.ipynb #6c41417b
+def hf_clip_to_open_clip(state: dict) -> dict:
+    "A Hugging Face `CLIPModel` state dict (ViT towers) under open_clip's names; the values are not changed."
+    sd = {k.removeprefix('clip.'): v for k, v in state.items()}
+    out = {o: sd[h] for h, o in _HF_OPEN_CLIP.items() if h in sd}
+    out['text_projection'] = sd['text_projection.weight'].T
+    out['visual.proj'] = sd['visual_projection.weight'].T
+    for tower, pre in (('text_model', ''), ('vision_model', 'visual.')):
+        for i in range(_blocks(sd, tower)):
+            h, o = f'{tower}.encoder.layers.{i}.', f'{pre}transformer.resblocks.{i}.'
+            for p in ('weight', 'bias'):
+                out[o + f'attn.in_proj_{p}'] = torch.cat([sd[h + f'self_attn.{x}_proj.{p}'] for x in 'qkv'])
+                out.update({o + f'{b}.{p}': sd[h + f'{a}.{p}'] for a, b in _HF_BLOCK.items()})
+    return out
+
+# %% ../../nbs/42_bench.merge.ipynb #56ff2e0c
+def open_clip_to_hf_clip(state: dict) -> dict:
+    "An open_clip ViT CLIP state dict under Hugging Face `CLIPModel` names (the inverse of `hf_clip_to_open_clip`)."
+    out = {h: state[o] for h, o in _HF_OPEN_CLIP.items() if o in state}
+    out['text_projection.weight'] = state['text_projection'].T
+    out['visual_projection.weight'] = state['visual.proj'].T
+    for tower, pre in (('text_model', ''), ('vision_model', 'visual.')):
+        n = len({k.split('.')[len(pre.split('.')) + 1] for k in state if k.startswith(f'{pre}transformer.resblocks.')})
+        for i in range(n):
+            h, o = f'{tower}.encoder.layers.{i}.', f'{pre}transformer.resblocks.{i}.'
+            for p in ('weight', 'bias'):
+                q, k, v = state[o + f'attn.in_proj_{p}'].chunk(3)
+                out.update({h + f'self_attn.{x}_proj.{p}': t for x, t in zip('qkv', (q, k, v))})
+                out.update({h + f'{a}.{p}': state[o + f'{b}.{p}'] for a, b in _HF_BLOCK.items()})
+    return out
+
+# %% ../../nbs/42_bench.merge.ipynb #2e22d3ed
+def _is_hf_clip(state: dict) -> bool:
+    "True for a Hugging Face `CLIPModel` state dict (possibly under the adapter's `clip.` prefix)."
+    return any(k.removeprefix('clip.').startswith('text_model.') for k in state)
+
+# %% ../../nbs/42_bench.merge.ipynb #d62bae48
+def _one_key_space(states: list[dict]) -> list[dict]:
+    "The states as given when all are one kind; all under open_clip's names when Hugging Face and open_clip mix."
+    kinds = {_is_hf_clip(s) for s in states}
+    if len(kinds) == 1:
+        return states
+    return [hf_clip_to_open_clip(s) if _is_hf_clip(s) else s for s in states]
+
 # %% ../../nbs/42_bench.merge.ipynb #fdf1087a
 def interpolate_state(base, finetuned, alpha: float) -> dict:
     """θ = (1 − α)·θ_base + α·θ_ft over floating entries; identical buffers copied; integer entries from the nearer
@@ -68,7 +141,7 @@ def average_states(
 ) -> dict:
     """Σ wᵢ·θᵢ of compatible state dicts (uniform by default); identical entries copied; integer entries from the
     heaviest model (the later one on a tie)."""
-    states = [_state(s) for s in states]
+    states = _one_key_space([_state(s) for s in states])
     if not states:
         raise InputError("no models to average")
     check_compatible(states, names)
@@ -83,12 +156,20 @@ def average_states(
         elif all(torch.equal(a, s[k]) for s in states[1:]):
             out[k] = a.clone()
         else:
-            out[k] = sum(float(wi) * s[k].float() for wi, s in zip(w, states)).to(a.dtype)
+            acc = torch.promote_types(a.dtype, torch.float32)  # float64 stays float64, half types add in float32
+            out[k] = sum(float(wi) * s[k].to(acc) for wi, s in zip(w, states) if wi > 0).to(a.dtype)
     return out
 
 # %% ../../nbs/42_bench.merge.ipynb #b87f128f
 def _with_state(template: ContrastiveModel, state: dict, name: str) -> ContrastiveModel:
+    "A copy of `template` holding `state` (renamed into the template's key space when it comes from the other kind)."
     model = copy.deepcopy(template.model)
+    own = model.state_dict()
+    if _is_hf_clip(own) and not _is_hf_clip(state):
+        hf = open_clip_to_hf_clip(state)
+        state = {k: hf[k.removeprefix('clip.')] for k in own}
+    elif _is_hf_clip(state) and not _is_hf_clip(own):
+        state = hf_clip_to_open_clip(state)
     model.load_state_dict(state, strict=True)
     return ContrastiveModel(
         model, template.preprocess, template.tokenizer, name=name, device=template.device, config=template.config
@@ -275,7 +356,7 @@ def greedy_soup(
     order = sorted(range(len(cms)), key=lambda i: -alone[i])  # best first; ties keep the given order
     soup_ids, best = [int(order[0])], alone[order[0]]
     log = [dict(model=cms[order[0]].name, alone=alone[order[0]], soup=best, kept=True)]
-    soup = cms[order[0]]
+    soup = _with_state(cms[order[0]], _state(cms[order[0]]), 'soup')  # a copy: the caller's models stay as given
     for i in order[1:]:
         cand = _with_state(cms[soup_ids[0]], average_states([cms[j] for j in soup_ids + [int(i)]]), 'candidate')
         s = score(cand)
@@ -287,3 +368,143 @@ def greedy_soup(
             soup = cand
     soup.name = 'soup(' + ', '.join(cms[j].name for j in soup_ids) + ')'
     return soup, pd.DataFrame(log)
+
+# %% ../../nbs/42_bench.merge.ipynb #1b1a1919
+def sweep_alphas(sweep) -> list[float] | None:
+    "The sweep's alphas from a comma-separated string or a sequence of numbers (None for no sweep)."
+    if sweep is None:
+        return None
+    try:
+        alphas = [float(x) for x in (sweep.split(',') if isinstance(sweep, str) else sweep) if str(x).strip()]
+    except ValueError:
+        raise InputError(f"the sweep takes comma-separated numbers, got {sweep!r}") from None
+    if not alphas:
+        raise InputError(f"the sweep holds no alphas: {sweep!r}")
+    return alphas
+
+# %% ../../nbs/42_bench.merge.ipynb #5ae46bbd
+def _check_merge_args(alpha: float, alphas, data, batch_size: int, n_resamples: int, tasks, group, out) -> None:
+    "Refuse any bad argument of `run_merge` before anything is loaded, evaluated or written."
+    _resolve_tasks(tasks, group)
+    checks = [
+        (0 <= alpha <= 1, f"alpha must lie in [0, 1], got {alpha}"),
+        (alphas is None or data is not None, "the sweep evaluates on data: give data (a path, a hub id or 'sample')"),
+        (int(batch_size) >= 1, f"batch size must be at least 1, got {batch_size}"),
+        (int(n_resamples) >= 1000, f"use at least 1,000 bootstrap resamples (--n-resamples), got {n_resamples}"),
+        (not Path(out).is_file(), f"the output folder {out} is a file"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise InputError(msg)
+
+# %% ../../nbs/42_bench.merge.ipynb #34dda3b8
+class MergeRun(NamedTuple):
+    "What `run_merge` did: the merged model, the sweep table (or None) and the files written."
+
+    merged: ContrastiveModel
+    sweep: pd.DataFrame | None
+    paths: list
+
+# %% ../../nbs/42_bench.merge.ipynb #bc42eaad
+def _write_sweep(table: pd.DataFrame, out: Path, title: str) -> list[Path]:
+    "The sweep table as CSV and its figure."
+    import matplotlib.pyplot as plt
+
+    with atomic_write(out / 'alpha_sweep.csv', 'w') as f:
+        table.to_csv(f, index=False)
+    axes = plot_alpha_sweep(table, kind='pooled', title=title)
+    axes[0].figure.savefig(out / 'alpha_sweep.png', dpi=120)
+    plt.close(axes[0].figure)
+    return [out / 'alpha_sweep.csv', out / 'alpha_sweep.png']
+
+# %% ../../nbs/42_bench.merge.ipynb #1f272545
+def run_merge(
+    base,
+    finetuned,
+    out: str | Path = 'bench_merge',
+    alpha: float = 0.5,
+    sweep=None,
+    data=None,
+    split: str = 'test',
+    datasets=None,
+    tasks=None,
+    group=None,
+    batch_size: int = 64,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    device='auto',
+    show_progress: bool = True,
+) -> MergeRun:
+    "WiSE-FT merge at `alpha` saved in `out/merged`; with `sweep`, the α sweep on `data` as a table and figure."
+    alphas = sweep_alphas(sweep)
+    _check_merge_args(alpha, alphas, data, batch_size, n_resamples, tasks, group, out)
+    ds = None if alphas is None else eval_data(data, split, datasets, tasks, group, seed)
+    b, f = load_contrastive(base, device=device), load_contrastive(finetuned, device=device)
+    merged = wise_ft(b, f, alpha)
+    table = None
+    if alphas is not None:
+        table, _ = alpha_sweep(b, f, ds, alphas, tasks, group, batch_size, n_resamples, seed, show_progress)
+    out = Path(out)
+    folder = save_merged(merged, out / 'merged', {'alpha': alpha, 'base': str(base), 'finetuned': str(finetuned)})
+    paths = [folder / 'open_clip_config.json', folder / 'open_clip_pytorch_model.bin']
+    return MergeRun(merged, table, paths + ([] if table is None else _write_sweep(table, out, f'{b.name} -> {f.name}')))
+
+# %% ../../nbs/42_bench.merge.ipynb #927c43a3
+def domain_tradeoff(
+    results: dict, field: str = 'domain', value: str = 'pathology', groups: Sequence[str] = ('coarse', 'fine')
+) -> pd.DataFrame:
+    "Per α and group: pooled accuracy on all items and on the items whose `field` is `value` (the specialist's)."
+    rows = []
+    for a, r in sorted(results.items()):
+        for g in groups:
+            it = r.items[r.items.group == g]
+            if field not in it.columns:
+                raise InputError(f"the results have no field {field!r}; fields: {', '.join(it.columns)}")
+            spec = it[it[field] == value]
+            if len(it) and len(spec):
+                rows.append(
+                    dict(
+                        alpha=float(a),
+                        group=g,
+                        all=it.correct.mean(),
+                        specialist=spec.correct.mean(),
+                        n_all=len(it),
+                        n_specialist=len(spec),
+                    )
+                )
+    if not rows:
+        raise InputError(f"no items with {field} = {value!r} in groups {list(groups)}")
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/42_bench.merge.ipynb #ce30314e
+def choose_alpha(val_table: pd.DataFrame, group: str = 'coarse', target: str = 'all') -> float:
+    "The α of a validation `domain_tradeoff` table with the best `target` accuracy ('all', 'specialist', 'balanced')."
+    t = val_table[val_table.group == group]
+    if t.empty:
+        raise InputError(f"no rows of group {group!r} in the validation table")
+    if target not in ('all', 'specialist', 'balanced'):
+        raise InputError(f"target must be 'all', 'specialist' or 'balanced', got {target!r}")
+    score = (t['all'] + t.specialist) / 2 if target == 'balanced' else t[target]
+    return float(t.alpha.to_numpy()[int(np.argmax(score.to_numpy()))])
+
+# %% ../../nbs/42_bench.merge.ipynb #7550953e
+def plot_domain_tradeoff(table: pd.DataFrame, chosen_alpha: float | None = None, value: str = 'pathology', axes=None):
+    "Figure 5: specialist-domain accuracy against all-of-Micro-Bench accuracy per α, one panel per group."
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(table.group))
+    if axes is None:
+        _, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.2), squeeze=False)
+    axes = np.ravel(axes)
+    for ax, g in zip(axes, groups):
+        t = table[table.group == g].sort_values('alpha')
+        ax.plot(100 * t['all'], 100 * t.specialist, 'o-', color='tab:olive')
+        for a, x, y in zip(t.alpha, t['all'], t.specialist):
+            ax.annotate(f'{a:g}', (100 * x, 100 * y), fontsize=7, xytext=(3, 3), textcoords='offset points')
+        pick = t[np.isclose(t.alpha, chosen_alpha)] if chosen_alpha is not None else t.iloc[:0]
+        ax.plot(100 * pick['all'], 100 * pick.specialist, '*', ms=14, color='tab:red', label='chosen α (validation)')
+        ax.set_title(GROUP_LABELS[g], fontsize=9)
+        ax.set_xlabel('all of Micro-Bench (%)')
+        ax.set_ylabel(f'{value} (%)')
+    axes[0].figure.tight_layout()
+    return axes
