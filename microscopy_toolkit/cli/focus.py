@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import InputError, atomic_write, progress
+from .match import add_image_args
 
 # %% auto #0
 __all__ = ['COMMANDS', 'add_parser']
@@ -27,7 +28,7 @@ def _add_score(verbs) -> None:
         help="focus measure (repeatable; first one picks the best slice): sf, brenner, tenengrad, laplacian_var, "
         "normalized_variance, plls; default sf",
     )
-    p.add_argument('--channel', type=int, default=None, help='channel index for multi-channel stacks')
+    add_image_args(p, z=False)
     p.add_argument(
         '--smooth',
         type=float,
@@ -42,14 +43,17 @@ def _cmd_score(a) -> list[Path]:
     from microscopy_toolkit.focus.analysis import score_stacks
 
     on_error = 'skip' if a.skip_bad else 'raise'
-    df = score_stacks(a.paths, measures=a.measures or ['sf'], channel=a.channel, smooth=a.smooth, on_error=on_error)
+    image = dict(channel=a.channel, axes=a.axes, timepoint=a.timepoint)
+    df = score_stacks(a.paths, measures=a.measures or ['sf'], smooth=a.smooth, on_error=on_error, **image)
     for f, why in df.attrs.get('failed', []):
         print(f"skipped {f}: {why}", file=sys.stderr)
     out = Path(a.out)
     with atomic_write(out, 'w') as f:
         df.to_csv(f, index=False)
-    for r in df[df.best].itertuples():
-        print(f"{r.file}: best slice z={r.z}")
+    for f, g in df.groupby('file', sort=False):
+        best = g[g.best]
+        blank = f"{f}: no best slice (every plane scores the same)"
+        print(f"{f}: best slice z={best.z.iloc[0]}" if len(best) else blank)
     return [out]
 
 # %% ../../nbs/61_cli.focus.ipynb #b21e8ea0
@@ -93,6 +97,7 @@ def _add_train(verbs) -> None:
     )
     p.add_argument(
         'config',
+        nargs='?',
         help='YAML/JSON config: method, backbone, pretrained, seeds, epochs, data (layout, path), ... '
         '(see focus.train.TRAIN_DEFAULTS)',
     )
@@ -105,6 +110,7 @@ def _add_train(verbs) -> None:
         'resolve, random with a RandomWeightsWarning where they do not)',
     )
     p.add_argument('--overwrite', action='store_true', help='replace a run with other settings in the output folder')
+    p.add_argument('--print-config', action='store_true', help='print a commented config template and exit')
 
 # %% ../../nbs/61_cli.focus.ipynb #f0c1a002
 def _check_epochs(epochs, source) -> None:
@@ -130,8 +136,15 @@ def _claim_run_folder(cfg: dict, overwrite: bool) -> str:
 # %% ../../nbs/61_cli.focus.ipynb #bfbb0f7d
 def _cmd_train(a) -> list[Path]:
     from microscopy_toolkit.core import load_config
-    from microscopy_toolkit.focus.train import run_experiment, results_table, TRAIN_DEFAULTS
+    from microscopy_toolkit.focus.train import run_experiment, results_table, TRAIN_DEFAULTS, config_template
 
+    if a.print_config:
+        print(config_template(), end='')
+        return []
+    if a.config is None:
+        raise InputError(
+            'mtk focus train needs a CONFIG file (mtk focus train --print-config > config.yaml writes one)'
+        )
     cfg = load_config(a.config, TRAIN_DEFAULTS)  # unknown keys and unreadable files fail here, before any work
     cfg.update({k: v for k, v in (('out_dir', a.out), ('device', a.device)) if v})
     if a.random_init:
@@ -144,7 +157,6 @@ def _cmd_train(a) -> list[Path]:
     models, curves = sorted(out.glob('*/seed*/model.pt')), sorted(out.glob('*/seed*/curves.png'))
     return models + curves + [out / 'per_seed.csv', out / 'results_table.csv', out / 'config.json']
 
-
 # %% ../../nbs/61_cli.focus.ipynb #d5c8645b
 def _add_predict(verbs) -> None:
     p = verbs.add_parser(
@@ -155,7 +167,7 @@ def _add_predict(verbs) -> None:
     p.add_argument(
         '--stain', default=None, help='stain of all images (required for stain-aware models; one it was trained on)'
     )
-    p.add_argument('--channel', type=int, default=None, help='channel index for multi-channel files')
+    add_image_args(p, z=False)
     p.add_argument('--out', '-o', default='focus_predictions.csv', help='CSV to write (default: focus_predictions.csv)')
     p.add_argument('--device', default='auto')
 
@@ -163,7 +175,8 @@ def _add_predict(verbs) -> None:
 def _cmd_predict(a) -> list[Path]:
     from microscopy_toolkit.focus.train import predict_files
 
-    df = predict_files(a.paths, a.checkpoint, a.out, stain=a.stain, channel=a.channel, device=a.device)
+    image = dict(channel=a.channel, axes=a.axes, timepoint=a.timepoint)
+    df = predict_files(a.paths, a.checkpoint, a.out, stain=a.stain, device=a.device, **image)
     for f, g in df.groupby('file', sort=False):
         best = g.loc[g.expected_rank.idxmin()]
         print(f"{f}: {len(g)} plane(s), best-focused z={int(best.z)} (expected rank {best.expected_rank:.2f})")

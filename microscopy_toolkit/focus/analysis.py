@@ -51,15 +51,16 @@ def score_stack(stack: np.ndarray, measures: str | Sequence[str] = ('sf',), smoo
     df[measures[0]] = np.asarray(bf.scores, dtype=float)
     for m in measures[1:]:
         df[m] = np.asarray(focus_measure(stack, m), dtype=float)
-    df['best'] = df['z'] == bf.best
+    flat = np.ptp(df[measures[0]].to_numpy()) == 0  # a blank stack: no plane is sharper than another
+    df['best'] = (df['z'] == bf.best) & (not flat)
     df['relative_rank'] = np.asarray(bf.relative_rank)
-    df['distance_to_best'] = np.abs(df['z'] - bf.best)
+    df['distance_to_best'] = np.nan if flat else np.abs(df['z'] - bf.best)
     return df
 
 # %% ../../nbs/16_focus.analysis.ipynb #996cabe0
-def _score_or_skip(f, measures: list, channel, smooth: float, on_error: str, failed: list) -> pd.DataFrame | None:
+def _score_or_skip(f, measures: list, read: dict, smooth: float, on_error: str, failed: list) -> pd.DataFrame | None:
     try:
-        df = score_stack(read_zstack(f, channel=channel), measures, smooth=smooth)
+        df = score_stack(read_zstack(f, **read), measures, smooth=smooth)
     except InputError as e:
         if on_error == 'raise':
             raise
@@ -75,16 +76,19 @@ def score_stacks(
     channel: int | None = None,
     smooth: float = 0,
     on_error: str = 'raise',
+    axes: str | None = None,
+    timepoint: int | None = None,
 ) -> pd.DataFrame:
     """Score every TIFF z-stack in `paths` (files, folders or globs): one row per slice with `file` and the columns of
-    `score_stack`."""
+    `score_stack`. `channel`, `axes` and `timepoint` select the stack in each file (`io.read_zstack`)."""
     if on_error not in ('raise', 'skip'):
         raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     measures = _check_measures(measures)
     files = list_images(paths)
     failed = []
     files_bar = progress(files, desc='scoring stacks', unit='file')
-    scored = [_score_or_skip(f, measures, channel, smooth, on_error, failed) for f in files_bar]
+    read = dict(channel=channel, axes=axes, timepoint=timepoint)
+    scored = [_score_or_skip(f, measures, read, smooth, on_error, failed) for f in files_bar]
     rows = [df for df in scored if df is not None]
     if not rows:
         raise InputError(f"none of the {len(files)} file(s) could be scored: " + '; '.join(m for _, m in failed))

@@ -38,10 +38,10 @@ from microscopy_toolkit.focus.data import (
 
 # %% auto #0
 __all__ = ['CLIP_METHODS', 'BASELINE_METHODS', 'METHODS', 'TRAIN_DEFAULTS', 'OPTIMIZER_POLICIES', 'PAPER_OPTIMIZERS',
-           'DATA_DEFAULTS', 'build_model', 'rebuild_model', 'TrainConfig', 'with_transform', 'evaluate',
-           'metrics_from_predictions', 'fit', 'save_focus_model', 'load_focus_model', 'load_matching_weights',
-           'predict', 'predict_files', 'results_table', 'ablation_table', 'plot_history', 'plot_confusion',
-           'plot_rank_agreement', 'load_focus_data', 'run_experiment']
+           'DATA_DEFAULTS', 'build_model', 'rebuild_model', 'config_template', 'TrainConfig', 'with_transform',
+           'evaluate', 'metrics_from_predictions', 'fit', 'save_focus_model', 'load_focus_model',
+           'load_matching_weights', 'predict', 'predict_files', 'results_table', 'ablation_table', 'plot_history',
+           'plot_confusion', 'plot_rank_agreement', 'load_focus_data', 'run_experiment']
 
 # %% ../../nbs/15_focus.train.ipynb #12ce16c4
 CLIP_METHODS = tuple(FLUOCLIP_VARIANTS) + ('coop', 'coop+image')
@@ -150,6 +150,40 @@ TRAIN_DEFAULTS = dict(
     optimizer='auto',
     out_dir='mtk_output/focus_train',
 )
+
+# %% ../../nbs/15_focus.train.ipynb #f15a0002
+_CONFIG_HELP = dict(
+    method="a method name or a list of them: fluoclip, ordinalclip, table6_A..E, table13_A..F, coop, ce, oe, ...",
+    backbone="CLIP image encoder: RN50, ViT-B-16, ... or tiny (random, for smoke runs)",
+    pretrained="null: the backbone's pretrained weights where they resolve (warns when not); false: random on purpose",
+    n_ranks="number of focus levels (null: from the data)",
+    seeds="one run per seed",
+    epochs="per stage ({stain: N, rank: N}) or one number for every stage",
+    batch_size="training batch size",
+    eval_batch_size="evaluation batch size",
+    learning_rates="overrides per parameter group, for every stage or per stage ({rank: {ranks: 3e-4}})",
+    weight_decay="weight decay of the optimiser",
+    max_steps_per_epoch="cap on the steps of an epoch (null: the whole training set)",
+    device="auto, cpu, cuda, cuda:N or mps",
+    image_size="input size of the backbone (null: its own)",
+    model="extra arguments of the model (e.g. {pooling: scaled_dot})",
+    data="layout (synthetic, bbbc006, focuspath, fluomix, table, folder), path, tissue, ...",
+    init_checkpoint="start from the weights of this checkpoint (null: none)",
+    eval_every="validate every N epochs",
+    optimizer="auto (each method's reference optimiser) or radam",
+    out_dir="output folder (mtk focus train -o overrides it)",
+)
+
+# %% ../../nbs/15_focus.train.ipynb #f15a0003
+def config_template() -> str:
+    "A commented YAML config holding every key of `TRAIN_DEFAULTS` at its default."
+    import yaml
+
+    lines = ['# mtk focus train config: every key at its default; delete the ones you do not change']
+    for key, value in TRAIN_DEFAULTS.items():
+        lines.append(f"# {_CONFIG_HELP[key]}")
+        lines.append(yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False).strip())
+    return '\n'.join(lines) + '\n'
 
 # %% ../../nbs/15_focus.train.ipynb #9c444601
 def _learning_rates(model: FocusModel, stage: str, overrides: dict | None) -> dict:
@@ -583,14 +617,22 @@ def predict(
 
 # %% ../../nbs/15_focus.train.ipynb #385f5c74
 def predict_files(
-    paths, checkpoint, out_csv=None, stain: str | None = None, channel: int | None = None, device='auto'
+    paths,
+    checkpoint,
+    out_csv=None,
+    stain: str | None = None,
+    channel: int | None = None,
+    device='auto',
+    axes: str | None = None,
+    timepoint: int | None = None,
 ) -> pd.DataFrame:
     """Focus level of every plane of every image / z-stack in `paths` with a model (or its checkpoint file): columns
-    file, z, then `predict`'s; written atomically to `out_csv` when given."""
+    file, z, then `predict`'s; written atomically to `out_csv` when given. `channel`, `axes`, `timepoint`: as
+    `io.read_zstack`."""
     model = checkpoint if isinstance(checkpoint, nn.Module) else load_focus_model(checkpoint, device)
     frames = []
     for f in progress(list_images(paths), desc='predict', unit='file'):
-        planes = read_zstack(f, channel=channel)
+        planes = read_zstack(f, channel=channel, axes=axes, timepoint=timepoint)
         df = predict(model, planes, stain, device=device)
         frames.append(pd.concat([pd.DataFrame({'file': str(f), 'z': np.arange(len(planes))}), df], axis=1))
     df = pd.concat(frames, ignore_index=True)
