@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT/'tools'))
 import docsite  # noqa: E402
 
-SECTIONS = ['Tutorials', 'Core', 'Focus', 'Matching', 'Tracking', 'Bench']
+SECTIONS = ['Tutorials', 'Core', 'Focus', 'Matching', 'Tracking', 'Bench', 'QC']
 PILLARS = {'Focus': '1', 'Matching': '2', 'Tracking': '3', 'Bench': '4'}   # notebook number prefixes per section
 # the `site` fixture builds the whole site once per module: under pytest-xdist, keep the module on one worker
 pytestmark = pytest.mark.xdist_group('docsite')
