@@ -120,6 +120,7 @@ def _run_tutorial(nb: Path, out: Path, parameters: dict, kernel_name: str) -> di
         kernel_name=kernel_name,
         cwd=str(nb_out),
         progress_bar=False,
+        iopub_timeout=120,  # a busy machine delays the kernel's output; nbclient's 4 s default fails the run
         engine_name=_progress_engine(),
         on_cell=_cell_printer(nb.stem, t0),
         **engine,
