@@ -105,3 +105,38 @@ def test_ci_installs_chromium_before_the_tests(root):
     check = [i for i, l in enumerate(lines) if 'command -v chromium' in l]
     assert install and check and max(install + check) < lines.index(test_cmd), \
         ".ci/run installs chromium (only when missing) before the README test command"
+
+
+def _third_party_imports(pkg_dir) -> dict[str, str]:
+    "Top-level module -> first file importing it, for every absolute import in the package that is not stdlib or ours."
+    import ast, sys
+    found = {}
+    for p in sorted(pkg_dir.rglob('*.py')):
+        for n in ast.walk(ast.parse(p.read_text(encoding='utf-8'))):
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module] if (
+                isinstance(n, ast.ImportFrom) and n.level == 0 and n.module) else []
+            for m in (x.split('.')[0] for x in names):
+                if m not in sys.stdlib_module_names and m != pkg_dir.name: found.setdefault(m, p.name)
+    return found
+
+
+def _norm(name): return re.sub(r'[-_.]+', '-', name).lower()
+
+
+def test_every_third_party_import_is_a_declared_requirement(root):
+    """The wheel test installs into a venv that sees the system's packages (see tests/test_wheel.py), so a missing
+    requirement would not show there: this check reads every import of the package instead, maps it to its
+    distribution, and wants that distribution in settings.ini's `requirements` (not only pulled in by another one)."""
+    from configparser import ConfigParser
+    from importlib.metadata import packages_distributions
+    cfg = ConfigParser(delimiters=['='])
+    cfg.read(root/'settings.ini', encoding='utf-8')
+    declared = {_norm(re.split(r'[<>=!~;\[ ]', r)[0]) for r in cfg['DEFAULT']['requirements'].split()}
+    dists = packages_distributions()
+    imports = _third_party_imports(root/'microscopy_toolkit')
+    assert {'torch', 'numpy', 'open_clip'} <= set(imports), sorted(imports)      # the scan sees the package's imports
+    unknown = sorted(m for m in imports if m not in dists)
+    assert not unknown, f"imports that no installed distribution provides: {unknown}"
+    missing = sorted(f"{m} ({imports[m]}): {dists[m]}" for m in imports if not {_norm(d) for d in dists[m]} & declared)
+    assert not missing, "imported but not in settings.ini requirements:\n  " + '\n  '.join(missing)
+    assert _norm('PyYAML') == 'pyyaml' and _norm('jupyter_bbox_widget') == 'jupyter-bbox-widget'
