@@ -15,7 +15,7 @@ from ..core import InputError, atomic_write
 
 # %% auto #0
 __all__ = ['FLAG_MEASURES', 'intensity_cv', 'flag_labels', 'best_threshold', 'learn_thresholds', 'write_thresholds',
-           'read_thresholds', 'rule_for']
+           'read_thresholds', 'learn_threshold_file', 'rule_for']
 
 # %% ../../nbs/75_qc.thresholds.ipynb #db4bf790
 FLAG_MEASURES = {'out_of_focus': 'SpatialFrequency', 'saturated': 'PercentMaximal', 'empty': 'IntensityCV'}
@@ -111,6 +111,15 @@ def read_thresholds(path: str | Path) -> list[dict]:
     except Exception as e:
         raise InputError(f"{path} is not a thresholds file from `mtk qc-thresholds` ({type(e).__name__}: {e})") from e
     return rules
+
+# %% ../../nbs/75_qc.thresholds.ipynb #50beeb0f
+def learn_threshold_file(
+    tables, path: str | Path, label: str = 'label', measures: dict | None = None
+) -> tuple[list[dict], Path]:
+    "Learn thresholds from labelled tables (paths or data frames, joined) and write them to `path`; (rules, path)."
+    tables = [tables] if isinstance(tables, (str, Path, pd.DataFrame)) else list(tables)
+    rules = learn_thresholds(pd.concat([_read_table(t) for t in tables], ignore_index=True), label, measures)
+    return rules, write_thresholds(rules, path)
 
 # %% ../../nbs/75_qc.thresholds.ipynb #7c642053
 def rule_for(rules: list[dict] | None, flag: str, channel: str) -> dict | None:
