@@ -18,8 +18,10 @@ __all__ = ['load_qc_focus_model', 'channel_stain', 'focus_levels']
 # %% ../../nbs/74_qc.model.ipynb #e33b5ccd
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int):
+    import torch
     from microscopy_toolkit.focus import load_focus_model
 
+    torch.set_num_threads(1)  # Dask gives the parallelism; one thread gives the same bits everywhere
     return load_focus_model(path, device='cpu')
 
 # %% ../../nbs/74_qc.model.ipynb #72373907
