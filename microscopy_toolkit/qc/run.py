@@ -114,7 +114,7 @@ def measure_plate(
     focus_model = None if focus_model is None else str(Path(focus_model).resolve())
     todo = _todo(layout, read_parts(out_dir), focus_model)
     client, cluster = _cluster(workers, scheduler) if len(todo) else (None, None)
-    run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run = f"{time.strftime('%Y%m%d%H%M%S')}{time.time_ns() % 10**9:09d}-{uuid.uuid4().hex[:6]}"  # sorts by time
     try:
         bar = progress(total=len(layout), desc='qc', disable=None if show_progress else True, unit='image')
         bar.update(len(layout) - len(todo))
