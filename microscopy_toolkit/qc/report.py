@@ -136,7 +136,7 @@ def _img(png: bytes, title: str = '') -> str:
 def report_figures(df: pd.DataFrame, measures: Sequence[str], **flag_kw) -> dict:
     "The report's figures by name: per measure, its plate heat maps and its distributions with the flag thresholds."
     figs = {}
-    for m in [m for m in measures if m in df]:
+    for m in [m for m in measures if m in df] if (df['status'] == 'ok').any() else []:  # all failed: no figures
         figs[f'heatmap_{m}'] = heatmap_figure(df, m)
         figs[f'distribution_{m}'] = distribution_figure(df, m, flag_thresholds(df, m, **flag_kw) or None)
     return figs

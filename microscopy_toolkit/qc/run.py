@@ -265,6 +265,14 @@ def write_results(df: pd.DataFrame, out_dir: str | Path) -> dict:
         df.to_csv(f, index=False)
     return paths
 
+# %% ../../nbs/72_qc.run.ipynb #bea9086f
+def _check_focus_model(focus_model, channels, focus_stains: dict | None):
+    "Load the model and map each channel to a stain now: a bad checkpoint or stain fails before anything is written."
+    model = load_qc_focus_model(focus_model)
+    for ch in channels:
+        if not any(str(k).startswith(f'{ch}c') for k in focus_stains or {}):  # a multichannel file's 'w1c0', 'w1c1'
+            channel_stain(model, ch, focus_stains)
+
 # %% ../../nbs/72_qc.run.ipynb #d13b79cd
 def run_qc(
     sources,
@@ -283,7 +291,7 @@ def run_qc(
     if isinstance(flag_kw.get('thresholds'), (str, Path)):
         flag_kw['thresholds'] = read_thresholds(flag_kw['thresholds'])
     if focus_model is not None:
-        load_qc_focus_model(focus_model)  # a bad checkpoint fails here, before anything is written
+        _check_focus_model(focus_model, layout['channel'].unique(), focus_stains)
     rows = measure_plate(layout, out_dir, scales, workers, scheduler, 64, show_progress, focus_model, focus_stains)
     df = flag_fields(rows, **flag_kw)
     return df, write_results(df, out_dir)
