@@ -23,10 +23,14 @@ def plate(tmp_path_factory):
 
 
 def test_local_cluster_equals_serial(plate, tmp_path):
+    "With a trained focus model's levels too: each worker process loads the checkpoint from its path."
+    from microscopy_toolkit.focus import build_model, save_focus_model
+    ckpt = save_focus_model(build_model('fluoclip', ['w1', 'w2'], 4, backbone='tiny:0', seed=1), tmp_path/'m.pt')
     lay = plate_layout(plate)
-    serial = measure_plate(lay, tmp_path/'serial', scheduler='sync', show_progress=False)
-    cluster = measure_plate(lay, tmp_path/'cluster', workers=2, batch=5, show_progress=False)
+    serial = measure_plate(lay, tmp_path/'serial', scheduler='sync', show_progress=False, focus_model=ckpt)
+    cluster = measure_plate(lay, tmp_path/'cluster', workers=2, batch=5, show_progress=False, focus_model=ckpt)
     assert len(serial) == 13 and (serial.status == 'failed').sum() == 1
+    assert serial.FocusLevelExpected.notna().sum() == 12 and serial.FocusLevelExpected.nunique() > 1
     pd.testing.assert_frame_equal(_sorted(serial), _sorted(cluster), check_exact=True)
 
 

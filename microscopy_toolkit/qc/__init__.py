@@ -5,38 +5,25 @@
 # %% auto #0
 __all__ = ['image_quality', 'focus_score', 'local_focus_score', 'correlation', 'power_log_log_slope', 'saturation',
            'intensity_stats', 'otsu_threshold', 'SCHEMES', 'plate_layout', 'layout_from_names', 'read_layout_csv',
-           'read_fields', 'write_synthetic_plate', 'measure_plate', 'flag_fields', 'write_results', 'run_qc',
-           'write_report', 'PlateViewer', 'qc']
+           'read_fields', 'write_synthetic_plate', 'measure_plate', 'flag_limits', 'flag_fields', 'write_results',
+           'run_qc', 'load_qc_focus_model', 'focus_levels', 'learn_thresholds', 'learn_threshold_file',
+           'read_thresholds', 'write_report', 'PlateViewer', 'qc']
 
 # %% ../../nbs/79_qc.ipynb #6719262d
 from .measures import image_quality, focus_score, local_focus_score, correlation
 from .measures import power_log_log_slope, saturation, intensity_stats, otsu_threshold
 from .plate import SCHEMES, plate_layout, layout_from_names, read_layout_csv, read_fields
 from .plate import write_synthetic_plate
-from .run import measure_plate, flag_fields, write_results, run_qc
+from .run import measure_plate, flag_limits, flag_fields, write_results, run_qc
+from .model import load_qc_focus_model, focus_levels
+from .thresholds import learn_thresholds, learn_threshold_file, read_thresholds
 from .report import write_report, PlateViewer, qc
 
 # %% ../../nbs/79_qc.ipynb #c0556268
 _all_ = [
-    'image_quality',
-    'focus_score',
-    'local_focus_score',
-    'correlation',
-    'power_log_log_slope',
-    'saturation',
-    'intensity_stats',
-    'otsu_threshold',
-    'SCHEMES',
-    'plate_layout',
-    'layout_from_names',
-    'read_layout_csv',
-    'read_fields',
-    'write_synthetic_plate',
-    'measure_plate',
-    'flag_fields',
-    'write_results',
-    'run_qc',
-    'write_report',
-    'PlateViewer',
-    'qc',
-]
+    'image_quality', 'focus_score', 'local_focus_score', 'correlation', 'power_log_log_slope', 'saturation',
+    'intensity_stats', 'otsu_threshold', 'SCHEMES', 'plate_layout', 'layout_from_names', 'read_layout_csv',
+    'read_fields', 'write_synthetic_plate', 'measure_plate', 'flag_limits', 'flag_fields', 'write_results',
+    'run_qc', 'load_qc_focus_model', 'focus_levels', 'learn_thresholds', 'learn_threshold_file',
+    'read_thresholds', 'write_report', 'PlateViewer', 'qc',
+]  # fmt: skip

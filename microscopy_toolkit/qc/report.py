@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import inspect
 import io
 import re
 from pathlib import Path
@@ -21,11 +22,11 @@ import ipywidgets as W
 from ..core import InputError, atomic_write
 from ..io import normalize_percentile
 from .plate import read_fields, well_name
-from .run import robust_limits, run_qc
+from .run import flag_fields, flag_limits, run_qc
 
 # %% auto #0
-__all__ = ['well_position', 'plate_grid', 'heatmap_figure', 'focus_thresholds', 'distribution_figure', 'thumbnail_png',
-           'summary_counts', 'write_report', 'PlateViewer', 'qc']
+__all__ = ['well_position', 'plate_grid', 'heatmap_figure', 'flag_thresholds', 'distribution_figure', 'thumbnail_png',
+           'summary_counts', 'report_figures', 'write_report', 'PlateViewer', 'qc']
 
 # %% ../../nbs/73_qc.report.ipynb #67f46317
 def well_position(well: str) -> tuple[int, int]:
@@ -71,14 +72,11 @@ def heatmap_figure(df: pd.DataFrame, measure: str):
     return fig
 
 # %% ../../nbs/73_qc.report.ipynb #8075cd39
-def focus_thresholds(df: pd.DataFrame, measure: str = 'SpatialFrequency', k: float = 3.0) -> dict:
-    "The out-of-focus threshold of each (plate, channel), as the flags compute it (in the measure's units)."
-    ok = df[(df['status'] == 'ok')]
-    ref = ok[~ok.get('empty', False) & ~ok.get('saturated', False)]
-    return {
-        key: float(np.exp(robust_limits(np.log(np.maximum(g[measure].to_numpy(float), 1e-300)), k)[2]))
-        for key, g in ref.groupby(['plate', 'channel'])
-    }
+def flag_thresholds(df: pd.DataFrame, measure: str, **flag_kw) -> dict:
+    "The flag thresholds on `measure` of each (plate, channel), from `qc.run.flag_limits` (`flag_kw`: its options)."
+    lim = flag_limits(df, **flag_kw)
+    lim = lim[lim['measure'] == measure]
+    return {(p, c): float(t) for p, c, t in zip(lim['plate'], lim['channel'], lim['threshold'])}
 
 # %% ../../nbs/73_qc.report.ipynb #1b8bd098
 def distribution_figure(df: pd.DataFrame, measure: str, thresholds: dict | None = None):
@@ -135,21 +133,26 @@ def _img(png: bytes, title: str = '') -> str:
     return f'<img title="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 # %% ../../nbs/73_qc.report.ipynb #cbd85d5c
+def report_figures(df: pd.DataFrame, measures: Sequence[str], **flag_kw) -> dict:
+    "The report's figures by name: per measure, its plate heat maps and its distributions with the flag thresholds."
+    figs = {}
+    for m in [m for m in measures if m in df] if (df['status'] == 'ok').any() else []:  # all failed: no figures
+        figs[f'heatmap_{m}'] = heatmap_figure(df, m)
+        figs[f'distribution_{m}'] = distribution_figure(df, m, flag_thresholds(df, m, **flag_kw) or None)
+    return figs
+
+# %% ../../nbs/73_qc.report.ipynb #6da3c9ce
 def write_report(
     df: pd.DataFrame,
     out_dir: str | Path,
-    measures: Sequence[str] = ('SpatialFrequency', 'FocusScore', 'PowerLogLogSlope', 'PercentMaximal'),
-    focus_measure: str = 'SpatialFrequency',
-    k: float = 3.0,
+    measures: Sequence[str] = ('SpatialFrequency', 'FocusScore', 'PowerLogLogSlope', 'PercentMaximal', 'IntensityCV'),
     max_thumbnails: int = 60,
+    **flag_kw,
 ) -> dict:
-    "Write `report.html` (self-contained) and `figures/*.png` for a flagged results table; their paths."
+    "Write `report.html` (self-contained) and `figures/*.png` for a flagged results table (`flag_kw`: `flag_fields`')."
     out = Path(out_dir)
-    thr = focus_thresholds(df, focus_measure, k)
-    figs = {}
-    for m in measures:
-        figs[f'heatmap_{m}'] = _png(heatmap_figure(df, m))
-        figs[f'distribution_{m}'] = _png(distribution_figure(df, m, thr if m == focus_measure else None))
+    measures = list(measures) + [m for m in ['FocusLevelExpected'] if m in df and m not in measures]
+    figs = {name: _png(fig) for name, fig in report_figures(df, measures, **flag_kw).items()}
     paths = {'figures': []}
     for name, png in figs.items():
         with atomic_write(out / 'figures' / f'{name}.png') as f:
@@ -161,9 +164,10 @@ def write_report(
         f'{r.channel} z{r.z}<br>{html.escape(r.flags)}</figcaption></figure>'
         for r in flagged.itertuples()
     )
+    shown = [m for m in measures if f'heatmap_{m}' in figs]
     body = (
         f"<h1>Plate QC</h1><h2>Summary</h2>{summary_counts(df).to_html(index=False)}"
-        + ''.join(f"<h2>{m}</h2>{_img(figs[f'heatmap_{m}'])}{_img(figs[f'distribution_{m}'])}" for m in measures)
+        + ''.join(f"<h2>{m}</h2>{_img(figs[f'heatmap_{m}'])}{_img(figs[f'distribution_{m}'])}" for m in shown)
         + f"<h2>Flagged fields ({len(df[df['flags'].astype(bool)])})</h2><div class=t>{thumbs}</div>"
         + f"<h2>Failed files</h2>{df[df.status == 'failed'][['path', 'error']].to_html(index=False)}"
     )
@@ -230,20 +234,10 @@ class PlateViewer(W.VBox):
         ]
 
 # %% ../../nbs/73_qc.report.ipynb #76024b6d
-def qc(
-    sources,
-    out_dir: str | Path,
-    scheme: str = 'auto',
-    scales: Sequence[int] = (20,),
-    workers: int | None = None,
-    scheduler: str | None = None,
-    focus_measure: str = 'SpatialFrequency',
-    k: float = 3.0,
-    report: bool = True,
-    show_progress: bool = True,
-) -> dict:
-    "Run plate QC: results table (Parquet, CSV), flags and, with `report`, the HTML report and PNG figures."
-    df, paths = run_qc(sources, out_dir, scheme, scales, workers, scheduler, focus_measure, k, show_progress)
+def qc(sources, out_dir: str | Path, report: bool = True, **run_kw) -> dict:
+    "Plate QC (`run_kw`: `run_qc`'s options): results table (Parquet, CSV), flags, and the HTML report, PNG figures."
+    df, paths = run_qc(sources, out_dir, **run_kw)
     if report:
-        paths.update(write_report(df, out_dir, focus_measure=focus_measure, k=k))
+        flag_kw = {k: v for k, v in run_kw.items() if k in inspect.signature(flag_fields).parameters}
+        paths.update(write_report(df, out_dir, **flag_kw))
     return {'table': df, **paths}

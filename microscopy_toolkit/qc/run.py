@@ -16,22 +16,37 @@ import pandas as pd
 from ..core import InputError, atomic_write, progress
 from .measures import image_quality
 from .plate import KEYS, plate_layout, read_fields, write_synthetic_plate
+from .model import channel_stain, focus_levels, load_qc_focus_model
+from .thresholds import FLAG_MEASURES, intensity_cv, read_thresholds, rule_for
 
 # %% auto #0
-__all__ = ['measure_file', 'read_parts', 'measure_plate', 'robust_limits', 'flag_fields', 'write_results', 'run_qc']
+__all__ = ['measure_file', 'read_parts', 'measure_plate', 'robust_limits', 'flag_limits', 'flag_fields', 'write_results',
+           'run_qc']
 
 # %% ../../nbs/72_qc.run.ipynb #60888654
-def measure_file(rec: dict, scales: Sequence[int] = (20,)) -> list[dict]:
+def _field_row(base: dict, key: dict, px, scales, model, focus_model, focus_stains) -> dict:
+    "One field's row: the keys, the measures and, with a model, its focus levels."
+    row = {**base, **key, **image_quality(px, scales)}
+    if model is not None:
+        row.update(focus_levels(model, px, channel_stain(model, key['channel'], focus_stains)))
+        row['focus_model'] = str(focus_model)
+    return {**row, 'status': 'ok', 'error': ''}
+
+# %% ../../nbs/72_qc.run.ipynb #853a9e50
+def measure_file(
+    rec: dict, scales: Sequence[int] = (20,), focus_model: str | None = None, focus_stains: dict | None = None
+) -> list[dict]:
     "Quality measures of every field of one layout row's file; one 'failed' row with the reason when it cannot be read."
     base = {k: rec[k] for k in ['path', 'size', 'mtime'] + KEYS}
     try:
+        model = None if focus_model is None else load_qc_focus_model(focus_model)
         out = []
         for c, z, px in read_fields(rec['path']):
             key = {
                 'channel': rec['channel'] if c is None else f"{rec['channel']}c{c}",
                 'z': rec['z'] if z is None else z,
             }
-            out.append({**base, **key, **image_quality(px, scales), 'status': 'ok', 'error': ''})
+            out.append(_field_row(base, key, px, scales, model, focus_model, focus_stains))
         return out
     except Exception as e:
         return [{**base, 'status': 'failed', 'error': f"{type(e).__name__}: {e}"}]
@@ -51,11 +66,11 @@ def _cluster(workers: int | None, scheduler: str | None):
     return None, None
 
 # %% ../../nbs/72_qc.run.ipynb #89925b3a
-def _compute(recs: list[dict], scales, client, scheduler: str | None) -> list[dict]:
+def _compute(recs: list[dict], scales, client, scheduler: str | None, focus: tuple = (None, None)) -> list[dict]:
     "Run one batch of files as one Dask task each; the rows of all their fields, in the batch's order."
     import dask
 
-    tasks = [dask.delayed(measure_file, pure=False)(r, tuple(scales)) for r in recs]
+    tasks = [dask.delayed(measure_file, pure=False)(r, tuple(scales), *focus) for r in recs]
     if client is not None:
         res = client.gather(client.compute(tasks))
     else:
@@ -73,11 +88,13 @@ def read_parts(out_dir: str | Path) -> pd.DataFrame:
     return df[df['_part'] == newest].drop(columns='_part').reset_index(drop=True)
 
 # %% ../../nbs/72_qc.run.ipynb #1504fa8d
-def _todo(layout: pd.DataFrame, done: pd.DataFrame) -> pd.DataFrame:
-    "The layout rows whose file (path, size, mtime) has no 'ok' result yet."
+def _todo(layout: pd.DataFrame, done: pd.DataFrame, focus_model: str | None = None) -> pd.DataFrame:
+    "The layout rows whose file (path, size, mtime) has no 'ok' result yet (read by `focus_model`, when given)."
     if done.empty:
         return layout
     ok = done[done['status'] == 'ok']
+    if focus_model is not None:
+        ok = ok[ok['focus_model'] == str(focus_model)] if 'focus_model' in ok else ok.iloc[:0]
     seen = set(zip(ok['path'], ok['size'], ok['mtime']))
     return layout[[k not in seen for k in zip(layout['path'], layout['size'], layout['mtime'])]]
 
@@ -90,17 +107,20 @@ def measure_plate(
     scheduler: str | None = None,
     batch: int = 64,
     show_progress: bool = True,
+    focus_model: str | Path | None = None,
+    focus_stains: dict | None = None,
 ) -> pd.DataFrame:
     "Measure every file of `layout` with Dask, one task per file, saving parts as they finish; all rows so far."
-    todo = _todo(layout, read_parts(out_dir))
+    focus_model = None if focus_model is None else str(Path(focus_model).resolve())
+    todo = _todo(layout, read_parts(out_dir), focus_model)
     client, cluster = _cluster(workers, scheduler) if len(todo) else (None, None)
-    run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run = f"{time.strftime('%Y%m%d%H%M%S')}{time.time_ns() % 10**9:09d}-{uuid.uuid4().hex[:6]}"  # sorts by time
     try:
         bar = progress(total=len(layout), desc='qc', disable=None if show_progress else True, unit='image')
         bar.update(len(layout) - len(todo))
         recs = todo.to_dict('records')
         for i in range(0, len(recs), batch):
-            rows = _compute(recs[i : i + batch], scales, client, scheduler)
+            rows = _compute(recs[i : i + batch], scales, client, scheduler, (focus_model, focus_stains))
             with atomic_write(Path(out_dir, 'parts', f'part-{run}-{i // batch:06d}.parquet')) as f:
                 pd.DataFrame(rows).to_parquet(f)
             bar.update(len(recs[i : i + batch]))
@@ -121,22 +141,84 @@ def robust_limits(values, k: float = 3.0) -> tuple[float, float, float]:
     return med, mad, med - k * mad
 
 # %% ../../nbs/72_qc.run.ipynb #a1b7c67d
-def _out_of_focus(df: pd.DataFrame, measure: str, k: float, ref: pd.Series) -> tuple[pd.Series, pd.Series]:
-    "Per plate and channel: log(measure) below median - k * MAD of the `ref` fields; the flag and its explanation."
-    flag = pd.Series(False, index=df.index)
-    why = pd.Series('', index=df.index)
-    for (plate, ch), g in df.groupby(['plate', 'channel']):
-        logv = np.log(np.maximum(g[measure].to_numpy(float), 1e-300))
-        base = logv[ref[g.index].to_numpy()]
-        med, mad, lo = robust_limits(base if base.size else logv, k)
-        hit = logv < lo
-        flag[g.index] = hit
-        why[g.index[hit]] = [
-            f"out_of_focus: {measure}={np.exp(x):.4g} < {np.exp(lo):.4g} (plate {plate} channel {ch}: "
-            f"exp(median {med:.3f} - {k:g} x MAD {mad:.3f}) of log {measure})"
-            for x in logv[hit]
+def _hits(g: pd.DataFrame, lim: dict) -> pd.Series:
+    "Which rows of `g` a limit flags (NaN values never)."
+    v = g[lim['measure']].astype(float)
+    return (v < lim['threshold']) if lim['direction'] == 'below' else (v > lim['threshold'])
+
+# %% ../../nbs/72_qc.run.ipynb #04e14d12
+def _learned(rule: dict) -> dict:
+    "A learned rule as a limit."
+    src = f"learned for channel {rule['channel']}, balanced accuracy {rule['balanced_accuracy']:.3f}"
+    return {'measure': rule['measure'], 'direction': rule['direction'], 'threshold': rule['threshold'], 'source': src}
+
+# %% ../../nbs/72_qc.run.ipynb #9d13ef9d
+def _focus_limit(g: pd.DataFrame, ref: pd.Series, measure: str, k: float, level_max: float | None, where: str) -> dict:
+    "The out-of-focus limit of one plate and channel: the focus model's where it read every field, else the robust one."
+    if 'FocusLevelExpected' in g and g['FocusLevelExpected'].notna().all():
+        n = int(g['FocusLevels'].max())
+        t = (n - 1) / 2 if level_max is None else float(level_max)
+        return {
+            'measure': 'FocusLevelExpected',
+            'direction': 'above',
+            'threshold': t,
+            'source': f'focus model, levels 0-{n - 1}',
+        }
+    logv = np.log(np.maximum(g[measure].to_numpy(float), 1e-300))
+    base = logv[ref.to_numpy()]
+    med, mad, lo = robust_limits(base if base.size else logv, k)
+    src = f"{where}: exp(median {med:.3f} - {k:g} x MAD {mad:.3f}) of log {measure}"
+    return {'measure': measure, 'direction': 'below', 'threshold': float(np.exp(lo)), 'source': src}
+
+# %% ../../nbs/72_qc.run.ipynb #fd4d4e96
+def _ok_rows(df: pd.DataFrame, focus_measure: str) -> pd.DataFrame:
+    "The measured rows, with IntensityCV; an unknown focus measure raises."
+    ok = df[df['status'] == 'ok'].copy()
+    if focus_measure not in ok.columns and len(ok):
+        raise InputError(f"no measure {focus_measure!r} to flag focus with; measures: {sorted(ok.columns)}")
+    ok['IntensityCV'] = intensity_cv(ok) if len(ok) else pd.Series(dtype=float)
+    return ok
+
+# %% ../../nbs/72_qc.run.ipynb #a1ca7090
+def flag_limits(
+    df: pd.DataFrame,
+    focus_measure: str = 'SpatialFrequency',
+    k: float = 3.0,
+    saturated_percent: float = 0.5,
+    empty_cv: float = 0.25,
+    thresholds: list | str | Path | None = None,
+    focus_level_max: float | None = None,
+) -> pd.DataFrame:
+    "Per plate, channel and flag: the measure, direction, threshold and its source that `flag_fields` applies."
+    rules = read_thresholds(thresholds) if isinstance(thresholds, (str, Path)) else thresholds
+    rows = []
+    for (plate, ch), g in _ok_rows(df, focus_measure).groupby(['plate', 'channel']):
+        lim = {'saturated': {'measure': 'PercentMaximal', 'direction': 'above', 'threshold': float(saturated_percent)},
+               'empty': {'measure': 'IntensityCV', 'direction': 'below', 'threshold': float(empty_cv)}}  # fmt: skip
+        lim = {f: {**v, 'source': 'fixed limit'} for f, v in lim.items()}
+        lim.update({f: _learned(r) for f in lim if (r := rule_for(rules, f, ch))})
+        ref = ~_hits(g, lim['saturated']) & ~_hits(g, lim['empty'])
+        r = rule_for(rules, 'out_of_focus', ch)
+        where = f"plate {plate} channel {ch}"
+        lim['out_of_focus'] = _learned(r) if r else _focus_limit(g, ref, focus_measure, k, focus_level_max, where)
+        rows += [{'plate': plate, 'channel': ch, 'flag': f, **v} for f, v in lim.items()]
+    return pd.DataFrame(rows, columns=['plate', 'channel', 'flag', 'measure', 'direction', 'threshold', 'source'])
+
+# %% ../../nbs/72_qc.run.ipynb #102f7870
+def _apply_limits(ok: pd.DataFrame, limits: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "(flags, explanations) of the measured rows under `limits`, one column per flag."
+    flags = pd.DataFrame(False, index=ok.index, columns=list(FLAG_MEASURES))
+    text = pd.DataFrame('', index=ok.index, columns=list(FLAG_MEASURES))
+    for lim in limits.to_dict('records'):
+        g = ok[(ok['plate'] == lim['plate']) & (ok['channel'] == lim['channel'])]
+        hit = _hits(g, lim)
+        flags.loc[g.index, lim['flag']] = hit
+        op = '<' if lim['direction'] == 'below' else '>'
+        text.loc[g.index[hit], lim['flag']] = [
+            f"{lim['flag']}: {lim['measure']}={v:.4g} {op} {lim['threshold']:.4g} ({lim['source']})"
+            for v in g.loc[hit, lim['measure']]
         ]
-    return flag, why
+    return flags.astype(bool), text
 
 # %% ../../nbs/72_qc.run.ipynb #80e8dbc0
 def _best_planes(df: pd.DataFrame, measure: str) -> pd.Series:
@@ -154,26 +236,16 @@ def flag_fields(
     k: float = 3.0,
     saturated_percent: float = 0.5,
     empty_cv: float = 0.25,
+    thresholds: list | str | Path | None = None,
+    focus_level_max: float | None = None,
 ) -> pd.DataFrame:
-    "The results with flag columns (out_of_focus, saturated, empty, best_plane) and `flags`, `explanation` text."
-    ok = df[df['status'] == 'ok']
-    if focus_measure not in ok.columns and len(ok):
-        raise InputError(f"no measure {focus_measure!r} to flag focus with; measures: {sorted(ok.columns)}")
-    cv = ok['StdIntensity'] / ok['MeanIntensity'].where(ok['MeanIntensity'] > 0)
-    empty = cv.fillna(0) < empty_cv
-    sat = ok['PercentMaximal'] > saturated_percent
-    oof, why = _out_of_focus(ok, focus_measure, k, ~empty & ~sat) if len(ok) else (empty, empty.astype(str))
-    oof &= ~empty
-    text = pd.DataFrame(
-        {
-            'empty': [f"empty: StdIntensity/MeanIntensity={v:.3g} < {empty_cv:g}" for v in cv.fillna(0)],
-            'saturated': [f"saturated: PercentMaximal={v:.3g} > {saturated_percent:g}" for v in ok['PercentMaximal']],
-            'out_of_focus': why,
-        },
-        index=ok.index,
-    )
-    flags = pd.DataFrame({'out_of_focus': oof, 'saturated': sat, 'empty': empty}, index=ok.index)
+    "The results with IntensityCV, flag columns (out_of_focus, saturated, empty, best_plane), `flags`, `explanation`."
+    ok = _ok_rows(df, focus_measure)
+    lim = flag_limits(ok, focus_measure, k, saturated_percent, empty_cv, thresholds, focus_level_max)
+    flags, text = _apply_limits(ok, lim)
+    flags['out_of_focus'] &= ~flags['empty']
     out = df.copy()
+    out['IntensityCV'] = ok['IntensityCV'].reindex(df.index)
     for c in flags:
         out[c] = flags[c].reindex(df.index).fillna(False).astype(bool)
     out['best_plane'] = _best_planes(ok, focus_measure).reindex(df.index).fillna(False).astype(bool)
@@ -193,6 +265,14 @@ def write_results(df: pd.DataFrame, out_dir: str | Path) -> dict:
         df.to_csv(f, index=False)
     return paths
 
+# %% ../../nbs/72_qc.run.ipynb #bea9086f
+def _check_focus_model(focus_model, channels, focus_stains: dict | None):
+    "Load the model and map each channel to a stain now: a bad checkpoint or stain fails before anything is written."
+    model = load_qc_focus_model(focus_model)
+    for ch in channels:
+        if not any(str(k).startswith(f'{ch}c') for k in focus_stains or {}):  # a multichannel file's 'w1c0', 'w1c1'
+            channel_stain(model, ch, focus_stains)
+
 # %% ../../nbs/72_qc.run.ipynb #d13b79cd
 def run_qc(
     sources,
@@ -201,12 +281,17 @@ def run_qc(
     scales: Sequence[int] = (20,),
     workers: int | None = None,
     scheduler: str | None = None,
-    focus_measure: str = 'SpatialFrequency',
-    k: float = 3.0,
     show_progress: bool = True,
+    focus_model: str | Path | None = None,
+    focus_stains: dict | None = None,
+    **flag_kw,
 ) -> tuple[pd.DataFrame, dict]:
-    "Layout, measures (on Dask), flags and the results table of a plate; (table, written paths)."
+    "Layout, measures (on Dask), flags (`flag_kw`: `flag_fields`'s options) and the results table; (table, paths)."
     layout = plate_layout(sources, scheme)
-    rows = measure_plate(layout, out_dir, scales, workers, scheduler, show_progress=show_progress)
-    df = flag_fields(rows, focus_measure, k)
+    if isinstance(flag_kw.get('thresholds'), (str, Path)):
+        flag_kw['thresholds'] = read_thresholds(flag_kw['thresholds'])
+    if focus_model is not None:
+        _check_focus_model(focus_model, layout['channel'].unique(), focus_stains)
+    rows = measure_plate(layout, out_dir, scales, workers, scheduler, 64, show_progress, focus_model, focus_stains)
+    df = flag_fields(rows, **flag_kw)
     return df, write_results(df, out_dir)
