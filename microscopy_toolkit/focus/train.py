@@ -346,11 +346,12 @@ PAPER_OPTIMIZERS = {
     'coop+image': 'sgd_warmup',
     'focuslitenn': 'adam_step',
     'focuslitenn-10': 'adam_step',
+    'numclip': 'radam_step',
 }
 
 
 def _optimizer_kind(method: str, policy: str) -> str:
-    "radam (RAdam + cosine), sgd_warmup (CoOp) or adam_step (FocusLiteNN) for a method under a policy."
+    "radam (RAdam + cosine), sgd_warmup (CoOp), adam_step (FocusLiteNN), radam_step (NumCLIP) for a method + policy."
     if policy not in OPTIMIZER_POLICIES:
         raise InputError(f"optimizer must be one of {OPTIMIZER_POLICIES}, got {policy!r}")
     return PAPER_OPTIMIZERS.get(method, 'radam') if policy == 'auto' else 'radam'
@@ -381,6 +382,8 @@ def _stage_optimizer(model: FocusModel, stage: str, n_epochs: int, cfg: TrainCon
         opt = torch.optim.Adam(params, weight_decay=cfg.weight_decay)
         return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=60, gamma=0.1)
     opt = torch.optim.RAdam(params, weight_decay=cfg.weight_decay)
+    if kind == 'radam_step':
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=60, gamma=0.1)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1))
 
 # %% ../../nbs/15_focus.train.ipynb #d0d12c84
