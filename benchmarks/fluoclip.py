@@ -8,6 +8,11 @@
 
     python benchmarks/fluoclip.py              # tiny and RN50 (random weights, 224 px), B=32, L=4, K=10
     python benchmarks/fluoclip.py --quick      # tiny only
+    python benchmarks/fluoclip.py --compare    # FluoCLIP vs OrdinalCLIP vs CE vs NumCLIP on the synthetic stacks (table)
+
+--compare trains the four methods with `run_experiment` from the same initialisation (the same CLIP backbone weights,
+`tiny:SEED` or a named architecture with `--pretrained false`) on the same synthetic split, and prints accuracy, PLCC,
+SRCC and MAE (mean +- std over seeds) with `results_table`.
 """
 import argparse, logging, os, time
 
@@ -20,6 +25,9 @@ import torch.nn.functional as F
 from microscopy_toolkit.focus.clip import assemble_prompts
 from microscopy_toolkit.models.clip import load_clip_backbone
 from microscopy_toolkit.focus.fluoclip import FluoCLIP
+from microscopy_toolkit.focus.train import results_table, run_experiment
+
+COMPARED = ['fluoclip', 'ordinalclip', 'ce', 'numclip']
 
 
 def naive_logits(model: FluoCLIP, images: torch.Tensor, stain_ids: torch.Tensor) -> torch.Tensor:
@@ -97,12 +105,32 @@ def run(backbone: str, B: int, L: int, K: int, repeats: int, infer_images: int):
                 infer_ratio=t_model / t_enc)
 
 
+def compare(out_dir: str, backbone: str = 'tiny', seeds=(0, 1), stain_epochs: int = 3, rank_epochs: int = 15,
+            n_stacks: int = 4, size: int = 64, methods=COMPARED):
+    "The four-method table on synthetic stacks; every method of a seed starts from the same backbone weights."
+    cfg = dict(method=list(methods), backbone=backbone, pretrained=False if backbone != 'tiny' else None,
+               seeds=list(seeds), epochs={'stain': stain_epochs, 'rank': rank_epochs}, batch_size=32,
+               data={'layout': 'synthetic', 'n_stacks': n_stacks, 'size': size}, out_dir=out_dir, device='cpu')
+    t0 = time.perf_counter()
+    per_seed = run_experiment(cfg, show=False)
+    table = results_table(per_seed)
+    print(f"synthetic stacks ({n_stacks} per stain, {size} px), backbone {backbone}, epochs stain {stain_epochs} / "
+          f"rank {rank_epochs}, seeds {list(seeds)}: {time.perf_counter() - t0:.0f} s")
+    print(table.to_string())
+    return per_seed, table
+
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--batch', type=int, default=32); ap.add_argument('--stains', type=int, default=4); ap.add_argument('--ranks', type=int, default=10)
+    ap.add_argument('--compare', action='store_true'); ap.add_argument('--out', default='mtk_output/fluoclip_compare')
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1]); ap.add_argument('--rank-epochs', type=int, default=15)
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if a.compare:
+        compare(a.out, seeds=a.seeds, rank_epochs=a.rank_epochs)
+        raise SystemExit
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     run('tiny', a.batch, a.stains, a.ranks, repeats=5, infer_images=64)
     if not a.quick: run('RN50', a.batch, a.stains, a.ranks, repeats=2, infer_images=32)

@@ -88,3 +88,36 @@ def test_released_fluomix_images_without_extension(tmp_path):
         assert t[['rank', 'stain', 'tissue', 'dataset']].values.tolist() == [[8, 'Alexa-488', 'brain', 'D1']]
         ds = FocusDataset(t)
         np.testing.assert_array_equal(ds.image(0), img)
+
+
+def test_prompt_models_train_on_a_biomedclip_shaped_backbone():
+    "OrdinalCLIP, FluoCLIP and NumCLIP on BiomedCLIP's text tower (HFTextEncoder + BERT): logits match the prompts encoded one by one, a step moves the loss."
+    import torch
+    import torch.nn.functional as F
+    from microscopy_toolkit.models.clip import tiny_biomedclip
+    from microscopy_toolkit.focus.clip import assemble_prompts
+    from microscopy_toolkit.focus.train import build_model
+
+    g = torch.Generator().manual_seed(0)
+    images, ranks, stains = torch.randn(6, 3, 64, 64, generator=g), torch.tensor([0, 2, 4, 5, 7, 9]), torch.tensor([0, 1, 0, 1, 0, 1])
+    for method in ('ordinalclip', 'fluoclip', 'numclip'):
+        model = build_model(method, ['hoechst', 'dapi'], 10, backbone=tiny_biomedclip(seed=0), seed=0)
+        assert model.text_encoder.hf and model.text_encoder.vocab.sot == 2
+        groups = model.set_stage(model.stages[-1])
+        model.train()
+        out = model(images, stains)
+        loss = model.loss(out, ranks, stains)
+        opt = torch.optim.SGD([p for ps in groups.values() for p in ps], lr=1e-2)
+        opt.zero_grad(); loss.backward(); opt.step()
+        assert torch.isfinite(loss)
+        ctx = model.context
+        assert ctx.grad is not None and ctx.grad.abs().sum() > 0, method  # gradients reach the learned context
+        with torch.no_grad():
+            assert (model.loss(model(images, stains), ranks, stains) - loss).abs() > 1e-6, method
+    model = build_model('ordinalclip', ['hoechst'], 10, backbone=tiny_biomedclip(seed=1), seed=0).eval()
+    with torch.no_grad():
+        img = F.normalize(model.image_encoder(images), dim=-1)
+        R = model.ranks()
+        txt = [F.normalize(model.text_encoder(*assemble_prompts(model.text_encoder, [model.context, model.rank_context, R[k]]))[0], dim=-1)
+               for k in range(10)]
+        assert torch.allclose(model(images), model.logit_scale * img @ torch.stack(txt).T, atol=1e-4)

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/12_focus.clip.ipynb #160fc6e7
 from __future__ import annotations
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -13,23 +14,53 @@ from ..core import InputError
 from ..models.clip import word_token_ids
 
 # %% auto #0
-__all__ = ['SOT_ID', 'EOT_ID', 'DOT_ID', 'PAD_ID', 'PromptTextEncoder', 'assemble_prompts', 'word_embeddings']
+__all__ = ['SOT_ID', 'EOT_ID', 'DOT_ID', 'PAD_ID', 'CLIP_VOCABULARY', 'TokenVocabulary', 'hf_vocabulary', 'PromptTextEncoder',
+           'assemble_prompts', 'word_embeddings']
 
 # %% ../../nbs/12_focus.clip.ipynb #57168378
 SOT_ID, EOT_ID, DOT_ID, PAD_ID = 49406, 49407, 269, 0
 
+# %% ../../nbs/12_focus.clip.ipynb #ad8d5b9b
+@dataclass(frozen=True)
+class TokenVocabulary:
+    "The ids framing a prompt (start, end, '.', padding) and the phrase-to-ids function of one text tower."
+
+    sot: int
+    eot: int
+    dot: int
+    pad: int
+    words: Callable[[str], list]
+
+
+CLIP_VOCABULARY = TokenVocabulary(SOT_ID, EOT_ID, DOT_ID, PAD_ID, word_token_ids)
+
+# %% ../../nbs/12_focus.clip.ipynb #45fd19f0
+def hf_vocabulary(tokenizer) -> TokenVocabulary:
+    "The vocabulary of a BERT-style Hugging Face tokenizer (or open_clip's `HFTokenizer` around one): [CLS] … [SEP]."
+    tok = tokenizer if hasattr(tokenizer, 'cls_token_id') else getattr(tokenizer, 'tokenizer', None)
+    ids = [getattr(tok, a, None) for a in ('cls_token_id', 'sep_token_id', 'pad_token_id')]
+    if tok is None or None in ids:
+        raise InputError(f"{type(tokenizer).__name__} is not a BERT-style tokenizer with [CLS], [SEP] and [PAD] ids")
+    dot = tok.convert_tokens_to_ids('.')
+    return TokenVocabulary(ids[0], ids[1], dot, ids[2], lambda text: tok(text, add_special_tokens=False)['input_ids'])
+
+# %% ../../nbs/12_focus.clip.ipynb #56d9fabf
+def _is_hf_tower(tower) -> bool:
+    "An open_clip HFTextEncoder: a Hugging Face transformer with a token table, a pooler and a projection."
+    emb = getattr(getattr(tower, 'transformer', None), 'embeddings', None)
+    return hasattr(emb, 'word_embeddings') and hasattr(tower, 'pooler') and hasattr(tower, 'proj')
+
 # %% ../../nbs/12_focus.clip.ipynb #9ed78060
 def _text_tower(clip_model: nn.Module) -> nn.Module:
-    "The module holding a CLIP-style text tower (token table + transformer): the model itself or its `.text`."
-    tower = clip_model
-    if not hasattr(clip_model, 'token_embedding'):
-        tower = getattr(clip_model, 'text', None)
-        if tower is None or not hasattr(tower, 'token_embedding'):
-            raise InputError(
-                f"{type(clip_model).__name__} has no CLIP-style text tower (token embedding table + transformer); "
-                "prompt learning needs one (RN50, ViT-B-16 and other OpenAI-style CLIP models have it). "
-                "BiomedCLIP's Hugging Face text tower can be used with the image-only baselines instead."
-            )
+    "The text tower: the model itself or its `.text`, CLIP-style (token table + transformer) or an HFTextEncoder."
+    tower = clip_model if hasattr(clip_model, 'token_embedding') else getattr(clip_model, 'text', None)
+    if _is_hf_tower(tower):
+        return tower
+    if tower is None or not hasattr(tower, 'token_embedding'):
+        raise InputError(
+            f"{type(clip_model).__name__} has no text tower to feed embeddings into: neither CLIP-style (token table "
+            "+ transformer: RN50, ViT-B-16, ...) nor an open_clip HFTextEncoder (BiomedCLIP)"
+        )
     pool_type = getattr(tower, 'text_pool_type', getattr(tower, 'pool_type', 'argmax'))
     if pool_type not in ('argmax', 'eos', 'last', 'first'):
         raise InputError(f"text pooling {pool_type!r} is not supported (argmax / eos / first / last)")
@@ -46,13 +77,47 @@ def _pool(x: torch.Tensor, pos: torch.Tensor, pool_type: str) -> torch.Tensor:
         return x[:, -1]
     return x[torch.arange(len(x), device=x.device), pos]
 
-# %% ../../nbs/12_focus.clip.ipynb #b4cf481d
-class PromptTextEncoder(nn.Module):
-    "open_clip's text tower, fed token embeddings instead of token ids; pools at the given end-of-text positions."
+# %% ../../nbs/12_focus.clip.ipynb #63906932
+class _HFTower(nn.Module):
+    "Encoding through an open_clip HFTextEncoder: embeddings in, attention up to EOT, its own pooler and projection."
 
-    def __init__(self, clip_model: nn.Module, freeze: bool = True):
+    def _bind_hf(self, tower: nn.Module, tokenizer):
+        if tokenizer is None:
+            raise InputError(
+                "prompt learning on a Hugging Face text tower (BiomedCLIP) needs its tokenizer: pass the backbone "
+                "from load_clip_backbone (which keeps it) or tokenizer=..."
+            )
+        self.hf_text, self.vocab = tower, hf_vocabulary(tokenizer)
+        self.token_embedding = tower.transformer.embeddings.word_embeddings
+        self.context_length = int(tower.context_length)
+
+    def _encode_hf(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(x.shape[1], device=x.device)[None] <= pos[:, None]).long()
+        out = self.hf_text.transformer(inputs_embeds=x, attention_mask=mask)
+        return self.hf_text.proj(self.hf_text.pooler(out, mask))
+
+    def train(self, mode: bool = True):
+        "A frozen BERT tower stays in eval mode (no dropout): a fixed function of the prompts, as CLIP's tower is."
+        super().train(mode)
+        if getattr(self, 'hf_text', None) is not None and self.frozen:
+            self.hf_text.eval()
+        return self
+
+# %% ../../nbs/12_focus.clip.ipynb #842d95c9
+class PromptTextEncoder(_HFTower):
+    "A CLIP text tower (open_clip) or an HFTextEncoder (BiomedCLIP), fed token embeddings; pools at the EOT positions."
+
+    def __init__(self, clip_model: nn.Module, freeze: bool = True, tokenizer=None):
         super().__init__()
         tower = _text_tower(clip_model)
+        self.hf, self.frozen = _is_hf_tower(tower), freeze
+        self._bind_hf(tower, tokenizer) if self.hf else self._bind_clip(tower)
+        self.width = int(self.token_embedding.weight.shape[1])
+        if freeze:
+            for p in self.parameters():
+                p.requires_grad_(False)
+
+    def _bind_clip(self, tower: nn.Module):
         self.token_embedding = tower.token_embedding
         self.positional_embedding = tower.positional_embedding
         self.transformer = tower.transformer
@@ -61,10 +126,7 @@ class PromptTextEncoder(nn.Module):
         self.register_buffer('attn_mask', tower.attn_mask, persistent=False)
         self.pool_type = getattr(tower, 'text_pool_type', getattr(tower, 'pool_type', 'argmax'))
         self.context_length = int(self.positional_embedding.shape[0])
-        self.width = int(self.token_embedding.weight.shape[1])
-        if freeze:
-            for p in self.parameters():
-                p.requires_grad_(False)
+        self.vocab = CLIP_VOCABULARY
 
     @property
     def dtype(self) -> torch.dtype:
@@ -86,14 +148,17 @@ class PromptTextEncoder(nn.Module):
         pos = torch.as_tensor(eot_positions, device=embeddings.device).long().expand(P)
         if (pos < 0).any() or (pos >= T).any():
             raise InputError(f"end-of-text positions must lie in 0..{T - 1}")
+        if self.hf:
+            return self._encode_hf(embeddings.to(self.dtype), pos)
         x = embeddings.to(self.dtype) + self.positional_embedding[:T].to(self.dtype)
         x = self.transformer(x, attn_mask=self.attn_mask[:T, :T] if self.attn_mask is not None else None)
         x = _pool(self.ln_final(x), pos, self.pool_type)
         return self.text_projection(x) if isinstance(self.text_projection, nn.Linear) else x @ self.text_projection
 
     def encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        "Encode token ids the open_clip way through this wrapper (for checks): the EOT position is the largest id."
-        return self(self.embed(ids), ids.argmax(-1))
+        "Encode token ids as the tower's `encode_text` does (for checks): EOT = largest id (CLIP), last non-pad (BERT)."
+        eot = (ids != self.vocab.pad).sum(-1) - 1 if self.hf else ids.argmax(-1)
+        return self(self.embed(ids), eot)
 
 # %% ../../nbs/12_focus.clip.ipynb #000c0917
 def assemble_prompts(
@@ -105,7 +170,7 @@ def assemble_prompts(
     for p in pieces:
         if p.ndim == 3 and p.shape[0] not in (1, P):
             raise InputError(f"prompt pieces disagree on the number of prompts: {[tuple(q.shape) for q in pieces]}")
-    special = encoder.embed([SOT_ID, DOT_ID, EOT_ID])
+    special = encoder.embed([encoder.vocab.sot, encoder.vocab.dot, encoder.vocab.eot])
     parts = [special[0:1].expand(P, 1, -1)]
     parts += [(p if p.ndim == 3 else p[None]).expand(P, -1, -1) for p in pieces]
     parts.append(special[1:3].expand(P, 2, -1))
@@ -114,7 +179,7 @@ def assemble_prompts(
     if pad_to is not None:
         if pad_to < x.shape[1]:
             raise InputError(f"prompt of {x.shape[1]} tokens does not fit in {pad_to}")
-        x = torch.cat([x, encoder.embed([PAD_ID]).expand(P, pad_to - x.shape[1], -1)], dim=1)
+        x = torch.cat([x, encoder.embed([encoder.vocab.pad]).expand(P, pad_to - x.shape[1], -1)], dim=1)
     if x.shape[1] > encoder.context_length:
         raise InputError(
             f"prompts of {x.shape[1]} tokens exceed the text encoder's context length {encoder.context_length}; "
@@ -124,13 +189,16 @@ def assemble_prompts(
 
 # %% ../../nbs/12_focus.clip.ipynb #2d1c1f6c
 def word_embeddings(
-    encoder: PromptTextEncoder, text: str, n_tokens: int | None = None, std: float = 0.02,
+    encoder: PromptTextEncoder,
+    text: str,
+    n_tokens: int | None = None,
+    std: float = 0.02,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Embeddings (n, D) of a phrase's tokens, truncated or padded with N(0, std) vectors to `n_tokens`
     (the initialisation of learnable vectors)."""
     with torch.no_grad():
-        e = encoder.embed(word_token_ids(text)).detach().clone()
+        e = encoder.embed(encoder.vocab.words(text)).detach().clone()
     if n_tokens is None:
         return e
     if n_tokens < len(e):

@@ -20,9 +20,9 @@ from ..synthetic.stains import z_to_rank, stain_focus_dataset
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'BBBC006_LEVEL_RULES', 'FLUOMIX_STAINS', 'FLUOMIX_TISSUES', 'FLUOMIX_TISSUE_RULES',
            'FLUOMIX_FOCUS_PLANES', 'CLIP_MEAN', 'CLIP_STD', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SCALINGS',
-           'GENERALIZATION_SETTINGS', 'bbbc006_rank', 'read_bbbc006', 'read_focuspath', 'parse_fluomix_name',
-           'fluomix_rank', 'read_fluomix', 'read_focus_table', 'read_focus_folder', 'scale_intensities',
-           'to_single_channel', 'FocusTransform', 'focus_transform', 'read_image_2d', 'FocusDataset',
+           'focus_transform', 'GENERALIZATION_SETTINGS', 'bbbc006_rank', 'read_bbbc006', 'read_focuspath',
+           'parse_fluomix_name', 'fluomix_rank', 'read_fluomix', 'read_focus_table', 'read_focus_folder',
+           'scale_intensities', 'to_single_channel', 'FocusTransform', 'read_image_2d', 'FocusDataset',
            'synthetic_focus_dataset', 'train_test_split_by_group', 'few_shot_sample', 'GeneralizationSetting',
            'apply_setting']
 
@@ -402,17 +402,8 @@ class FocusTransform:
         )
 
 # %% ../../nbs/11_focus.data.ipynb #a9425175
-def focus_transform(
-    train: bool,
-    size: int = 224,
-    resize: int | None = 256,
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    scaling: str = 'percentile',
-    squash: bool = False,
-) -> FocusTransform:
-    "The paper's training (random crop + flip) or evaluation (centre crop) transform for `size`-pixel models."
-    return FocusTransform(train, size, resize, mean, std, scaling, squash=squash)
+focus_transform = FocusTransform  # the function-style name is the class itself: one signature, documented once
+
 
 # %% ../../nbs/11_focus.data.ipynb #ac0978ed
 def read_image_2d(path: str | Path) -> np.ndarray:

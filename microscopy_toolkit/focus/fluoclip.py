@@ -130,7 +130,7 @@ def _fluoclip_switches(variant, stain_tokens, adapter, stain_guided_ranks, stain
 # %% ../../nbs/14_focus.fluoclip.ipynb #26475e70
 def _stain_token_init(text_encoder, stains, descriptions: dict | None, g: torch.Generator) -> torch.Tensor:
     names = [(descriptions or {}).get(s, s) for s in stains]
-    n_tok = max(len(word_token_ids(n)) for n in names)
+    n_tok = max(len(text_encoder.vocab.words(n)) for n in names)
     return torch.stack([word_embeddings(text_encoder, n, n_tok, generator=g) for n in names])
 
 # %% ../../nbs/14_focus.fluoclip.ipynb #6aa0b9e9
@@ -167,7 +167,8 @@ class _StainRankPrompts(_StainPrompts):
             return self._adapt(self.text_encoder(x, eot))[None]
         R = R.expand(L, -1, -1, -1).reshape(L * K, *R.shape[2:])
         S = self.stain_tokens[:, None].expand(-1, K, -1, -1).reshape(L * K, *self.stain_tokens.shape[1:])
-        pad = self.text_encoder.embed([PAD_ID]).expand(3 if self.text_path == 'reference' else 0, -1)
+        n_pad = 3 if self.text_path == 'reference' else 0
+        pad = self.text_encoder.embed([self.text_encoder.vocab.pad]).expand(n_pad, -1)
         x, eot = assemble_prompts(self.text_encoder, [self.context, S, self.rank_context, R, pad])
         feats = self.text_encoder(x, eot)
         if self.text_path == 'reference':  # the adapter's set: all L·K prompts at once

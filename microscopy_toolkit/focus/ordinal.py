@@ -214,7 +214,7 @@ class RankPromptCLIP(_PromptStages):
         self.backbone_name, self.model_cfg, self.image_size = backbone.name, backbone.model_cfg, backbone.image_size
         self.mean, self.std = tuple(backbone.mean), tuple(backbone.std)
         self.image_encoder = backbone.model.visual
-        self.text_encoder = PromptTextEncoder(backbone.model)
+        self.text_encoder = PromptTextEncoder(backbone.model, tokenizer=backbone.tokenizer)
         scale = backbone.model.logit_scale.detach().exp().clone()
         self.register_buffer('logit_scale', scale)  # frozen, as the reference
         self.ce_weight, self.kl_weight = ce_weight, kl_weight

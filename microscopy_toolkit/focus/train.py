@@ -21,6 +21,7 @@ from ..metrics import ordinal_metrics
 from ..models.clip import ClipBackbone, build_clip, load_clip_backbone
 from .model import FocusModel
 from .ordinal import CoOp
+from .numclip import NumCLIP
 from .fluoclip import FluoCLIP, FLUOCLIP_VARIANTS
 from .baselines import FocusLiteNN, RankClassifier
 from microscopy_toolkit.focus.data import (
@@ -44,7 +45,7 @@ __all__ = ['CLIP_METHODS', 'BASELINE_METHODS', 'METHODS', 'TRAIN_DEFAULTS', 'OPT
            'plot_confusion', 'plot_rank_agreement', 'load_focus_data', 'run_experiment']
 
 # %% ../../nbs/15_focus.train.ipynb #12ce16c4
-CLIP_METHODS = tuple(FLUOCLIP_VARIANTS) + ('coop', 'coop+image')
+CLIP_METHODS = tuple(FLUOCLIP_VARIANTS) + ('coop', 'coop+image', 'numclip')
 BASELINE_METHODS = ('ce', 'oe', 'co2', 'qulce')
 METHODS = CLIP_METHODS + BASELINE_METHODS + ('focuslitenn', 'focuslitenn-10')
 
@@ -68,6 +69,8 @@ def _focuslitenn(method: str, stains: list, n_ranks: int, seed: int, kwargs: dic
 def _model_on_backbone(method: str, bb: ClipBackbone, stains: list, n_ranks: int, seed: int, kwargs: dict):
     if method in FLUOCLIP_VARIANTS:
         return FluoCLIP(bb, stains, n_ranks, variant=method, seed=seed, **kwargs)
+    if method == 'numclip':
+        return NumCLIP(bb, n_ranks, stains=stains, seed=seed, **kwargs)
     if method.startswith('coop'):
         return CoOp(bb, n_ranks, train_image_encoder=method == 'coop+image', stains=stains, seed=seed, **kwargs)
     with torch.random.fork_rng():
@@ -343,11 +346,12 @@ PAPER_OPTIMIZERS = {
     'coop+image': 'sgd_warmup',
     'focuslitenn': 'adam_step',
     'focuslitenn-10': 'adam_step',
+    'numclip': 'radam_step',
 }
 
 
 def _optimizer_kind(method: str, policy: str) -> str:
-    "radam (RAdam + cosine), sgd_warmup (CoOp) or adam_step (FocusLiteNN) for a method under a policy."
+    "radam (RAdam + cosine), sgd_warmup (CoOp), adam_step (FocusLiteNN), radam_step (NumCLIP) for a method + policy."
     if policy not in OPTIMIZER_POLICIES:
         raise InputError(f"optimizer must be one of {OPTIMIZER_POLICIES}, got {policy!r}")
     return PAPER_OPTIMIZERS.get(method, 'radam') if policy == 'auto' else 'radam'
@@ -378,6 +382,8 @@ def _stage_optimizer(model: FocusModel, stage: str, n_epochs: int, cfg: TrainCon
         opt = torch.optim.Adam(params, weight_decay=cfg.weight_decay)
         return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=60, gamma=0.1)
     opt = torch.optim.RAdam(params, weight_decay=cfg.weight_decay)
+    if kind == 'radam_step':
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=60, gamma=0.1)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1))
 
 # %% ../../nbs/15_focus.train.ipynb #d0d12c84

@@ -17,9 +17,9 @@ from ..core import InputError, WeightsUnavailableError, get_device, atomic_write
 from ..weights import KNOWN_WEIGHTS, resolve_weights, _offline
 
 # %% auto #0
-__all__ = ['TINY_CLIP_CFG', 'RANDOM_INIT', 'tiny_clip', 'word_token_ids', 'tokenize', 'ClipBackbone', 'build_clip',
-           'ContrastiveModel', 'tiny_contrastive', 'ModelSpec', 'parse_model_spec', 'load_contrastive',
-           'save_contrastive', 'RandomWeightsWarning', 'load_clip_backbone']
+__all__ = ['TINY_CLIP_CFG', 'TINY_BERT_WORDS', 'RANDOM_INIT', 'tiny_clip', 'word_token_ids', 'tokenize', 'ClipBackbone',
+           'tiny_biomedclip', 'build_clip', 'ContrastiveModel', 'tiny_contrastive', 'ModelSpec', 'parse_model_spec',
+           'load_contrastive', 'save_contrastive', 'RandomWeightsWarning', 'load_clip_backbone']
 
 # %% ../../nbs/05_models.clip.ipynb #a94ab89a
 TINY_CLIP_CFG = dict(
@@ -73,7 +73,7 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77) -> torch.Tens
 # %% ../../nbs/05_models.clip.ipynb #a80e9b56
 @dataclass
 class ClipBackbone:
-    "An open_clip model plus what rebuilds it from a checkpoint (its config) and feeds it (input size, mean, std)."
+    "An open_clip model plus what rebuilds it (its config) and feeds it (input size, mean, std, tokenizer)."
 
     model: nn.Module
     name: str
@@ -81,6 +81,7 @@ class ClipBackbone:
     image_size: int
     mean: tuple = (0.48145466, 0.4578275, 0.40821073)
     std: tuple = (0.26862954, 0.26130258, 0.27577711)
+    tokenizer: object = None  # a Hugging Face text tower's tokenizer (BiomedCLIP); CLIP towers use open_clip's BPE
 
     @property
     def embed_dim(self) -> int:
@@ -92,6 +93,41 @@ def _image_size(cfg: dict) -> int:
     "The input side of an open_clip model config (224 when it says nothing)."
     s = cfg.get('vision_cfg', {}).get('image_size', 224)
     return int(s[0] if isinstance(s, (tuple, list)) else s)
+
+# %% ../../nbs/05_models.clip.ipynb #6c00847f
+TINY_BERT_WORDS = (
+    '[PAD] [UNK] [CLS] [SEP] [MASK] . , : this is a an the fluorescence microscopy image photo of cell '
+    'cells stained with focus level estimation in slightly very extremely blurred blurry sharp out '
+    'hoechst alexa cy3 dapi 488 647 nucleus nuclei tissue'
+).split()
+
+# %% ../../nbs/05_models.clip.ipynb #43ae2fc9
+def tiny_biomedclip(seed: int = 0, image_size: int = 64, embed_dim: int = 32) -> ClipBackbone:
+    "A random BiomedCLIP-shaped `CustomTextCLIP` (tiny ViT; open_clip `HFTextEncoder` around a tiny BERT) + tokenizer."
+    import open_clip
+    from open_clip.hf_model import HFTextEncoder
+    from transformers import BertConfig, BertTokenizer
+
+    cfg = copy.deepcopy(TINY_CLIP_CFG)
+    cfg.update(embed_dim=embed_dim)
+    cfg['vision_cfg']['image_size'] = image_size
+    bert = BertConfig(
+        vocab_size=len(TINY_BERT_WORDS),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = open_clip.CustomTextCLIP(**cfg)
+        model.text = HFTextEncoder(
+            'bert', embed_dim, config=bert, pooler_type='cls_last_hidden_state_pooler', proj_type='mlp'
+        )
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(TINY_BERT_WORDS)})
+    return ClipBackbone(model.eval(), f'tiny-biomedclip:{seed}', cfg, image_size, tokenizer=tokenizer)
 
 # %% ../../nbs/05_models.clip.ipynb #3ee38a89
 def build_clip(model_cfg: dict) -> nn.Module:
@@ -489,7 +525,7 @@ def _backbone_of(cm: ContrastiveModel, spec) -> ClipBackbone:
     pp = (cm.config or {}).get('preprocess_cfg') or {}
     mean = tuple(pp.get('mean', ClipBackbone.mean))
     std = tuple(pp.get('std', ClipBackbone.std))
-    return ClipBackbone(cm.model, cm.name, copy.deepcopy(cfg), _image_size(cfg), mean, std)
+    return ClipBackbone(cm.model, cm.name, copy.deepcopy(cfg), _image_size(cfg), mean, std, cm.tokenizer)
 
 # %% ../../nbs/05_models.clip.ipynb #b368d52e
 def load_clip_backbone(
