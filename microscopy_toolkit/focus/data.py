@@ -378,7 +378,8 @@ class FocusTransform:
         if self.resize is not None and self.resize < self.size:
             raise InputError(f"resize ({resize}) must be at least the crop size ({size})")
 
-    def __call__(self, image) -> torch.Tensor:
+    def prepare(self, image) -> torch.Tensor:
+        "The deterministic part, `(1, 1, H, W)`: one channel, scaled, resized (what a data set may compute once)."
         a = to_single_channel(image)
         if a.size == 0:
             raise InputError("empty image")
@@ -386,14 +387,20 @@ class FocusTransform:
         if self.squash and self.resize:  # the reference: Resize((256, 256))
             x = F.interpolate(x, size=(self.resize, self.resize), mode='bilinear', antialias=True)
         x = x if self.squash and self.resize else _resize_shorter(x, self.resize or min(x.shape[-2:]))
-        h, w = x.shape[-2:]
-        if min(h, w) < self.size:
-            raise InputError(f"image of {h}x{w} pixels is smaller than the crop size {self.size}")
-        i, j = _crop_corner(h, w, self.size, self.train)
+        if min(x.shape[-2:]) < self.size:
+            raise InputError(f"image of {x.shape[-2]}x{x.shape[-1]} pixels is smaller than the crop size {self.size}")
+        return x
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        "The random part on a prepared image: crop (random in training), flip, 3 channels, normalise."
+        i, j = _crop_corner(*x.shape[-2:], self.size, self.train)
         x = x[0, :, i : i + self.size, j : j + self.size]
         if self.train and self.flip and torch.rand(()) < 0.5:
             x = x.flip(-1)
         return (x.expand(3, -1, -1) - self.mean) / self.std
+
+    def __call__(self, image) -> torch.Tensor:
+        return self.finish(self.prepare(image))
 
     def __repr__(self):
         return (
@@ -445,6 +452,19 @@ def _rank_labels(table: pd.DataFrame, n_ranks: int | None) -> tuple[np.ndarray, 
         raise InputError(f"ranks must lie in 0..{n_ranks - 1}; found {ranks.min()}..{ranks.max()}")
     return ranks, n_ranks
 
+# %% ../../nbs/11_focus.data.ipynb #f224ee82
+def _transformed(ds, i: int) -> torch.Tensor:
+    "Row i through the data set's transform; with `ds.cache`, the transform's deterministic part is computed once."
+    t = ds.transform
+    if t is None:
+        return torch.as_tensor(np.asarray(ds.image(i), dtype=np.float32))
+    if not (ds.cache and hasattr(t, 'prepare')):
+        return t(ds.image(i))
+    if i not in ds._prepared:
+        ds._prepared[i] = t.prepare(ds.image(i))
+    return t.finish(ds._prepared[i])
+
+
 # %% ../../nbs/11_focus.data.ipynb #0dd2079a
 class FocusDataset(torch.utils.data.Dataset):
     "Focus-labelled images from a table (files or an in-memory array) → items {'image', 'rank', 'stain', 'index'}."
@@ -457,8 +477,11 @@ class FocusDataset(torch.utils.data.Dataset):
         stains: Sequence[str] | None = None,
         transform: Callable | None = None,
         n_ranks: int | None = None,
+        cache: bool | None = None,
     ):
         _check_focus_table(table, images)
+        self.cache = images is not None if cache is None else bool(cache)
+        self._prepared = {}
         self.table = table.reset_index(drop=True)
         self.images, self.root, self.transform = images, Path(root) if root else None, transform
         self.stains = list(stains) if stains is not None else sorted(self.table.stain.astype(str).unique())
@@ -480,8 +503,8 @@ class FocusDataset(torch.utils.data.Dataset):
         return read_image_2d(self.root / p if self.root is not None and not p.is_absolute() else p)
 
     def __getitem__(self, i: int) -> dict:
-        img = self.image(int(i))
-        x = self.transform(img) if self.transform is not None else torch.as_tensor(np.asarray(img, dtype=np.float32))
+        i = int(i)
+        x = _transformed(self, i)
         return {'image': x, 'rank': int(self.ranks[i]), 'stain': int(self.stain_ids[i]), 'index': int(i)}
 
     def subset(self, rows) -> 'FocusDataset':
@@ -494,6 +517,7 @@ class FocusDataset(torch.utils.data.Dataset):
             self.stains,
             self.transform,
             self.n_ranks,
+            self.cache,
         )
 
     def __repr__(self):
