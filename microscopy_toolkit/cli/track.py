@@ -29,7 +29,7 @@ def _add_run(verbs) -> None:
         '--checkpoint',
         '-c',
         default=None,
-        help='tracker.pt from mtk track train (without it: the released MicroscopyMatching tracker, or --linker overlap)',
+        help='tracker.pt from mtk track train (none: the released MicroscopyMatching tracker, or --linker overlap)',
     )
     p.add_argument(
         '--box',
