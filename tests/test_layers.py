@@ -14,7 +14,7 @@ GROUND = {'core', 'weights', 'io', 'metrics', 'synthetic', '_modidx', '__init__'
 ORDER = {'core': 0, 'weights': 1, 'io': 1, 'metrics': 2, 'synthetic': 2, 'models': 3}
 PILLARS = {'focus', 'matching', 'tracking', 'bench', 'qc'}
 FACES = {'cli', 'widgets'}
-EDGES = {('tracking.learned', 'matching'), ('qc', 'focus')}
+EDGES = {('tracking.learned', 'matching'), ('tracking.released', 'matching'), ('qc', 'focus')}
 
 
 def component(module: str) -> str:

@@ -29,7 +29,7 @@ def _add_run(verbs) -> None:
         '--checkpoint',
         '-c',
         default=None,
-        help='tracker.pt from mtk track train (without it: --linker overlap on --masks)',
+        help='tracker.pt from mtk track train (none: the released MicroscopyMatching tracker, or --linker overlap)',
     )
     p.add_argument(
         '--box',
@@ -51,18 +51,26 @@ def _add_run(verbs) -> None:
         help="greedy / optimal on the linkage head's probabilities, "
         "or 'overlap': the classical overlap+distance linker",
     )
-    p.add_argument('--sd', default=None, help='Stable Diffusion folder to use instead of the one in the checkpoint')
+    p.add_argument(
+        '--sd',
+        default=None,
+        help="Stable Diffusion folder to use instead of the checkpoint's; the released tracker: "
+        "'stable-diffusion-v1-4' (default), a folder, or 'tiny'",
+    )
     add_image_args(p, timepoint=False)
     p.add_argument('--overwrite', action='store_true', help='replace another run in --out (its mask*.tif included)')
     p.add_argument('--device', default='cpu')
 
 # %% ../../nbs/63_cli.track.ipynb #86dd5270
 def _check_run(a) -> None:
-    "The two ways to run: label images to link (`--linker overlap --masks`), or a trained tracker."
+    "The three ways to run: a trained tracker (`-c`), the released tracker on `--masks`, or `--linker overlap --masks`."
     if a.linker == 'overlap' and a.masks is None:
         raise InputError("--linker overlap links given label images: pass --masks, or a --checkpoint to segment")
-    if a.linker != 'overlap' and a.checkpoint is None:
-        raise InputError('give --checkpoint (tracker.pt from mtk track train), or --linker overlap with --masks')
+    if a.checkpoint is None and a.masks is None:
+        raise InputError(
+            'the released tracker (no --checkpoint) links given label images: pass --masks, '
+            'or a --checkpoint (tracker.pt from mtk track train) to segment'
+        )
 
 # %% ../../nbs/63_cli.track.ipynb #2a3905d3
 def _read_masks(folder: str, frames: np.ndarray) -> np.ndarray:
@@ -91,6 +99,7 @@ def _cmd_run(a) -> list:
     from microscopy_toolkit.io import read_timelapse
     from microscopy_toolkit.tracking.ctc import validate_ctc, write_ctc_result
     from microscopy_toolkit.tracking.track import track
+    from microscopy_toolkit.tracking.released import track_released
 
     frames = read_timelapse(a.frames, a.channel, a.axes, a.z)  # unreadable inputs are named first
     masks = _read_masks(a.masks, frames) if a.masks else None
@@ -106,16 +115,20 @@ def _cmd_run(a) -> list:
         file=sys.stderr,
         flush=True,
     )
-    res, tracks, _ = track(
-        frames,
-        method='overlap+distance' if classical else 'learned',
-        linker='optimal' if classical else a.linker,
-        masks=masks,
-        tracker=a.checkpoint,
-        box=a.box,
-        device=a.device,
-        sd=a.sd,
-    )
+    if a.checkpoint is None and not classical:  # the authors' released tracker on the given masks
+        sd = a.sd or 'stable-diffusion-v1-4'
+        res, tracks, _ = track_released(frames, masks, sd=sd, linker=a.linker, device=a.device)
+    else:
+        res, tracks, _ = track(
+            frames,
+            method='overlap+distance' if classical else 'learned',
+            linker='optimal' if classical else a.linker,
+            masks=masks,
+            tracker=a.checkpoint,
+            box=a.box,
+            device=a.device,
+            sd=a.sd,
+        )
     validate_ctc(res, tracks)
     start_run(a.out, config, a.overwrite, _RUN_OWNS)  # another run's files (stale mask0NN.tif) go only now
     write_ctc_result(a.out, res, tracks)

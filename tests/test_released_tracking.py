@@ -1,0 +1,133 @@
+"""The released MicroscopyMatching tracker (tracking.released, issue 15): every key and shape of the authors' tracking
+checkpoint, equality with the `trackastra` package on its recorded outputs, linking from hand-set associations where
+the authors' code cannot run (CPU, an empty first frame, fewer than 4 frames), and `mtk track run` without `-c` on a
+weights folder holding a tiny random checkpoint in the authors' format."""
+import ast
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_mtk
+from microscopy_toolkit.matching.model import Matcher
+from microscopy_toolkit.matching.released import AUTHOR_PREFIXES, load_released, read_manifest, to_our_keys
+from microscopy_toolkit.models.sd import load_tiny_sd
+from microscopy_toolkit.synthetic.cells import cell_timelapse, write_ctc_gt
+from microscopy_toolkit.tracking.ctc import read_ctc_result, validate_ctc
+from microscopy_toolkit.tracking.released import (
+    TRACKER_CONFIG, ReleasedTracking, TrackingTransformer, causal_norm, load_released_tracking, random_released_state,
+    region_features, released_track, _percentile_norm,
+)
+
+FIX = Path(__file__).parent / 'fixtures'
+
+
+def small_config(matcher, image_size: int | None = None) -> dict:
+    "Sizes of a tiny released-architecture model for `matcher`'s SD at `image_size` (the head's grid: the latent grid)."
+    S = image_size or matcher.sd.image_size
+    G, C = S * matcher.grid // matcher.sd.image_size, matcher.feat_channels
+    return dict(encoder=dict(dim=16, heads=2, layers=1, steps=2, mlp_factor=2, grid=G, feat_channels=C),
+                projector=dict(dim=16, out=matcher.sd.context_dim, size=S), grid=G,
+                vit=dict(embed_dim=32, depth=2, heads=2, global_attn=(1,), window=2, img_size=64, ps=8, bsize=16),
+                tracker=dict(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1, pos_embed_per_dim=8,
+                             feat_embed_per_dim=4))
+
+
+class HandTracker(torch.nn.Module):
+    "Association logits set by hand: 8 minus the distance in px, so each object links to its nearest successor."
+    config = dict(spatial_pos_cutoff=256)
+
+    def forward(self, coords, feats, attn_feat):
+        return 8 - torch.cdist(coords[..., 1:], coords[..., 1:])
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    "The tiny SD (32 px), and a tiny released model with hand-set associations."
+    matcher = Matcher(load_tiny_sd(image_size=32))
+    small = small_config(matcher)
+    state = random_released_state(ReleasedTracking(small, device='meta'), seed=0)
+    model = load_released_tracking(state, small)
+    model.tracker = HandTracker()
+    return matcher, model, small
+
+
+def test_every_key_and_shape_of_the_tracking_checkpoint():
+    man = read_manifest(FIX / 'mm_checkpoints' / 'tra.json')
+    model = ReleasedTracking(device='meta')
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == to_our_keys(man)
+    assert (len(man), round(sum(math.prod(s) for s in man.values()) / 1e6, 1)) == (1023, 356.1)
+    meta = {k: torch.empty(s, device='meta') for k, s in man.items()}
+    load_released(model, meta, 'tra.json')
+    bad = dict(meta)
+    bad['track_model.encoder.5.attn.rot_pos_enc.freqs.1'] = torch.empty(1, 1, 12, device='meta')
+    with pytest.raises(Exception, match=r'tracker.encoder.5.attn.rot_pos_enc.freqs.1: \(1, 1, 12\)'):
+        load_released(ReleasedTracking(device='meta'), bad, 'x.pth')
+
+
+def test_equal_to_the_trackastra_package():
+    "Logits, quiet softmax and region features recorded from trackastra 0.5.6 (tools/trackastra_fixture.py)."
+    z = np.load(FIX / 'trackastra_tiny.npz')
+    cfg = ast.literal_eval(str(z['config']))
+    m = TrackingTransformer(**{k: cfg[k] for k in TRACKER_CONFIG}).eval()
+    m.load_state_dict({k: torch.from_numpy(z[f'w_{i}']) for i, k in enumerate(z['keys'])}, strict=True)
+    c, t = torch.from_numpy(z['coords']), torch.from_numpy(z['t'])
+    with torch.no_grad():
+        A = m(c[None], torch.from_numpy(z['feats'])[None])[0]
+    np.testing.assert_allclose(A.numpy(), z['logits'], atol=1e-3, rtol=1e-5)
+    An = causal_norm(A, t, torch.cdist(c[:, 1:], c[:, 1:]) > 256)
+    np.testing.assert_allclose(An.numpy(), z['normalized'], atol=1e-6)
+    assert (z['normalized'] > 0.05).sum() >= 2  # not all-zero: the comparison can fail
+    cents, feats = region_features(z['masks'], _percentile_norm(z['imgs']))
+    np.testing.assert_allclose(cents, z['wr_coords'], atol=1e-4)
+    np.testing.assert_allclose(feats, z['wr_feats'], atol=1e-4)
+
+
+def test_hand_set_associations_link_the_true_lineage(tiny):
+    matcher, model, _ = tiny
+    tl = cell_timelapse(n_frames=5, size=40, n_cells=3, seed=2, division_prob=0.0)
+    res, tracks, edges = released_track(tl.frames, model, matcher, masks=tl.labels)
+    validate_ctc(res, tracks)
+    np.testing.assert_array_equal(tracks, tl.tracks)
+    assert (edges.score >= 0.5).all()
+
+
+def test_runs_where_the_authors_code_cannot(tiny):
+    "A first frame without detections and sequences shorter than their 4-frame window."
+    matcher, model, _ = tiny
+    tl = cell_timelapse(n_frames=3, size=40, n_cells=3, seed=4, division_prob=0.0)
+    masks = tl.labels.copy()
+    masks[0] = 0
+    res, tracks, _ = released_track(tl.frames, model, matcher, masks=masks)
+    validate_ctc(res, tracks)
+    assert tracks[:, 1].tolist() == [1] * len(tracks) and (tracks[:, 2] == 2).all()  # every track spans frames 1-2
+    assert len(tracks) == len(np.unique(masks[1])) - 1
+    one, tr1, e1 = released_track(tl.frames[:1], model, matcher, masks=tl.labels[:1])
+    assert len(e1) == 0 and len(tr1) == len(np.unique(tl.labels[0])) - 1
+
+
+def test_mtk_track_run_uses_the_released_model_without_c(tmp_path, monkeypatch, tiny):
+    "A weights folder with a tiny random tracking checkpoint in the authors' format, driven by the tiny SD."
+    small = small_config(tiny[0], 64)  # what `--sd tiny` builds: 64 px
+    weights = tmp_path / 'weights'
+    weights.mkdir()
+    state = random_released_state(ReleasedTracking(small, device='meta'), seed=3)
+    torch.save(state, weights / 'microscopy_matching_tra.pth')
+    (weights / 'microscopy_matching_tra.pth.small.json').write_text(json.dumps(small))
+    tl = cell_timelapse(n_frames=3, size=48, n_cells=3, seed=5, division_prob=0.0)
+    write_ctc_gt(tmp_path, tl)
+    monkeypatch.setenv('MTK_WEIGHTS_DIR', str(weights))
+    out = tmp_path / '01_RES'
+    res = run_mtk('track', 'run', tmp_path / '01', '--masks', tmp_path / '01_GT' / 'SEG', '--sd', 'tiny', '-o', out)
+    assert '3 frames:' in res.stdout
+    ctc = read_ctc_result(out)
+    masks, tracks = ctc.masks, ctc.tracks
+    validate_ctc(masks, tracks)
+    np.testing.assert_array_equal(masks > 0, tl.labels > 0)  # the given objects, relabelled by track
+    monkeypatch.setenv('MTK_WEIGHTS_DIR', str(tmp_path / 'empty'))
+    bad = run_mtk('track', 'run', tmp_path / '01', '--masks', tmp_path / '01_GT' / 'SEG', '--sd', 'tiny',
+                  '-o', tmp_path / 'x', check=False)
+    assert bad.returncode != 0 and 'microscopy_matching_tra.pth' in bad.stderr
