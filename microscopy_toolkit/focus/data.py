@@ -460,6 +460,9 @@ def _transformed(ds, i: int) -> torch.Tensor:
         return torch.as_tensor(np.asarray(ds.image(i), dtype=np.float32))
     if not (ds.cache and hasattr(t, 'prepare')):
         return t(ds.image(i))
+    key = (id(t), t.scaling, t.resize, t.squash, t.size)  # a new or changed transform starts a new cache
+    if ds._prepared.get('key') != key:
+        ds._prepared = {'key': key}
     if i not in ds._prepared:
         ds._prepared[i] = t.prepare(ds.image(i))
     return t.finish(ds._prepared[i])

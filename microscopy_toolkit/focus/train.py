@@ -215,6 +215,7 @@ class TrainConfig:
     show: bool = True
     eval_every: int = 1
     optimizer: str = 'auto'  # 'auto': each method's own paper (CoOp, FocusLiteNN); 'radam': RAdam + cosine for all
+    save_every_s: float = 30.0  # checkpoint.pt at most this often (and at every stage's end); 0: after every epoch
 
     @property
     def checkpoint(self) -> Path | None:
@@ -441,13 +442,18 @@ def _train_stage(model, train_ds, val_ds, cfg: TrainConfig, device, si: int, n_e
     if si == p.stage_index and p.optimizer and first > 0:
         opt.load_state_dict(p.optimizer)
         sched.load_state_dict(p.scheduler)
+    saved = time.time()
     for epoch in range(first, n_epochs):
         if cfg.stop_after_epochs is not None and p.done_now >= cfg.stop_after_epochs:
+            if cfg.checkpoint is not None:
+                _save_progress(cfg.checkpoint, model, opt, sched, p.history, si, epoch)
             return False
         p.history.append(_epoch_record(model, train_ds, val_ds, opt, sched, cfg, device, si, epoch, n_epochs))
         p.done_now += 1
-        if cfg.checkpoint is not None:
+        due = epoch + 1 == n_epochs or time.time() - saved >= cfg.save_every_s
+        if cfg.checkpoint is not None and due:
             _save_progress(cfg.checkpoint, model, opt, sched, p.history, si, epoch + 1)
+            saved = time.time()
     return True
 
 # %% ../../nbs/15_focus.train.ipynb #0892a7da
@@ -479,13 +485,15 @@ def fit(
     show: bool = True,
     eval_every: int = 1,
     optimizer: str = 'auto',
+    save_every_s: float = 30.0,
 ) -> pd.DataFrame:
     """Train `model` stage by stage (`optimizer`: see `OPTIMIZER_POLICIES`), evaluating `val_ds` after each epoch;
     returns the history.
 
     `epochs`: per stage (`{'stain': 10, 'rank': 100}`) or one number for every stage. With `out_dir`, a checkpoint is
-    written after every epoch and `resume=True` continues from it. `stop_after_epochs` stops early (used to test
-    resuming). `eval_every`: evaluate `val_ds` every that many epochs (and always after a stage's last epoch)."""
+    written at most every `save_every_s` seconds (0: every epoch) and `resume=True` continues from it.
+    `stop_after_epochs` stops early (used to test resuming). `eval_every`: evaluate `val_ds` every that many epochs
+    (and always after a stage's last epoch)."""
     cfg = TrainConfig(**{k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__})  # the options
     device = get_device(cfg.device)
     model.to(device)
