@@ -185,12 +185,16 @@ def test_match_train_into_a_used_folder(ckpt):
     assert (ckpt / 'history.csv').read_text() == hist and (ckpt / 'best.pt').read_bytes() == best
 
 
-def _interrupt(cmd, wait_for, timeout=300):
+def _interrupt(cmd, wait_for, timeout=900):
     "Start `cmd`, send SIGINT once `wait_for()` holds, and return (exit status, stderr)."
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not wait_for() and time.time() - t0 < timeout and proc.poll() is None:
         time.sleep(0.05)
+    if not wait_for():                  # never got there (ended, or a machine too busy): say so, leave no process
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"{cmd} ended ({proc.returncode}) or timed out before the moment to interrupt it:\n{out}\n{err}")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=timeout)
     return proc.returncode, err
