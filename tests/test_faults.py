@@ -187,7 +187,8 @@ def test_match_train_into_a_used_folder(ckpt):
 
 def _interrupt(cmd, wait_for, timeout=900):
     "Start `cmd`, send SIGINT once `wait_for()` holds, and return (exit status, stderr)."
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    default_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)   # as in a terminal, however pytest was started
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)
     t0 = time.time()
     while not wait_for() and time.time() - t0 < timeout and proc.poll() is None:
         time.sleep(0.05)
