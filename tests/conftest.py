@@ -22,6 +22,24 @@ def run_mtk(*args, cwd=None, check=True, timeout=900):
     return res
 
 
+def mtk_main(*args, check=True):
+    """`mtk ARGS` in this process (`cli.main`: no interpreter, torch or model start-up per call), answered like `run_mtk`:
+    `.returncode` (argparse's exits included), `.stdout`, `.stderr`."""
+    import contextlib, io
+    from types import SimpleNamespace
+    from microscopy_toolkit.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:                       # argparse: --help, --version, usage errors
+            rc = e.code if isinstance(e.code, int) else int(e.code is not None)
+    res = SimpleNamespace(returncode=rc, stdout=out.getvalue(), stderr=err.getvalue())
+    if check and rc != 0:
+        raise AssertionError(f"mtk {' '.join(map(str, args))} failed ({rc}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
 # `pytest -n 2 --dist loadgroup` (the README's test command) keeps each `xdist_group` on one worker and hands out the
 # groups largest first, then single tests in collection order. The wheel test is one test but minutes long (a fresh
 # venv, mostly waiting on pip), so it is collected first: it starts at once, beside the quickstart group, instead of last.

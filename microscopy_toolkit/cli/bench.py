@@ -6,6 +6,8 @@
 from __future__ import annotations
 from pathlib import Path
 
+from .args import add_image_args, refuse_image_args
+
 # %% auto #0
 __all__ = ['COMMANDS', 'add_parser']
 
@@ -42,10 +44,15 @@ def _add_data(p) -> None:
     p.add_argument('--n-resamples', type=int, default=9999, help='bootstrap resamples (at least 1000)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device', default='auto')
+    add_image_args(p, hidden=True)  # refused with the reason: uBench images have no axes to choose
 
 # %% ../../nbs/64_cli.bench.ipynb #844a1255
+_NO_IMAGE_FLAGS = "uBench's images are 2-D RGB pictures in its arrow/parquet shards: no axes, channel, time or plane"
+
+
 def _data_source(a) -> str:
-    "What the data arguments name: 'sample', or the shards / hub id (default jnirschl/uBench)."
+    "What the data arguments name: 'sample', or the shards / hub id (default jnirschl/uBench); image flags refused."
+    refuse_image_args(a, _NO_IMAGE_FLAGS)
     return 'sample' if a.sample else (a.data or 'jnirschl/uBench')
 
 # %% ../../nbs/64_cli.bench.ipynb #1fb00876
@@ -126,6 +133,7 @@ def _add_merge(verbs) -> None:
 def _cmd_merge(a) -> list[Path]:
     from microscopy_toolkit.bench.merge import run_merge
 
+    refuse_image_args(a, _NO_IMAGE_FLAGS)  # before anything is loaded or written
     data = _data_source(a) if (a.sample or a.data) else None
     run = run_merge(
         a.base,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import InputError, atomic_write, progress
-from .match import add_image_args
+from .args import add_image_args
 
 # %% auto #0
 __all__ = ['COMMANDS', 'add_parser']

@@ -4,54 +4,16 @@
 
 # %% ../../nbs/62_cli.match.ipynb #2d7f8b8d
 from __future__ import annotations
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..core import InputError, atomic_write, check_run_folder, fingerprint, progress, start_run
+from .args import add_image_args, box_arg, sd_or_tiny
 
 # %% auto #0
-__all__ = ['COMMANDS', 'box_arg', 'add_image_args', 'sd_or_tiny', 'add_parser']
-
-# %% ../../nbs/62_cli.match.ipynb #6684a3fc
-def box_arg(text: str) -> list[float]:
-    "An argparse type: `x0,y0,x1,y1` as four floats."
-    try:
-        b = [float(x) for x in text.split(',')]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'a box is x0,y0,x1,y1 (four numbers), got {text!r}') from None
-    if len(b) != 4:
-        raise argparse.ArgumentTypeError(f'a box is x0,y0,x1,y1 (four numbers), got {text!r}')
-    return b
-
-# %% ../../nbs/62_cli.match.ipynb #ebb3ec3e
-def add_image_args(p, z: bool = True, timepoint: bool = True) -> None:
-    "The image-selection flags on parser `p`: `--axes`, `--channel` (and `--timepoint`, `--z` when asked)."
-    p.add_argument(
-        '--axes',
-        default=None,
-        metavar='AXES',
-        help="axes of files without axes metadata, letters of TCZYX ending in YX (e.g. ZYX, CZYX, TZCYX)",
-    )
-    p.add_argument('--channel', type=int, default=None, metavar='C', help='channel index of multi-channel files')
-    if timepoint:
-        p.add_argument('--timepoint', type=int, default=None, metavar='T', help='time point of time-lapse files')
-    if z:
-        p.add_argument('--z', type=int, default=None, metavar='Z', help='z-plane of z-stacks')
-
-# %% ../../nbs/62_cli.match.ipynb #7452d71a
-def sd_or_tiny(sd: str | None) -> str:
-    "`sd`, or 'tiny' with a visible warning when none was given."
-    if sd is not None:
-        return sd
-    print(
-        "mtk: warning: no --sd given: using --sd tiny, a random tiny Stable Diffusion for smoke tests; "
-        "its results mean nothing. Pass --sd stable-diffusion-v1-4 (see mtk weights list) or a folder for real work.",
-        file=sys.stderr,
-    )
-    return 'tiny'
+__all__ = ['COMMANDS', 'add_parser']
 
 # %% ../../nbs/62_cli.match.ipynb #a54f318d
 def _add_train(verbs) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import InputError, atomic_write, check_run_folder, fingerprint, start_run
-from .match import add_image_args, box_arg, sd_or_tiny
+from .args import add_image_args, box_arg, sd_or_tiny, stages
 
 # %% auto #0
 __all__ = ['COMMANDS', 'add_parser']
@@ -101,37 +101,39 @@ def _cmd_run(a) -> list:
     from microscopy_toolkit.tracking.track import track
     from microscopy_toolkit.tracking.released import track_released
 
-    frames = read_timelapse(a.frames, a.channel, a.axes, a.z)  # unreadable inputs are named first
-    masks = _read_masks(a.masks, frames) if a.masks else None
-    _check_run(a)
-    keys = ('box', 'linker', 'sd', 'axes', 'channel', 'z')
-    config = {k: getattr(a, k) for k in keys} | {
-        k: fingerprint(getattr(a, k)) for k in ('frames', 'masks', 'checkpoint') if getattr(a, k)
-    }
-    check_run_folder(a.out, config, a.overwrite, _RUN_OWNS)  # before the tracker is loaded
-    classical = a.linker == 'overlap'
-    print(
-        f"tracking {len(frames)} frames of {a.frames} ({'given masks' if masks is not None else 'segmenting'}) ...",
-        file=sys.stderr,
-        flush=True,
-    )
-    if a.checkpoint is None and not classical:  # the authors' released tracker on the given masks
-        sd = a.sd or 'stable-diffusion-v1-4'
-        res, tracks, _ = track_released(frames, masks, sd=sd, linker=a.linker, device=a.device)
-    else:
-        res, tracks, _ = track(
-            frames,
-            method='overlap+distance' if classical else 'learned',
-            linker='optimal' if classical else a.linker,
-            masks=masks,
-            tracker=a.checkpoint,
-            box=a.box,
-            device=a.device,
-            sd=a.sd,
-        )
-    validate_ctc(res, tracks)
-    start_run(a.out, config, a.overwrite, _RUN_OWNS)  # another run's files (stale mask0NN.tif) go only now
-    write_ctc_result(a.out, res, tracks)
+    with stages('track run', ['read', 'link' if a.masks else 'segment and link', 'validate', 'write']) as step:
+        frames = read_timelapse(a.frames, a.channel, a.axes, a.z)  # unreadable inputs are named first
+        masks = _read_masks(a.masks, frames) if a.masks else None
+        _check_run(a)
+        keys = ('box', 'linker', 'sd', 'axes', 'channel', 'z')
+        config = {k: getattr(a, k) for k in keys} | {
+            k: fingerprint(getattr(a, k)) for k in ('frames', 'masks', 'checkpoint') if getattr(a, k)
+        }
+        check_run_folder(a.out, config, a.overwrite, _RUN_OWNS)  # before the tracker is loaded
+        classical = a.linker == 'overlap'
+        how = 'given masks' if masks is not None else 'segmenting'
+        print(f"tracking {len(frames)} frames of {a.frames} ({how}) ...", file=sys.stderr, flush=True)
+        step()
+        if a.checkpoint is None and not classical:  # the authors' released tracker on the given masks
+            sd = a.sd or 'stable-diffusion-v1-4'
+            res, tracks, _ = track_released(frames, masks, sd=sd, linker=a.linker, device=a.device)
+        else:
+            res, tracks, _ = track(
+                frames,
+                method='overlap+distance' if classical else 'learned',
+                linker='optimal' if classical else a.linker,
+                masks=masks,
+                tracker=a.checkpoint,
+                box=a.box,
+                device=a.device,
+                sd=a.sd,
+            )
+        step()
+        validate_ctc(res, tracks)
+        step()
+        start_run(a.out, config, a.overwrite, _RUN_OWNS)  # another run's files (stale mask0NN.tif) go only now
+        write_ctc_result(a.out, res, tracks)
+        step()
     out = Path(a.out)
     n_div = len(np.unique(tracks[tracks[:, 3] > 0, 3])) if len(tracks) else 0
     print(f"{len(res)} frames: {len(tracks)} tracks, {n_div} divisions")
@@ -146,10 +148,17 @@ def _add_eval(verbs) -> None:
 
 # %% ../../nbs/63_cli.track.ipynb #deb610f8
 def _cmd_eval(a) -> list:
-    from microscopy_toolkit.tracking.ctc import evaluate_ctc
+    from microscopy_toolkit.tracking.ctc import ctc_metrics, read_ctc_gt, read_ctc_result, validate_ctc
 
     print(f"evaluating {a.res} against {a.gt} ...", file=sys.stderr, flush=True)
-    m = evaluate_ctc(a.res, a.gt)
+    with stages('track eval', ['read', 'validate', 'score']) as step:  # evaluate_ctc's steps, one by one
+        gt = read_ctc_gt(a.gt)
+        res = read_ctc_result(a.res, n_frames=len(gt.masks))
+        step()
+        validate_ctc(res.masks, res.tracks, where=f'result {a.res}')
+        step()
+        m = ctc_metrics(res.masks, res.tracks, gt.masks, gt.tracks, gt.seg or None)
+        step()
     for k in ('SEG', 'TRA', 'DET', 'LNK'):
         if k in m:
             print(f"{k}: {m[k]:.4f}")
