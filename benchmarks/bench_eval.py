@@ -45,7 +45,8 @@ def naive_loop(cm: ContrastiveModel, ds, tasks) -> list[int]:
     return preds
 
 
-def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naive_rows: int, workers=(0, 1, 2)):
+def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naive_rows: int, workers=(0, 1, 2),
+        repeats: int = 3):
     torch.set_num_threads(os.cpu_count() or 1)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -54,12 +55,19 @@ def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naiv
     n_items = sum(len(task_items(ds, t, images=False)) for t in TASKS)
     pixels = cm._pixels(ds['image'])                       # preprocessing done outside the bare-encoder timing
     bare_encoder(cm, pixels[:batch_size], batch_size)      # warm-up
-    t_bare, _ = timed(lambda: bare_encoder(cm, pixels, batch_size))
-    t_eval, res = {}, {}
-    for w in workers:
-        cm.clear_cache()
-        t_eval[w], res[w] = timed(lambda: evaluate(cm, ds, variant=0, batch_size=batch_size, n_resamples=1000,
-                                                   show_progress=False, workers=w))
+    # best of `repeats` interleaved runs: on a shared machine the minimum is the least disturbed measurement
+    t_bare, t_eval, t_warm, res = float('inf'), {w: float('inf') for w in workers}, {}, {}
+    for _ in range(repeats):
+        t_bare = min(t_bare, timed(lambda: bare_encoder(cm, pixels, batch_size))[0])
+        for w in workers:
+            cm.clear_cache()  # cold: the option texts are encoded inside the timing
+            t, res[w] = timed(lambda: evaluate(cm, ds, variant=0, batch_size=batch_size, n_resamples=1000,
+                                               show_progress=False, workers=w))
+            t_eval[w] = min(t_eval[w], t)
+            # warm: texts already cached, as for all but a few hundred of uBench's images (the image path alone)
+            t = timed(lambda: evaluate(cm, ds, variant=0, batch_size=batch_size, n_resamples=1000,
+                                       show_progress=False, workers=w))[0]
+            t_warm[w] = min(t_warm.get(w, float('inf')), t)
     preds = {w: r.items.pred_idx.tolist() for w, r in res.items()}
     assert all(p == preds[workers[0]] for p in preds.values()), 'prefetching changed the predictions'
     sub = ds.select(range(min(naive_rows, len(ds))))
@@ -70,12 +78,13 @@ def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naiv
     assert ours == naive, 'naive loop and evaluate disagree'
     n = len(ds)
     best = min(t_eval, key=t_eval.get)
-    print(f"{spec:>10}: {n} images ({image_size} px), {n_items} items, {res[best].info['n_texts']} distinct option texts, "
+    print(f"{spec:>10}: best of {repeats}, {n} images ({image_size} px), {n_items} items, {res[best].info['n_texts']} distinct option texts, "
           f"{torch.get_num_threads()} torch threads, batch {batch_size}")
     print(f"    bare image encoder (preprocessed tensors): {n / t_bare:8.1f} images/s")
     for w in workers:
         print(f"    evaluate, workers={w} (decode + preprocess + images + texts + scoring): {n / t_eval[w]:8.1f} images/s "
-              f"= {t_bare / t_eval[w]:.2f}x the bare encoder, {n_items / t_eval[w]:.1f} items/s")
+              f"= {t_bare / t_eval[w]:.2f}x the bare encoder, {n_items / t_eval[w]:.1f} items/s; texts cached: "
+              f"{n / t_warm[w]:8.1f} images/s = {t_bare / t_warm[w]:.2f}x")
     print("    predictions identical for every workers setting: True")
     t_eval = t_eval[best]
     print(f"    naive per-item loop: {n_naive_items / t_naive:8.1f} items/s -> evaluate is {(n_items / t_eval) / (n_naive_items / t_naive):.1f}x faster per item")
@@ -107,4 +116,4 @@ if __name__ == '__main__':
     elif a.quick: run('tiny:0', 16, 64, 64, 12)
     else:
         run('tiny:0', 96, 64, 64, 48)
-        run('ViT-B-16', 32, 224, 16, 6)
+        run('ViT-B-16', 16, 224, 16, 6)
