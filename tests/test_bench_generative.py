@@ -63,8 +63,7 @@ def _in_process(cache, out):
 
 
 def test_killed_run_resumes_to_the_same_table(tmp_path):
-    killed = _run(tmp_path, tmp_path / 'b.jsonl', tmp_path / 'b.csv', 0.5)
-    _in_process(tmp_path / 'a.jsonl', tmp_path / 'a.csv')  # the uninterrupted run, while the other one starts
+    killed = _run(tmp_path, tmp_path / 'b.jsonl', tmp_path / 'b.csv', 1.0)
     t0 = time.time()
     while _lines(tmp_path / 'b.jsonl') < 8 and time.time() - t0 < 240:
         time.sleep(0.05)
@@ -72,6 +71,7 @@ def test_killed_run_resumes_to_the_same_table(tmp_path):
     killed.wait(30)
     done = _lines(tmp_path / 'b.jsonl')
     assert 8 <= done < 24 and not (tmp_path / 'b.csv').exists()  # killed midway: some answers cached, no table
+    _in_process(tmp_path / 'a.jsonl', tmp_path / 'a.csv')  # the uninterrupted run
     _in_process(tmp_path / 'b.jsonl', tmp_path / 'b.csv')  # continued
     assert _lines(tmp_path / 'b.jsonl') == 24  # the rerun asked only the missing items
     for suffix in ('', '.per_task.csv'):
