@@ -2,11 +2,14 @@
 option text once, score all items) against the bare image encoder on already-preprocessed tensors, and against a
 naive per-item loop that re-encodes the image and the option texts for every question; all in the same process.
 
-    python benchmarks/bench_eval.py                 # tiny CLIP and ViT-B-32 (random weights), 96 rows x 7 tasks
+    python benchmarks/bench_eval.py                 # tiny CLIP (64 px) and ViT-B-16 (random weights, 224 px)
     python benchmarks/bench_eval.py --quick         # tiny only, fewer rows
     python benchmarks/bench_eval.py --generative    # tiny random LLaVA on CPU: items/s one item at a time vs batched
 
-Contrastive timings score one caption phrasing (variant=0), so the naive loop covers the same items.
+Contrastive timings score one caption phrasing (variant=0), so the naive loop covers the same items. `evaluate` runs
+serially (`workers=0`) and with 1 and 2 threads decoding the next image batches while the encoder runs; its
+predictions must be identical in every setting (checked). The ratio against the bare encoder is the figure of merit
+(issue 17: at least 0.9x).
 """
 import argparse, os, time, warnings
 
@@ -42,7 +45,8 @@ def naive_loop(cm: ContrastiveModel, ds, tasks) -> list[int]:
     return preds
 
 
-def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naive_rows: int):
+def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naive_rows: int, workers=(0, 1, 2),
+        repeats: int = 3):
     torch.set_num_threads(os.cpu_count() or 1)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -51,9 +55,21 @@ def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naiv
     n_items = sum(len(task_items(ds, t, images=False)) for t in TASKS)
     pixels = cm._pixels(ds['image'])                       # preprocessing done outside the bare-encoder timing
     bare_encoder(cm, pixels[:batch_size], batch_size)      # warm-up
-    t_bare, _ = timed(lambda: bare_encoder(cm, pixels, batch_size))
-    cm.clear_cache()
-    t_eval, res = timed(lambda: evaluate(cm, ds, variant=0, batch_size=batch_size, n_resamples=1000, show_progress=False))
+    # best of `repeats` interleaved runs: on a shared machine the minimum is the least disturbed measurement
+    t_bare, t_eval, t_warm, res = float('inf'), {w: float('inf') for w in workers}, {}, {}
+    for _ in range(repeats):
+        t_bare = min(t_bare, timed(lambda: bare_encoder(cm, pixels, batch_size))[0])
+        for w in workers:
+            cm.clear_cache()  # cold: the option texts are encoded inside the timing
+            t, res[w] = timed(lambda: evaluate(cm, ds, variant=0, batch_size=batch_size, n_resamples=1000,
+                                               show_progress=False, workers=w))
+            t_eval[w] = min(t_eval[w], t)
+            # warm: texts already cached, as for all but a few hundred of uBench's images (the image path alone)
+            t = timed(lambda: evaluate(cm, ds, variant=0, batch_size=batch_size, n_resamples=1000,
+                                       show_progress=False, workers=w))[0]
+            t_warm[w] = min(t_warm.get(w, float('inf')), t)
+    preds = {w: r.items.pred_idx.tolist() for w, r in res.items()}
+    assert all(p == preds[workers[0]] for p in preds.values()), 'prefetching changed the predictions'
     sub = ds.select(range(min(naive_rows, len(ds))))
     t_naive, naive = timed(lambda: naive_loop(cm, sub, TASKS))
     n_naive_items = len(naive)
@@ -61,10 +77,16 @@ def run(spec: str, rows_per_dataset: int, image_size: int, batch_size: int, naiv
     ours = evaluate(cm, sub, variant=0, n_resamples=1000, show_progress=False).items.pred_idx.tolist()
     assert ours == naive, 'naive loop and evaluate disagree'
     n = len(ds)
-    print(f"{spec:>10}: {n} images, {n_items} items, {res.info['n_texts']} distinct option texts")
+    best = min(t_eval, key=t_eval.get)
+    print(f"{spec:>10}: best of {repeats}, {n} images ({image_size} px), {n_items} items, {res[best].info['n_texts']} distinct option texts, "
+          f"{torch.get_num_threads()} torch threads, batch {batch_size}")
     print(f"    bare image encoder (preprocessed tensors): {n / t_bare:8.1f} images/s")
-    print(f"    evaluate (decode + preprocess + images + texts + scoring): {n / t_eval:8.1f} images/s = {t_bare / t_eval:.2f}x the bare encoder, "
-          f"{n_items / t_eval:.1f} items/s")
+    for w in workers:
+        print(f"    evaluate, workers={w} (decode + preprocess + images + texts + scoring): {n / t_eval[w]:8.1f} images/s "
+              f"= {t_bare / t_eval[w]:.2f}x the bare encoder, {n_items / t_eval[w]:.1f} items/s; texts cached: "
+              f"{n / t_warm[w]:8.1f} images/s = {t_bare / t_warm[w]:.2f}x")
+    print("    predictions identical for every workers setting: True")
+    t_eval = t_eval[best]
     print(f"    naive per-item loop: {n_naive_items / t_naive:8.1f} items/s -> evaluate is {(n_items / t_eval) / (n_naive_items / t_naive):.1f}x faster per item")
 
 
@@ -94,4 +116,4 @@ if __name__ == '__main__':
     elif a.quick: run('tiny:0', 16, 64, 64, 12)
     else:
         run('tiny:0', 96, 64, 64, 48)
-        run('ViT-B-32', 32, 224, 32, 12)
+        run('ViT-B-16', 16, 224, 16, 6)

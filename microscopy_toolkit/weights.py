@@ -70,6 +70,13 @@ KNOWN_WEIGHTS = {
                    'MicroscopyMatching counting (LOCA encoder and density regressors, projector)'),
         WeightSpec('mm-tra', 'phoebe777777/111', 'microscopy_matching_tra.pth', 'microscopy_matching_tra.pth',
                    'MicroscopyMatching tracking (segmentation parts + Trackastra transformer)'),
+        WeightSpec('PLIP', 'vinid/plip', None, 'PLIP',
+                   'PLIP, pathology CLIP (Hugging Face CLIPModel folder, as Micro-Bench\'s code loads it)'),
+        WeightSpec('QuiltNet-B-32', 'wisdomik/QuiltNet-B-32', None, 'QuiltNet-B-32',
+                   'QuiltNet ViT-B/32, pathology CLIP (open_clip hf-hub folder, as Micro-Bench\'s code loads it)'),
+        WeightSpec('paligemma-3b-mix-224', 'google/paligemma-3b-mix-224', None, 'paligemma-3b-mix-224',
+                   'PaliGemma 3B mix 224, the generative VLM of Micro-Bench (transformers folder; gated: accept '
+                   'its licence on the hub first; `vlm:paligemma-3b-mix-224`)'),
     ]
 }
 

@@ -6,6 +6,8 @@
 from __future__ import annotations
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
@@ -83,22 +85,50 @@ def _items(ds, tasks, variant) -> list[dict]:
             items += [it | {'variant': v} for it in task_items(ds, t, variant=v, images=False)]
     return items
 
-# %% ../../nbs/41_bench.evaluate.ipynb #a8ea611c
-def _image_embeddings(model: ContrastiveModel, ds, rows: list[int], batch_size: int, show: bool) -> torch.Tensor:
-    "Embeddings of the images of `rows`, in batches (with a progress bar when `show`)."
-    sub = ds.select(rows).select_columns(['image'])
+# %% ../../nbs/41_bench.evaluate.ipynb #03b4028f
+@contextmanager
+def _prefetched(load: Callable[[int], object], n: int, workers: int = 1):
+    "An iterator over `load(0), ..., load(n - 1)` in order; `workers` threads run the next loads meanwhile (0: serial)."
+    if int(workers) < 0:
+        raise InputError(f"workers must be 0 (serial) or more, got {workers}")
+    if workers == 0:
+        yield (load(i) for i in range(n))
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='mtk-prefetch')
+    ahead = {i: pool.submit(load, i) for i in range(min(n, workers))}
+
+    def results():
+        for i in range(n):
+            x = ahead.pop(i).result()
+            if i + workers < n:
+                ahead[i + workers] = pool.submit(load, i + workers)
+            yield x
+
+    try:
+        yield results()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+# %% ../../nbs/41_bench.evaluate.ipynb #c6a7a958
+@torch.inference_mode()
+def _encode_batches(model: ContrastiveModel, batches, n: int, show: bool) -> torch.Tensor:
+    "Unit-norm embeddings on the CPU of `n` preprocessed pixel batches (a progress bar when `show`)."
     out = []
-    for i in progress(range(0, len(rows), batch_size), desc=f'{model.name}: images', disable=None if show else True):
-        out.append(model.encode_images(sub[i : i + batch_size]['image'], batch_size=batch_size))
+    for x in progress(batches, desc=f'{model.name}: images', total=n, disable=None if show else True):
+        out.append(torch.nn.functional.normalize(model.model.encode_image(x.to(model.device)).float(), dim=-1).cpu())
     return torch.cat(out)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #395d7cfc
-def _predict(cm: ContrastiveModel, ds, items: list[dict], batch_size: int, show: bool):
+def _predict(cm: ContrastiveModel, ds, items: list[dict], batch_size: int, show: bool, workers: int = 1):
     "Predicted option and its probability per item; every distinct text and every image encoded once."
     texts = list(dict.fromkeys(t for it in items for t in it['texts']))
-    text_emb = cm.encode_texts(texts)
     rows = sorted({it['row'] for it in items})
-    image_emb = _image_embeddings(cm, ds, rows, batch_size, show)
+    sub = ds.select(rows).select_columns(['image'])
+    starts = range(0, len(rows), batch_size)
+    load = lambda k: cm._pixels(sub[starts[k] : starts[k] + batch_size]['image'])
+    with _prefetched(load, len(starts), workers) as batches:
+        text_emb = cm.encode_texts(texts)  # the first image batches are decoded meanwhile
+        image_emb = _encode_batches(cm, batches, len(starts), show)
     row_index, text_index = {r: i for i, r in enumerate(rows)}, {t: i for i, t in enumerate(texts)}
     pred, prob = _score_items(items, image_emb, row_index, text_emb, text_index, cm.logit_scale)
     return pred, prob, {'n_images': len(rows), 'n_texts': len(texts)}
@@ -286,9 +316,11 @@ def evaluate(
     confidence: float = 0.95,
     seed: int = 0,
     show_progress: bool = True,
+    workers: int = 1,
     **load_kw,
 ) -> BenchResult:
-    "Zero-shot closed-VQA accuracy of a contrastive `model` (anything `load_contrastive` takes) on uBench split `ds`."
+    """Zero-shot closed-VQA accuracy of a contrastive `model` (anything `load_contrastive` takes) on uBench split `ds`;
+    `workers` threads decode the next image batches while the encoder runs (0: serial, same results)."""
     tasks = _resolve_tasks(tasks, group) or TASKS
     cm = load_contrastive(model, **load_kw)
     items = _items(ds, tasks, variant)
@@ -296,7 +328,7 @@ def evaluate(
         raise InputError(
             f"no items of task(s) {', '.join(tasks)} in this split ({len(ds)} rows); check tasks/group and the data"
         )
-    pred, prob, counts = _predict(cm, ds, items, batch_size, show_progress)
+    pred, prob, counts = _predict(cm, ds, items, batch_size, show_progress, workers)
     info = {'variant': variant, **counts, 'tasks': list(tasks)}
     frame = _with_metadata(_items_frame(items, pred, prob), ds)
     return BenchResult(cm.name, frame, n_resamples, confidence, seed, info=info)
@@ -434,41 +466,16 @@ def eval_data(source, split: str = 'test', datasets=None, tasks=None, group=None
     return select(ds, datasets=datasets, tasks=tasks, group=group) if datasets or tasks or group else ds
 
 # %% ../../nbs/41_bench.evaluate.ipynb #95bfca8f
-def evaluate_any(
-    model,
-    ds,
-    tasks=None,
-    group=None,
-    variant='both',
-    batch_size: int = 64,
-    n_resamples: int = 9999,
-    seed: int = 0,
-    cache_dir=None,
-    max_new_tokens: int = 16,
-    scoring: str = 'evllm',
-    show_progress: bool = True,
-) -> BenchResult:
-    "Evaluate a contrastive model (`evaluate`) or a generative one (`bench.generative.evaluate_generative`)."
+def evaluate_any(model, ds, cache_dir=None, max_new_tokens: int = 16, scoring: str = 'evllm', **kw) -> BenchResult:
+    """Evaluate a contrastive model with `evaluate` or a generative one with `bench.generative.evaluate_generative`;
+    `kw` are `evaluate`'s keywords (tasks, group, variant, batch_size, n_resamples, seed, show_progress, ...)."""
     if not hasattr(model, 'generate'):
-        return evaluate(
-            model, ds, tasks, group, variant, batch_size, n_resamples, seed=seed, show_progress=show_progress
-        )
+        return evaluate(model, ds, **kw)
     from microscopy_toolkit.bench.generative import evaluate_generative
 
+    kw = {k: v for k, v in kw.items() if k not in ('variant', 'workers')}  # a question is asked once, no decoding
     cache = None if cache_dir is None else Path(cache_dir) / f"{_folder_name(model.name)}.jsonl"
-    return evaluate_generative(
-        model,
-        ds,
-        tasks,
-        group,
-        cache=cache,
-        batch_size=batch_size,
-        seed=seed,
-        max_new_tokens=max_new_tokens,
-        scoring=scoring,
-        n_resamples=n_resamples,
-        show_progress=show_progress,
-    )
+    return evaluate_generative(model, ds, cache=cache, max_new_tokens=max_new_tokens, scoring=scoring, **kw)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #6393bd1f
 def _folder_name(name: str) -> str:

@@ -5,6 +5,8 @@
 # %% ../../nbs/42_bench.merge.ipynb #28431060
 from __future__ import annotations
 import copy
+import json
+import shutil
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -15,12 +17,14 @@ import torch
 from ..core import InputError, as_rng, progress, atomic_write
 from .data import task_items, _resolve_tasks, TASKS
 from .evaluate import evaluate, BenchResult, GROUP_LABELS, eval_data
-from ..models.clip import ContrastiveModel, load_contrastive, save_contrastive
+from ..models.clip import ContrastiveModel, load_contrastive, save_contrastive, parse_model_spec
+from ..models.clip import _HFCLIP
+from ..weights import resolve_weights
 
 # %% auto #0
 __all__ = ['check_compatible', 'hf_clip_to_open_clip', 'open_clip_to_hf_clip', 'interpolate_state', 'average_states', 'wise_ft',
-           'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup', 'sweep_alphas',
-           'MergeRun', 'run_merge', 'domain_tradeoff', 'choose_alpha', 'plot_domain_tradeoff']
+           'hf_clip_folder', 'save_merged', 'finetune_contrastive', 'alpha_sweep', 'plot_alpha_sweep', 'greedy_soup',
+           'sweep_alphas', 'MergeRun', 'run_merge', 'domain_tradeoff', 'choose_alpha', 'plot_domain_tradeoff']
 
 # %% ../../nbs/42_bench.merge.ipynb #2c71407f
 def _state(m) -> dict:
@@ -182,10 +186,58 @@ def wise_ft(base, finetuned, alpha: float = 0.5, name: str | None = None, **load
     b, f = load_contrastive(base, **load_kw), load_contrastive(finetuned, **load_kw)
     return _with_state(b, interpolate_state(b, f, alpha), name or f"{b.name}+{f.name} (α={alpha:g})")
 
-# %% ../../nbs/42_bench.merge.ipynb #e60caae6
-def save_merged(model: ContrastiveModel, folder: str | Path, recipe: dict | None = None) -> Path:
-    "Save a merged model as an open_clip checkpoint folder, the merge recipe (alpha, sources) in its config."
-    return save_contrastive(model, folder, extra={'merge': recipe or {'name': model.name}})
+# %% ../../nbs/42_bench.merge.ipynb #5c52d2e7
+_HF_SIDE_FILES = (
+    'vocab.json',
+    'merges.txt',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'special_tokens_map.json',
+    'added_tokens.json',
+    'preprocessor_config.json',
+    'processor_config.json',
+)
+
+# %% ../../nbs/42_bench.merge.ipynb #d7992860
+def hf_clip_folder(spec) -> Path | None:
+    "The folder of a Hugging Face CLIP model spec (a folder, or a hub id found by the weights resolver), else None."
+    if isinstance(spec, ContrastiveModel):
+        return None
+    ms = parse_model_spec(spec)
+    if ms.kind == 'hf_clip_dir':
+        return Path(ms.target)
+    if ms.kind == 'hub':
+        folder = Path(resolve_weights(ms.target))
+        return None if (folder / 'open_clip_config.json').exists() else folder
+    return None
+
+# %% ../../nbs/42_bench.merge.ipynb #2f00b86a
+def _check_hf_source(model: ContrastiveModel, source) -> list[Path]:
+    "The tokenizer / processor files a Hugging Face merge copies from `source`; refuse a source without a tokenizer."
+    files = [] if source is None else [Path(source) / n for n in _HF_SIDE_FILES if (Path(source) / n).exists()]
+    if not any(p.name in ('vocab.json', 'tokenizer.json') for p in files):
+        raise InputError(
+            f"{model.name} is a Hugging Face CLIPModel: its merge is saved as a Hugging Face folder and needs the "
+            f"tokenizer files of the base model's folder (source=); {source} has no vocab.json or tokenizer.json"
+        )
+    return files
+
+# %% ../../nbs/42_bench.merge.ipynb #47ec21f5
+def save_merged(model: ContrastiveModel, folder: str | Path, recipe: dict | None = None, source=None) -> Path:
+    """Save a merged model: an open_clip checkpoint folder (recipe in its config), or for a Hugging Face `CLIPModel`
+    a Hugging Face folder (config, weights, `source`'s tokenizer and processor files, merge_recipe.json)."""
+    recipe = recipe or {'name': model.name}
+    if not isinstance(model.model, _HFCLIP):
+        return save_contrastive(model, folder, extra={'merge': recipe})
+    files = _check_hf_source(model, source)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.model.clip.save_pretrained(folder)
+    for p in files:
+        shutil.copyfile(p, folder / p.name)
+    with atomic_write(folder / 'merge_recipe.json', 'w') as f:
+        json.dump(recipe, f, indent=1)
+    return folder
 
 # %% ../../nbs/42_bench.merge.ipynb #c69daac6
 def _training_pairs(ds, tasks: Sequence[str]) -> list[tuple]:
@@ -435,18 +487,22 @@ def run_merge(
     device='auto',
     show_progress: bool = True,
 ) -> MergeRun:
-    "WiSE-FT merge at `alpha` saved in `out/merged`; with `sweep`, the α sweep on `data` as a table and figure."
+    """WiSE-FT merge at `alpha` saved in `out/merged` (a Hugging Face folder for a Hugging Face base); with `sweep`, the
+    α sweep on `data` as a table and figure."""
     alphas = sweep_alphas(sweep)
     _check_merge_args(alpha, alphas, data, batch_size, n_resamples, tasks, group, out)
     ds = None if alphas is None else eval_data(data, split, datasets, tasks, group, seed)
     b, f = load_contrastive(base, device=device), load_contrastive(finetuned, device=device)
     merged = wise_ft(b, f, alpha)
+    source = hf_clip_folder(base) if isinstance(merged.model, _HFCLIP) else None
+    if isinstance(merged.model, _HFCLIP):
+        _check_hf_source(merged, source)  # before the sweep and before anything is written
     table = None
     if alphas is not None:
         table, _ = alpha_sweep(b, f, ds, alphas, tasks, group, batch_size, n_resamples, seed, show_progress)
     out = Path(out)
-    folder = save_merged(merged, out / 'merged', {'alpha': alpha, 'base': str(base), 'finetuned': str(finetuned)})
-    paths = [folder / 'open_clip_config.json', folder / 'open_clip_pytorch_model.bin']
+    recipe = {'alpha': alpha, 'base': str(base), 'finetuned': str(finetuned)}
+    paths = sorted(save_merged(merged, out / 'merged', recipe, source).iterdir())
     return MergeRun(merged, table, paths + ([] if table is None else _write_sweep(table, out, f'{b.name} -> {f.name}')))
 
 # %% ../../nbs/42_bench.merge.ipynb #927c43a3

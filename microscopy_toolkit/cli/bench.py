@@ -113,7 +113,7 @@ def _cmd_eval(a) -> list[Path]:
 # %% ../../nbs/64_cli.bench.ipynb #a095c2be
 def _add_merge(verbs) -> None:
     p = verbs.add_parser(
-        'merge', help='WiSE-FT: (1-alpha)*base + alpha*finetuned, saved as an open_clip folder; optional alpha sweep'
+        'merge', help='WiSE-FT: (1-alpha)*base + alpha*finetuned, saved like the base (open_clip/HF); alpha sweep'
     )
     p.add_argument('base', metavar='BASE')
     p.add_argument('finetuned', metavar='FINETUNED')

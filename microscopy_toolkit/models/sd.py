@@ -13,6 +13,7 @@ import torch
 
 from ..core import InputError, WeightsUnavailableError, get_device
 from ..weights import resolve_weights
+from .vlm import pretrained_folder
 
 # %% auto #0
 __all__ = ['SD14_UNET_CONFIG', 'SD14_UNET_PARAMETERS', 'SD14_VAE_CONFIG', 'SD14_TEXT_CONFIG', 'SD14_SCHEDULER_CONFIG',
@@ -284,7 +285,7 @@ def load_sd(
     from diffusers import UNet2DConditionModel, AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextModel
 
-    root = resolve_weights(model, path, download=download)
+    root = pretrained_folder(model, path, download)
     _check_sd_folder(root)
     device = get_device(device)
     if dtype is None:

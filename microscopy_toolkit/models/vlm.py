@@ -14,7 +14,7 @@ from ..core import InputError, get_device
 from ..weights import resolve_weights
 
 # %% auto #0
-__all__ = ['BYTE_CHAT_TEMPLATE', 'byte_tokenizer', 'GenerativeModel', 'tiny_vlm', 'is_vlm_spec', 'load_vlm']
+__all__ = ['BYTE_CHAT_TEMPLATE', 'byte_tokenizer', 'GenerativeModel', 'tiny_vlm', 'is_vlm_spec', 'pretrained_folder', 'load_vlm']
 
 # %% ../../nbs/08_models.vlm.ipynb #d414a5b8
 BYTE_CHAT_TEMPLATE = (
@@ -184,6 +184,12 @@ def is_vlm_spec(spec) -> bool:
     p = Path(s)
     return p.is_dir() and any((p / f).exists() for f in ('processor_config.json', 'preprocessor_config.json'))
 
+# %% ../../nbs/08_models.vlm.ipynb #8da2d6a6
+def pretrained_folder(spec: str | Path, path: str | Path | None = None, download: bool | None = None) -> Path:
+    "The folder `from_pretrained` reads: `spec` itself when it is a folder, else what `resolve_weights` finds."
+    p = Path(str(spec)).expanduser()
+    return p if p.is_dir() else Path(resolve_weights(str(spec), path, download=download))
+
 # %% ../../nbs/08_models.vlm.ipynb #07af8afb
 def load_vlm(
     spec, device='auto', dtype=None, path: str | Path | None = None, name: str | None = None
@@ -198,6 +204,6 @@ def load_vlm(
     if seed is not None:
         return tiny_vlm(seed, device=device, dtype=dtype)
     s = s.removeprefix('vlm:')
-    folder = Path(s) if Path(s).is_dir() else resolve_weights(s, path=path)
+    folder = pretrained_folder(s, path)
     model = AutoModelForImageTextToText.from_pretrained(folder)
     return GenerativeModel(model, AutoProcessor.from_pretrained(folder), name or s, device=device, dtype=dtype)
