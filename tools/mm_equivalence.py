@@ -360,8 +360,8 @@ def ours(work: Path, task: str, box: bool, image: str = 'image.png', stages: boo
     if task == 'seg' and 'dP_resized' in th:
         from cellpose import dynamics
 
-        cap['masks_512'] = dynamics.resize_and_compute_masks(
-            th['dP_resized'], th['cellprob_resized'], niter=200, cellprob_threshold=0.0, flow_threshold=0.4,
+        cap['masks_512'] = dynamics.resize_and_compute_masks(  # their (2, 1, H, W) and (1, H, W): one image
+            th['dP_resized'][:, 0], th['cellprob_resized'][0], niter=200, cellprob_threshold=0.0, flow_threshold=0.4,
             min_size=15, max_size_fraction=0.4)  # fmt: skip
     run_s, cpu_s = time.perf_counter() - t1, time.process_time() - c1
     if stages:
