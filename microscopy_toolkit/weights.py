@@ -13,7 +13,8 @@ import pandas as pd
 from .core import InputError, WeightsUnavailableError, atomic_write
 
 # %% auto #0
-__all__ = ['KNOWN_WEIGHTS', 'WeightSpec', 'resolve_weights', 'weights_table', 'fetch_weights']
+__all__ = ['MATCHING_PARTS', 'KNOWN_WEIGHTS', 'WeightSpec', 'resolve_weights', 'resolve_many', 'weights_table', 'fetch_weights',
+           'fetch_all']
 
 # %% ../nbs/04_weights.ipynb #da636821
 @dataclass(frozen=True)
@@ -27,11 +28,12 @@ class WeightSpec:
     note: str = ''  # what the weights are, for the table and the error message
     files: tuple = ()  # the files a folder needs (fetched from the hub, named in the error message)
     url: str | None = None  # direct download address of weights that are not on the hub
+    parts: tuple = ()  # a set of models: the names it stands for (resolved and fetched together)
 
     @property
     def local(self) -> str:
         "The file or folder name under `$MTK_WEIGHTS_DIR`."
-        return self.local_name or self.filename or (self.hub_repo or self.url).split('/')[-1]
+        return self.local_name or self.filename or (self.hub_repo or self.url or self.name).split('/')[-1]
 
 # %% ../nbs/04_weights.ipynb #1e090003
 _SD14_FILES = (
@@ -44,6 +46,9 @@ _SD14_FILES = (
     'text_encoder/config.json',
     'text_encoder/model.safetensors',
 )
+# what the released MicroscopyMatching models need at inference: the SAM ViT-L and SwAV ResNet-50 initialisations are
+# inside the released checkpoints, so they are not needed
+MATCHING_PARTS = ('mm-seg', 'mm-cnt', 'mm-tra', 'mm-task-embed', 'stable-diffusion-v1-4')
 
 # %% ../nbs/04_weights.ipynb #1ff94820
 KNOWN_WEIGHTS = {
@@ -77,6 +82,8 @@ KNOWN_WEIGHTS = {
         WeightSpec('paligemma-3b-mix-224', 'google/paligemma-3b-mix-224', None, 'paligemma-3b-mix-224',
                    'PaliGemma 3B mix 224, the generative VLM of Micro-Bench (transformers folder; gated: accept '
                    'its licence on the hub first; `vlm:paligemma-3b-mix-224`)'),
+        WeightSpec('matching', None, note='MicroscopyMatching ready to use: the released segmentation, counting and '
+                   'tracking models, their task token and SD v1.4', parts=MATCHING_PARTS),
     ]
 }
 
@@ -217,6 +224,8 @@ def resolve_weights(model: str | WeightSpec, path: str | Path | None = None, dow
     """Find a model's weights: explicit `path`, `$MTK_WEIGHTS_DIR`, the hub cache, then a download (unless offline,
     or `download=False`). Raises `WeightsUnavailableError` saying what to download and where to put it."""
     spec = _spec(model)
+    if spec.parts:
+        raise InputError(f'{spec.name} is a set of models ({", ".join(spec.parts)}): use resolve_many')
     if path is not None:
         return _explicit(spec, path)
     found, tried = _find_local(spec)
@@ -238,9 +247,42 @@ def resolve_weights(model: str | WeightSpec, path: str | Path | None = None, dow
         + _how_to_get(spec)
     )
 
+# %% ../nbs/04_weights.ipynb #2b2910f5
+def _names(models) -> list[str]:
+    "The model names `models` stands for: a set's parts, or the names themselves."
+    names = [models] if isinstance(models, str) else list(models)
+    return [p for n in names for p in (_spec(n).parts or (n,))]
+
+# %% ../nbs/04_weights.ipynb #f4defba2
+def resolve_many(models, download: bool | None = None) -> dict[str, Path]:
+    """`{name: path}` of several models (names, or a set's name); what is missing is downloaded when allowed, else
+    ONE `WeightsUnavailableError` names every missing model and where to put its files."""
+    found, missing = {}, []
+    for n in _names(models):
+        p = _find_local(_spec(n))[0]
+        found[n] = p
+        missing += [] if p is not None else [n]
+    download = (not _offline()) if download is None else download
+    down = {h for h in {_unreachable(_spec(n)) for n in missing} if h} if download and missing else set()
+    for n in missing if download and not down else []:
+        try:
+            found[n] = _download(_spec(n))
+        except Exception:
+            found[n] = None
+    missing = [n for n in missing if found[n] is None]
+    if missing:
+        why = 'offline' if not download else (f"{', '.join(sorted(down))} unreachable" if down else 'download failed')
+        raise WeightsUnavailableError(
+            f"{len(missing)} model(s) are not available ({why}): {', '.join(missing)}.\n"
+            + '\n'.join(f'- {n}: {_how_to_get(_spec(n))}' for n in missing)
+        )
+    return found
+
 # %% ../nbs/04_weights.ipynb #83486b05
 def _where(spec: WeightSpec) -> str:
     "The places `resolve_weights` looks for a model, in order."
+    if spec.parts:
+        return 'its parts: ' + ', '.join(spec.parts)
     env = os.environ.get('MTK_WEIGHTS_DIR')
     places = ['explicit path', str(Path(env).expanduser() / spec.local) if env else f'$MTK_WEIGHTS_DIR/{spec.local}']
     places.append(f'HF cache {spec.hub_repo}' if spec.hub_repo else f'download {spec.url}')
@@ -252,7 +294,8 @@ def weights_table() -> pd.DataFrame:
     rows = []
     for spec in KNOWN_WEIGHTS.values():
         try:
-            found = resolve_weights(spec, download=False)
+            found = resolve_many(spec.name, download=False) if spec.parts else resolve_weights(spec, download=False)
+            found = os.environ.get('MTK_WEIGHTS_DIR', 'hub cache') if spec.parts else found
         except WeightsUnavailableError:
             found = None
         rows.append(dict(name=spec.name, what=spec.note, looked_for=_where(spec), present=found is not None,
@@ -276,3 +319,14 @@ def fetch_weights(name: str, dest: str | Path | None = None) -> Path:
     except Exception as e:
         raise WeightsUnavailableError(f"{spec.name}: the download failed ({type(e).__name__}: {e}).\n"
                                       + _how_to_get(spec)) from e
+
+# %% ../nbs/04_weights.ipynb #709fc90d
+def fetch_all(name: str, dest: str | Path | None = None) -> list[Path]:
+    """Download a model, or every part of a set (`matching`) not found locally (offline: one error naming all the
+    missing ones); the paths of all its files."""
+    names = _names(name)
+    if names == [name]:
+        return [fetch_weights(name, dest)]
+    if dest is None or _offline():
+        return list(resolve_many(names, download=not _offline()).values())
+    return [fetch_weights(n, dest) for n in names]

@@ -117,14 +117,21 @@ def _add_apply(verbs) -> None:
         ('segment', 'instance label TIFFs and overlays'),
         ('count', 'counts.csv, density TIFFs and overlays'),
     ):
-        p = verbs.add_parser(verb, help=f'{what} for images, with a trained checkpoint (mode A, or mode S with --box)')
+        p = verbs.add_parser(
+            verb, help=f'{what} for images: the released model, or a checkpoint of ours (mode A, or S with --box)'
+        )
         p.add_argument(
             'paths',
             nargs='+',
             metavar='PATH',
             help='images (TIFF/PNG/JPEG/BMP; stacks plane by plane), folders or globs',
         )
-        p.add_argument('--checkpoint', '-c', required=True, help='best.pt written by mtk match train')
+        p.add_argument(
+            '--checkpoint',
+            '-c',
+            default=None,
+            help='best.pt written by mtk match train (default: the released MicroscopyMatching model)',
+        )
         p.add_argument(
             '--box',
             action='append',
@@ -132,7 +139,9 @@ def _add_apply(verbs) -> None:
             metavar='x0,y0,x1,y1',
             help='exemplar box in pixel coordinates (repeatable; several boxes are averaged; used for every image)',
         )
-        p.add_argument('--sd', default=None, help='Stable Diffusion folder to use instead of the one in the checkpoint')
+        p.add_argument(
+            '--sd', default=None, help="Stable Diffusion folder instead of the checkpoint's (released: the resolver's)"
+        )
         add_image_args(p)
         p.add_argument('--out', '-o', default=f'match_{verb}', help='output folder (mirrors the input folders)')
         p.add_argument('--overwrite', action='store_true', help='replace the outputs of another run in --out')
@@ -158,15 +167,18 @@ def _read_inputs(a) -> tuple[list, list, list]:
 def _apply_run(a, files, owns) -> dict:
     "The settings of a segment / count run (inputs by fingerprint); the output folder checked for another run's files."
     config = {k: getattr(a, k) for k in ('verb', 'box', 'sd', 'axes', 'channel', 'timepoint', 'z', 'no_overlays')}
-    config.update(inputs=fingerprint(files), checkpoint=fingerprint(a.checkpoint))
+    config.update(inputs=fingerprint(files), checkpoint=fingerprint(a.checkpoint) if a.checkpoint else 'released')
     check_run_folder(a.out, config, a.overwrite, owns)
     return config
 
 # %% ../../nbs/62_cli.match.ipynb #ac11df77
 def _load_model(a):
-    "The checkpoint's model, with `--sd` swapped in."
+    "The checkpoint's model, with `--sd` swapped in; without a checkpoint the released model of the verb's task."
     from microscopy_toolkit.matching.model import MatchingModel
+    from microscopy_toolkit.matching.released import ReleasedMatching
 
+    if a.checkpoint is None:
+        return ReleasedMatching.from_weights(a.verb, sd=a.sd, device=a.device)
     sd = None
     if a.sd is not None:
         from microscopy_toolkit.models.sd import load_sd

@@ -22,15 +22,18 @@ def _cmd_list(a) -> list:
 
 # %% ../../nbs/65_cli.weights.ipynb #0bfafc63
 def _add_fetch(verbs) -> None:
-    p = verbs.add_parser('fetch', help='download a known model (needs internet); offline, say what to put where')
+    p = verbs.add_parser(
+        'fetch', help='download a known model or set (matching: everything the released models need); offline, say '
+        'what to put where'
+    )
     p.add_argument('name', help='a model name from mtk weights list')
     p.add_argument('--dest', default=None, help='folder to download into (default: where the resolver looks)')
 
 # %% ../../nbs/65_cli.weights.ipynb #abf95742
 def _cmd_fetch(a) -> list[Path]:
-    from microscopy_toolkit.weights import fetch_weights
+    from microscopy_toolkit.weights import fetch_all
 
-    return [fetch_weights(a.name, dest=a.dest)]
+    return fetch_all(a.name, dest=a.dest)
 
 # %% ../../nbs/65_cli.weights.ipynb #453dd9d6
 def add_parser(sub) -> None:

@@ -18,12 +18,15 @@ from ..io import as_image_list
 from .sd import prepare_images
 from .exemplar import IMAGENET_MEAN, IMAGENET_STD, check_boxes
 from .heads import resize_density
+from .cellpose import CELLPOSE_TILING, cellpose_normalize, flows_to_masks, resize_native
+from .cellpose import run_tiled, three_channels, tile_size
+from ..weights import resolve_many
 
 # %% auto #0
 __all__ = ['AUTHOR_PREFIXES', 'LOCA_DUMMY_BOXES', 'to_our_keys', 'to_author_keys', 'check_state', 'read_manifest',
            'load_released', 'loca_positions', 'ExemplarEncoder', 'loca_responses', 'loca_density', 'ReleasedProjector',
            'ReleasedCountDecoder', 'cellpose_sam_vit', 'ReleasedSegHead', 'ReleasedSegmentation', 'ReleasedCounting',
-           'scale_by_dtype', 'released_count']
+           'released_sizes', 'scale_by_dtype', 'released_count', 'released_segment', 'ReleasedMatching']
 
 # %% ../../nbs/25_matching.released.ipynb #0cea67f4
 AUTHOR_PREFIXES = {
@@ -425,6 +428,39 @@ class ReleasedCounting(nn.Module):
             self.projector = ReleasedProjector(**s.get('projector', {}))
             self.head = ReleasedCountDecoder(**s.get('decoder', {}))
 
+# %% ../../nbs/25_matching.released.ipynb #9bf43adf
+def _numbered(shapes: dict, prefix: str) -> int:
+    "How many numbered children (`prefix0.`, `prefix1.`, ...) the keys have."
+    return len({k[len(prefix) :].split('.')[0] for k in shapes if k.startswith(prefix)})
+
+# %% ../../nbs/25_matching.released.ipynb #67bdb9e8
+def _vit_sizes(s: dict) -> dict:
+    "`cellpose_sam_vit` options of the shapes `s` under `head.vit.`."
+    v = 'head.vit.encoder.'
+    embed, ps = s[v + 'patch_embed.proj.weight'][0], s[v + 'patch_embed.proj.weight'][-1]
+    depth = _numbered(s, v + 'blocks.')
+    rows = [s[f'{v}blocks.{i}.attn.rel_pos_h'][0] for i in range(depth)]
+    wide = max(rows)
+    return dict(embed_dim=embed, depth=depth, heads=embed // s[v + 'blocks.0.attn.rel_pos_h'][1],
+                global_attn=tuple(i for i, r in enumerate(rows) if r == wide), window=(min(rows) + 1) // 2,
+                img_size=(wide + 1) // 2 * 16, patch=16, ps=ps, bsize=s[v + 'pos_embed'][1] * ps)  # fmt: skip
+
+# %% ../../nbs/25_matching.released.ipynb #8b6024ca
+def released_sizes(state: dict) -> dict:
+    "The size options (`small` of `ReleasedSegmentation` / `ReleasedCounting`) of a state dict with our key names."
+    s = {k: tuple(v.shape) if hasattr(v, 'shape') else tuple(v) for k, v in state.items()}
+    e = 'exemplar_encoder.'
+    dim = s[e + 'input_proj.weight'][0]
+    enc = dict(dim=dim, layers=_numbered(s, e + 'encoder.layers.'),
+               steps=_numbered(s, e + 'ope.iterative_adaptation.layers.'),
+               mlp_factor=s[e + 'encoder.layers.0.mlp.linear1.weight'][0] // dim, grid=s[e + 'attn_norm.weight'][0],
+               kernel=math.isqrt(s[e + 'ope.shape_or_objectness.4.weight'][0] // dim),
+               feat_channels=s[e + 'fuse.0.weight'][1] - 4)  # fmt: skip
+    out = dict(encoder=enc, projector=dict(dim=s['projector.conv1.weight'][0], out=s['projector.fc.weight'][0]))
+    if 'head.vit.W2' in s:
+        return dict(out, grid=s['head.norm.weight'][0], vit=_vit_sizes(s))
+    return dict(out, decoder=dict(feat_channels=s['head.layer1.0.weight'][1] - 4, grid=s['head.norm.weight'][0]))
+
 # %% ../../nbs/25_matching.released.ipynb #866dfa74
 LOCA_DUMMY_BOXES = ((100.0, 100.0, 130.0, 130.0), (200.0, 200.0, 250.0, 250.0))  # their counting's boxes in mode A
 
@@ -471,3 +507,84 @@ def released_count(model: ReleasedCounting, matcher, images, boxes=None) -> tupl
         counts.append(float(d.sum()))
         dens.append(d)
     return np.asarray(counts), dens
+
+# %% ../../nbs/25_matching.released.ipynb #03044d2a
+def _seg_features(model, matcher, x: torch.Tensor, boxes, hw: tuple) -> np.ndarray:
+    "`(3, S, S)` feature image of prepared images `x` (their steps up to the head's `inc_0`)."
+    S, cond = x.shape[-1], None
+    if boxes is not None:
+        mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        b = _count_boxes(boxes, hw, S).to(x.device)
+        resp = loca_responses(model.exemplar_encoder, (x - mean.to(x)) / std.to(x), b)
+        cond = matcher.with_exemplar(model.projector(resp[-1], b), 'segment')
+    attn, feats = matcher(x, cond=cond, task='segment')
+    return model.head.features(attn, feats, S)[0].float().cpu().numpy()
+
+# %% ../../nbs/25_matching.released.ipynb #0d42e87c
+@torch.no_grad()
+def released_segment(model: ReleasedSegmentation, matcher, images, boxes=None, **decode) -> list[np.ndarray]:
+    """uint16 instance masks (each at its image's size) of the released segmentation model; `matcher`: a
+    `matching.model.Matcher` with the authors' defaults; `boxes`: None (mode A) or boxes for every image (mode S);
+    `decode` overrides `matching.cellpose.CELLPOSE_DECODE`."""
+    S, dev, vit = matcher.sd.image_size, next(model.parameters()).device, model.head.vit
+    out = []
+    for img in as_image_list(images):
+        x = prepare_images(scale_by_dtype(img), S, normalize=False).to(dev)
+        feat = _seg_features(model, matcher, x, boxes, img.shape[:2])
+        raw = cellpose_normalize(three_channels(resize_native(img, S)))
+        flows = run_tiled(vit, raw, feat, tile_size(vit), **CELLPOSE_TILING)
+        out.append(resize_native(flows_to_masks(flows, **decode), img.shape[:2], nearest=True))
+    return out
+
+# %% ../../nbs/25_matching.released.ipynb #a52c17a8
+_RELEASED = {'segment': ('mm-seg', ReleasedSegmentation), 'count': ('mm-cnt', ReleasedCounting)}
+
+
+def _released_files(task: str, checkpoint, sd, task_token, download) -> dict:
+    "The checkpoint, SD and task-token files of `task`: those given, the rest from the resolver (one error for all)."
+    if task not in _RELEASED:
+        raise InputError(f"task must be 'segment' or 'count', got {task!r}")
+    given = {_RELEASED[task][0]: checkpoint, 'stable-diffusion-v1-4': sd, 'mm-task-embed': task_token}
+    found = resolve_many([k for k, v in given.items() if v is None], download) if None in given.values() else {}
+    return {k: v if v is not None else found[k] for k, v in given.items()}
+
+# %% ../../nbs/25_matching.released.ipynb #695ca70b
+def _fit_backbone(sizes: dict, sd, source: str):
+    "Set the SD's image size from the checkpoint's grid; refuse a checkpoint whose UNet or token width differs."
+    seg = 'grid' in sizes  # segmentation: the head's grid is the latent grid; counting: LOCA's grid is 1/8 of the image
+    sd.image_size = sizes['grid'] * sd.vae_factor if seg else sizes['encoder']['grid'] * 8
+    want = dict(unet=int(sd.unet.config.block_out_channels[0]), token=sd.context_dim)
+    got = dict(unet=sizes['encoder']['feat_channels'], token=sizes['projector']['out'])
+    bad = [f'{k} width {got[k]} (the SD has {want[k]})' for k in want if got[k] != want[k]]
+    if bad:
+        raise InputError(f"{source} was not made for this Stable Diffusion: {', '.join(bad)}")
+
+# %% ../../nbs/25_matching.released.ipynb #66cac422
+class ReleasedMatching:
+    "A released segmentation or counting model with its frozen-SD matcher; `segment` / `count` as `MatchingModel`'s."
+
+    def __init__(self, task: str, model: nn.Module, matcher):
+        self.task, self.model, self.matcher = task, model, matcher
+
+    @classmethod
+    def from_weights(cls, task: str = 'segment', checkpoint=None, sd=None, task_token=None, device='cpu',
+                     download: bool | None = None) -> 'ReleasedMatching':  # fmt: skip
+        "Build from the released files (each found by the resolver unless given); `sd`: a folder or `SDComponents`."
+        from microscopy_toolkit.models.sd import SDComponents, load_sd
+        from microscopy_toolkit.matching.model import Matcher
+
+        f = _released_files(task, checkpoint, sd, task_token, download)
+        raw = torch.load(f[_RELEASED[task][0]], map_location='cpu', weights_only=True, mmap=True)
+        sizes = released_sizes(to_our_keys(raw, str(f[_RELEASED[task][0]])))
+        sdc = f['stable-diffusion-v1-4']
+        sdc = sdc if isinstance(sdc, SDComponents) else load_sd(path=sdc, device=device)
+        _fit_backbone(sizes, sdc, str(f[_RELEASED[task][0]]))
+        sizes['projector']['size'] = sdc.image_size
+        model = load_released(_RELEASED[task][1](sizes, device='meta'), raw, str(f[_RELEASED[task][0]]))
+        return cls(task, model.eval().to(device), Matcher(sdc, task_token=f['mm-task-embed']))
+
+    def segment(self, images, boxes=None, **decode) -> list[np.ndarray]:
+        return released_segment(self.model, self.matcher, images, boxes, **decode)
+
+    def count(self, images, boxes=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        return released_count(self.model, self.matcher, images, boxes)

@@ -127,7 +127,8 @@ def _train_data(model: MatchingModel, train, val, task: str, mode: str, batch_si
     if task == 'segment':
         targets = [segmentation_target(s['labels'], model.image_size) for s in train]
     else:
-        size, scale = 8 * model.matcher.grid, model.count_head.density_scale
+        size = getattr(model.count_head, 'density_size', 8 * model.matcher.grid)  # a released head: its own
+        scale = model.count_head.density_scale
         targets = [density_target(s['dots'], s['image'].shape[:2], size, scale) for s in train]
     data = _TrainData(targets)
     if mode == 'A' and frozen:
