@@ -191,14 +191,15 @@ def _up_blocks(width: int) -> nn.Sequential:
     return nn.Sequential(*[up(i) for i in range(3)])
 
 # %% ../../nbs/23_matching.heads.ipynb #84c94b5e
-def resize_density(d: torch.Tensor, size: tuple) -> torch.Tensor:
-    "Resize `(B, H, W)` density maps bilinearly, rescaled so each map keeps its sum."
+def resize_density(d: torch.Tensor, size: tuple, mode: str = 'bilinear') -> torch.Tensor:
+    "Resize `(B, H, W)` density maps (`mode`: 'bilinear' or 'bicubic'), rescaled so each map keeps its sum."
     if tuple(d.shape[-2:]) == tuple(size):
         return d
     s0 = d.sum((-2, -1), keepdim=True)
-    r = F.interpolate(d[:, None], size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
+    r = F.interpolate(d[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
     s1 = r.sum((-2, -1), keepdim=True)
     return torch.where(s1.abs() > 1e-12, r * s0 / s1, r)
+
 
 # %% ../../nbs/23_matching.heads.ipynb #b931a020
 class CountingHead(nn.Module):

@@ -503,7 +503,7 @@ def released_count(model: ReleasedCounting, matcher, images, boxes=None) -> tupl
         attn, feats = matcher(x, cond=cond, task='count')
         g = resp[-1].shape[-1]
         d = loca_density(enc, resp, _to_grid(attn, g), _to_grid(feats, g))[:, 0]
-        d = resize_density(d, tuple(img.shape[:2]))[0].numpy()
+        d = resize_density(d, tuple(img.shape[:2]), mode='bicubic')[0].numpy()  # theirs: cv2 INTER_CUBIC
         counts.append(float(d.sum()))
         dens.append(d)
     return np.asarray(counts), dens
