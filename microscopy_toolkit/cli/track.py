@@ -148,17 +148,11 @@ def _add_eval(verbs) -> None:
 
 # %% ../../nbs/63_cli.track.ipynb #deb610f8
 def _cmd_eval(a) -> list:
-    from microscopy_toolkit.tracking.ctc import ctc_metrics, read_ctc_gt, read_ctc_result, validate_ctc
+    from microscopy_toolkit.tracking.ctc import evaluate_ctc
 
     print(f"evaluating {a.res} against {a.gt} ...", file=sys.stderr, flush=True)
-    with stages('track eval', ['read', 'validate', 'score']) as step:  # evaluate_ctc's steps, one by one
-        gt = read_ctc_gt(a.gt)
-        res = read_ctc_result(a.res, n_frames=len(gt.masks))
-        step()
-        validate_ctc(res.masks, res.tracks, where=f'result {a.res}')
-        step()
-        m = ctc_metrics(res.masks, res.tracks, gt.masks, gt.tracks, gt.seg or None)
-        step()
+    with stages('track eval', ['read', 'validate', 'score']) as step:
+        m = evaluate_ctc(a.res, a.gt, step=step)
     for k in ('SEG', 'TRA', 'DET', 'LNK'):
         if k in m:
             print(f"{k}: {m[k]:.4f}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -338,11 +339,17 @@ def ctc_metrics(res_masks, res_tracks, gt_masks, gt_tracks, gt_seg: dict | None 
     return out
 
 # %% ../../nbs/31_tracking.ctc.ipynb #714bb5ac
-def evaluate_ctc(res_dir: str | Path, gt_dir: str | Path, validate: bool = True) -> dict:
+def evaluate_ctc(res_dir: str | Path, gt_dir: str | Path, validate: bool = True, step: Callable | None = None) -> dict:
     """Score a result folder (`XX_RES`) against a ground-truth folder (`XX_GT`): SEG (if SEG GT exists), TRA, DET,
-    LNK and the counts."""
+    LNK and the counts. `step`: called after reading, validating and scoring (the progress hook of `mtk track eval`)."""
+    step = step or (lambda: None)
     gt = read_ctc_gt(gt_dir)
     res = read_ctc_result(res_dir, n_frames=len(gt.masks))
+    step()
     if validate:
         validate_ctc(res.masks, res.tracks, where=f'result {res_dir}')
-    return ctc_metrics(res.masks, res.tracks, gt.masks, gt.tracks, gt.seg or None)
+    step()
+    m = ctc_metrics(res.masks, res.tracks, gt.masks, gt.tracks, gt.seg or None)
+    step()
+    return m
+
