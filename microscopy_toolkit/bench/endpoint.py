@@ -105,7 +105,7 @@ class ChatEndpoint:
         return f"ChatEndpoint({self.model!r} at {self.url})"
 
     def ask(self, prompt: str, image, max_tokens: int = 16, seed: int = 0) -> str:
-        "One answer, retrying timeouts, 429 and 5xx responses with back-off."
+        "One answer, retrying timeouts, dropped connections, 429 and 5xx responses with back-off."
         body = chat_request(self.model, prompt, image, max_tokens, self.temperature, seed)
         last = ''
         for attempt in range(self.max_retries + 1):
@@ -116,7 +116,7 @@ class ChatEndpoint:
                 if e.code not in RETRY_STATUS:
                     raise EndpointError(f"{self.url} answered HTTP {e.code}: {msg}") from None
                 last, retry_after = f"HTTP {e.code}: {msg}", e.headers.get('Retry-After')
-            except (TimeoutError, socket.timeout, urllib.error.URLError) as e:
+            except (TimeoutError, socket.timeout, ConnectionError, urllib.error.URLError) as e:
                 last, retry_after = f"{type(e).__name__}: {e}", None
             if attempt < self.max_retries:
                 time.sleep(_wait(attempt, self.backoff, retry_after))
