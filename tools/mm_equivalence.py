@@ -355,7 +355,7 @@ def ours(work: Path, task: str, box: bool, image: str = 'image.png', stages: boo
         g = resp[-1].shape[-1]
         d = R.loca_density(enc, resp, R._to_grid(attn, g), R._to_grid(feats, g))
         cap['density_512'] = d
-        cap['density'] = resize_density(d[:, 0], tuple(img.shape[:2]))[0]
+        cap['density'] = resize_density(d[:, 0], tuple(img.shape[:2]), mode='bicubic')[0]  # as released_count
         cap['count'] = np.float64(cap['density'].sum())
     if task == 'seg' and 'dP_resized' in th:
         from cellpose import dynamics
