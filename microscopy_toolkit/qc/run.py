@@ -230,18 +230,11 @@ def _best_planes(df: pd.DataFrame, measure: str) -> pd.Series:
     return best
 
 # %% ../../nbs/72_qc.run.ipynb #9bfce526
-def flag_fields(
-    df: pd.DataFrame,
-    focus_measure: str = 'SpatialFrequency',
-    k: float = 3.0,
-    saturated_percent: float = 0.5,
-    empty_cv: float = 0.25,
-    thresholds: list | str | Path | None = None,
-    focus_level_max: float | None = None,
-) -> pd.DataFrame:
-    "The results with IntensityCV, flag columns (out_of_focus, saturated, empty, best_plane), `flags`, `explanation`."
+def flag_fields(df: pd.DataFrame, focus_measure: str = 'SpatialFrequency', **limit_kw) -> pd.DataFrame:
+    """The results with IntensityCV, flag columns (out_of_focus, saturated, empty, best_plane), `flags`, `explanation`;
+    `limit_kw`: `flag_limits`'s options (k, saturated_percent, empty_cv, thresholds, focus_level_max)."""
     ok = _ok_rows(df, focus_measure)
-    lim = flag_limits(ok, focus_measure, k, saturated_percent, empty_cv, thresholds, focus_level_max)
+    lim = flag_limits(ok, focus_measure, **limit_kw)
     flags, text = _apply_limits(ok, lim)
     flags['out_of_focus'] &= ~flags['empty']
     out = df.copy()
