@@ -12,7 +12,12 @@ __all__ = ['FOCUS_MEASURES', 'spatial_frequency', 'brenner', 'tenengrad', 'varia
            'FocusLiteNN', 'FluoCLIP', 'FLUOCLIP_VARIANTS', 'METHODS', 'TRAIN_DEFAULTS', 'TrainConfig', 'build_model',
            'fit', 'evaluate', 'metrics_from_predictions', 'with_transform', 'predict', 'save_focus_model',
            'load_focus_model', 'load_matching_weights', 'load_focus_data', 'run_experiment', 'results_table',
-           'ablation_table', 'predict_files', 'parse_fluomix_name', 'fluomix_rank', 'bbbc006_rank']
+           'ablation_table', 'predict_files', 'parse_fluomix_name', 'fluomix_rank', 'bbbc006_rank',
+           'normalized_variance', 'plls', 'per_rank_summary', 'plot_rank_curve', 'plot_stain_boxplots',
+           'FocusTransform', 'SCALINGS', 'scale_intensities', 'BBBC006_LEVEL_RULES', 'FLUOMIX_STAINS',
+           'GeneralizationSetting', 'read_image_2d', 'RankPromptCLIP', 'NumCLIP', 'reference_state_dict',
+           'load_reference_checkpoint', 'rebuild_model', 'config_template', 'plot_history', 'plot_confusion',
+           'plot_rank_agreement']
 
 # %% ../../nbs/19_focus.ipynb #471a6484
 from .sharpness import FOCUS_MEASURES, spatial_frequency, brenner, tenengrad
@@ -24,6 +29,13 @@ from .data import FocusDataset, synthetic_focus_dataset, read_bbbc006, read_focu
 from .data import read_fluomix, read_focus_table, read_focus_folder, focus_transform
 from .data import train_test_split_by_group, few_shot_sample, GENERALIZATION_SETTINGS
 from .data import apply_setting
+from .data import parse_fluomix_name, fluomix_rank, bbbc006_rank
+from .sharpness import normalized_variance, plls, per_rank_summary, plot_rank_curve
+from .sharpness import plot_stain_boxplots
+from .data import FocusTransform, SCALINGS, scale_intensities, BBBC006_LEVEL_RULES
+from .data import FLUOMIX_STAINS, GeneralizationSetting, read_image_2d
+
+# %% ../../nbs/19_focus.ipynb #db494f20
 from .model import FocusModel
 from .ordinal import OrdinalCLIP, CoOp
 from .baselines import RankClassifier, FocusLiteNN
@@ -32,7 +44,11 @@ from .train import METHODS, TRAIN_DEFAULTS, TrainConfig, build_model, fit, evalu
 from .train import metrics_from_predictions, with_transform, predict, save_focus_model
 from .train import load_focus_model, load_matching_weights, load_focus_data, run_experiment
 from .train import results_table, ablation_table, predict_files
-from .data import parse_fluomix_name, fluomix_rank, bbbc006_rank
+from .ordinal import RankPromptCLIP
+from .numclip import NumCLIP
+from .fluoclip import reference_state_dict, load_reference_checkpoint
+from .train import rebuild_model, config_template, plot_history, plot_confusion
+from .train import plot_rank_agreement
 
 # %% ../../nbs/19_focus.ipynb #a8396ab8
 _all_ = [
@@ -46,4 +62,8 @@ _all_ = [
     'fit', 'evaluate', 'metrics_from_predictions', 'with_transform', 'predict', 'save_focus_model',
     'load_focus_model', 'load_matching_weights', 'load_focus_data', 'run_experiment', 'results_table',
     'ablation_table', 'predict_files', 'parse_fluomix_name', 'fluomix_rank', 'bbbc006_rank',
+    'normalized_variance', 'plls', 'per_rank_summary', 'plot_rank_curve', 'plot_stain_boxplots', 'FocusTransform',
+    'SCALINGS', 'scale_intensities', 'BBBC006_LEVEL_RULES', 'FLUOMIX_STAINS', 'GeneralizationSetting',
+    'read_image_2d', 'RankPromptCLIP', 'NumCLIP', 'reference_state_dict', 'load_reference_checkpoint',
+    'rebuild_model', 'config_template', 'plot_history', 'plot_confusion', 'plot_rank_agreement',
 ]  # fmt: skip

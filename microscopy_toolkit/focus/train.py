@@ -79,6 +79,24 @@ def _model_on_backbone(method: str, bb: ClipBackbone, stains: list, n_ranks: int
     model.image_size, model.mean, model.std, model.stains = bb.image_size, bb.mean, bb.std, stains
     return model
 
+# %% ../../nbs/15_focus.train.ipynb #23fb0c3f
+def _offline_cfg(model_cfg: dict) -> dict:
+    "A model config that builds the architecture only: no tower loads pretrained weights (a state dict follows)."
+    cfg = copy.deepcopy(model_cfg)
+    if 'hf_model_name' in cfg.get('text_cfg', {}):
+        cfg['text_cfg']['hf_model_pretrained'] = False
+    if 'timm_model_name' in cfg.get('vision_cfg', {}):
+        cfg['vision_cfg']['timm_model_pretrained'] = False
+    return cfg
+
+# %% ../../nbs/15_focus.train.ipynb #47995a4c
+def _tokenizer_source(bb: ClipBackbone) -> str | None:
+    "Where a Hugging Face text tower's tokenizer was read from (hub id or folder); None for CLIP's built-in BPE."
+    if bb.tokenizer is None:
+        return None
+    tok = getattr(bb.tokenizer, 'tokenizer', bb.tokenizer)
+    return getattr(tok, 'name_or_path', '') or bb.model_cfg.get('text_cfg', {}).get('hf_tokenizer_name', '')
+
 # %% ../../nbs/15_focus.train.ipynb #43db9f18
 def build_model(
     method: str,
@@ -101,20 +119,49 @@ def build_model(
     else:
         bb = backbone if isinstance(backbone, ClipBackbone) else load_clip_backbone(backbone, pretrained, seed=seed)
         spec.update(backbone=bb.name, model_cfg=bb.model_cfg, image_size=bb.image_size)
-        spec.update(mean=list(bb.mean), std=list(bb.std))
+        spec.update(mean=list(bb.mean), std=list(bb.std), tokenizer=_tokenizer_source(bb))
         model = _model_on_backbone(method, bb, stains, n_ranks, seed, kwargs)
     model.build_spec = spec
     return model
 
+# %% ../../nbs/15_focus.train.ipynb #cbb54976
+def _check_rebuildable(spec: dict):
+    "Refuse a spec whose Hugging Face text tower or tokenizer could not be found again when the model is loaded."
+    text = (spec.get('model_cfg') or {}).get('text_cfg', {})
+    if spec.get('tokenizer') is not None and not (spec['tokenizer'] and 'hf_model_name' in text):
+        raise InputError(
+            f"{spec['backbone']}: its Hugging Face text tower could not be rebuilt from a saved file (its config names "
+            "no text_cfg hf_model_name, or its tokenizer was not read from a hub id or folder); build the backbone "
+            "from an open_clip config that names both, e.g. load_clip_backbone('BiomedCLIP')"
+        )
+
+# %% ../../nbs/15_focus.train.ipynb #936a37ae
+def _rebuilt_tokenizer(spec: dict):
+    "The Hugging Face tokenizer a spec's text tower needs (open_clip `HFTokenizer`); None for a CLIP tower."
+    text = spec['model_cfg'].get('text_cfg', {})
+    source = spec.get('tokenizer')
+    if source is None and 'hf_model_name' in text:  # written before specs kept the tokenizer's source
+        source = text.get('hf_tokenizer_name') or text['hf_model_name']
+    if source is None:
+        return None
+    _check_rebuildable({**spec, 'tokenizer': source})
+    from open_clip.tokenizer import HFTokenizer
+
+    try:
+        return HFTokenizer(source, context_length=text.get('context_length', 77), **text.get('tokenizer_kwargs', {}))
+    except OSError as e:
+        raise InputError(f"{spec['backbone']}: the tokenizer of its text tower did not load from {source} ({e})") from e
+
 # %% ../../nbs/15_focus.train.ipynb #2f0da9f4
 def _backbone_from_spec(spec: dict) -> ClipBackbone:
     return ClipBackbone(
-        build_clip(spec['model_cfg']),
+        build_clip(_offline_cfg(spec['model_cfg'])),
         spec['backbone'],
         spec['model_cfg'],
         spec['image_size'],
         tuple(spec['mean']),
         tuple(spec['std']),
+        _rebuilt_tokenizer(spec),
     )
 
 # %% ../../nbs/15_focus.train.ipynb #a1d6207a
@@ -515,11 +562,12 @@ def fit(
 
 # %% ../../nbs/15_focus.train.ipynb #d29ee06c
 def save_focus_model(model: FocusModel, path: str | Path, extra: dict | None = None) -> Path:
-    "Write a trained focus model (build spec + weights) to one file, atomically."
+    "Write a trained focus model (build spec + weights) to one file, atomically; refused if it could not be rebuilt."
     if model.build_spec is None:
         raise InputError(
             "this model was not made by build_model, so it cannot be rebuilt from a file; build it with build_model"
         )
+    _check_rebuildable(model.build_spec)
     return save_checkpoint(path, model, build_spec=model.build_spec, **(extra or {}))
 
 # %% ../../nbs/15_focus.train.ipynb #4154d1b0
