@@ -121,3 +121,45 @@ def test_prompt_models_train_on_a_biomedclip_shaped_backbone():
         txt = [F.normalize(model.text_encoder(*assemble_prompts(model.text_encoder, [model.context, model.rank_context, R[k]]))[0], dim=-1)
                for k in range(10)]
         assert torch.allclose(model(images), model.logit_scale * img @ torch.stack(txt).T, atol=1e-4)
+
+
+def _fluoclip_benchmark():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / 'benchmarks' / 'fluoclip.py'
+    spec = importlib.util.spec_from_file_location('fluoclip_benchmark', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_method_comparison_machinery(tmp_path):
+    "benchmarks/fluoclip.py --compare in miniature: one initialisation for all four methods, one split, a chance row."
+    import json
+    fb = _fluoclip_benchmark()
+    stains = ['Hoechst', 'Cy3']
+    assert fb.initial_encoders_equal(fb.COMPARED, stains, 10, 'tiny', seed=1)
+    from microscopy_toolkit.focus.train import build_model
+    a, b = (build_model('ce', stains, 10, 'tiny', seed=s).image_encoder.state_dict() for s in (1, 2))
+    assert not all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)  # the check would see different weights
+    assert abs(fb.chance_mae(10) - 99 / 30) < 1e-12  # mean |i - j| over 10 x 10 levels = (K^2 - 1) / (3K)
+    schedule = dict(fb.SMOKE_SCHEDULE, epochs={'stain': 1, 'rank': 1}, max_steps_per_epoch=1)
+    per_seed, table, _ = fb.compare(str(tmp_path / 'cmp'), seeds=[0], schedule=schedule,
+                                    data={'layout': 'synthetic', 'n_stacks': 2, 'size': 32, 'stains': stains})
+    assert per_seed['method'].tolist() == fb.COMPARED and per_seed['n'].nunique() == 1  # one test split for all
+    assert table.index.tolist() == fb.COMPARED + ['chance']
+    assert table.loc['chance', 'Accuracy (%)'] == '10.00' and table.loc['chance', 'MAE'] == '3.300'
+    fb.record(per_seed, str(tmp_path / 'cmp'), tmp_path / 'rec.json', [0])
+    rec = json.loads((tmp_path / 'rec.json').read_text())
+    assert [r['method'] for r in rec['per_seed']] == fb.COMPARED and all(r['train_seconds'] >= 0 for r in rec['per_seed'])
+
+
+def test_recorded_method_comparison_is_the_documented_run():
+    "The fixture quoted in nb 19 holds the four methods x three seeds of the documented command and schedule."
+    import json
+    fb = _fluoclip_benchmark()
+    rec = json.loads((Path(__file__).parent / 'fixtures' / 'focus_fluoclip_compare.json').read_text())
+    assert rec['schedule'] == json.loads(json.dumps(fb.SMOKE_SCHEDULE)) and rec['data'] == fb.SMOKE_DATA
+    got = sorted((r['method'], r['seed']) for r in rec['per_seed'])
+    assert got == sorted((m, s) for m in fb.COMPARED for s in (0, 1, 2))
+    for r in rec['per_seed']:
+        assert 0 <= r['accuracy'] <= 1 and -1 <= r['srcc'] <= 1 and r['mae'] >= 0
