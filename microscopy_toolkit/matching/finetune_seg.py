@@ -137,7 +137,7 @@ class ReleasedSegFineTune(nn.Module):
             p.requires_grad_(id(p) in keep)
         return train
 
-# %% ../../nbs/27b_matching.finetune_seg.ipynb #2dc7f4f5
+# %% ../../nbs/27b_matching.finetune_seg.ipynb #a2029f6e
 def _seg_save(self: ReleasedSegFineTune, path, extra=None, optimizer=None, scheduler=None, rng: bool = False, **state):
     "Core's checkpoint of the trained weights (and, for training, optimiser, scheduler, RNG and `state`)."
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,29 @@ def _seg_save(self: ReleasedSegFineTune, path, extra=None, optimizer=None, sched
 
 ReleasedSegFineTune.save = _seg_save
 
-# %% ../../nbs/27b_matching.finetune_seg.ipynb #a3dd406f
+# %% ../../nbs/27b_matching.finetune_seg.ipynb #0f38fe84
+def _part_state(self: ReleasedSegFineTune, *args, keep_vars: bool = False, **kw) -> dict:
+    "`{'head.<name>': tensor}` of the trained parts' parameters (sharing their storage)."
+    ids = {id(p) for p in seg_parameters(self.model.head, self.parts)}
+    named = self.model.head.named_parameters()
+    return {f'head.{n}': p if keep_vars else p.detach() for n, p in named if id(p) in ids}
+
+
+def _load_part_state(self: ReleasedSegFineTune, state: dict, strict: bool = True, assign: bool = False):
+    "Copy the trained parts' parameters in; `(missing, unexpected)` keys, as `nn.Module.load_state_dict`."
+    own = self.state_dict()
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if strict and (missing or unexpected):
+        raise InputError(f'not the trained parts: missing {missing[:3]}, unexpected {unexpected[:3]}')
+    with torch.no_grad():
+        for k in own.keys() & state.keys():
+            own[k].copy_(state[k])
+    return nn.modules.module._IncompatibleKeys(missing, unexpected)
+
+
+ReleasedSegFineTune.state_dict, ReleasedSegFineTune.load_state_dict = _part_state, _load_part_state
+
+# %% ../../nbs/27b_matching.finetune_seg.ipynb #b0320dd0
 @torch.no_grad()
 def _seg_inputs(self: ReleasedSegFineTune, images, boxes=None, grad: bool = False, task: str = 'segment'):
     "`((attention, [feature mean, image] at S), sizes)` of images (mode A): what `fit` caches."
