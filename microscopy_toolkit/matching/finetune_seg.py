@@ -66,7 +66,7 @@ class CellposeTileHead(nn.Module):
             a = F.interpolate(a, size=(S, S), mode='bilinear', align_corners=False)
         return h.inc_0(torch.cat([cached[:, :1], a], 1))
 
-    def target(self, labels: np.ndarray) -> torch.Tensor:
+    def fit_target(self, labels: np.ndarray) -> torch.Tensor:
         return flow_targets(labels, self.size)
 
 # %% ../../nbs/27b_matching.finetune_seg.ipynb #df53245d
@@ -97,7 +97,7 @@ def _tile_loss(self: CellposeTileHead, attn: torch.Tensor, cached: torch.Tensor,
     return _loss_fn_seg(lbl, self.head.vit(img, feat), img.device)
 
 
-CellposeTileHead.loss = _tile_loss
+CellposeTileHead.fit_loss = _tile_loss
 
 # %% ../../nbs/27b_matching.finetune_seg.ipynb #645488f0
 @torch.no_grad()
@@ -111,7 +111,7 @@ def _instances(self: CellposeTileHead, attn: torch.Tensor, cached: torch.Tensor,
     return out
 
 
-CellposeTileHead.instances = _instances
+CellposeTileHead.fit_masks = _instances
 
 # %% ../../nbs/27b_matching.finetune_seg.ipynb #4a72b2f2
 class ReleasedSegFineTune(nn.Module):
