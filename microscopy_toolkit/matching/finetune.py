@@ -46,7 +46,7 @@ class ReleasedFineTune(nn.Module):
     def __init__(self, released: ReleasedMatching, device='cpu'):
         super().__init__()
         if released.task != 'count':
-            raise InputError('only the released counting model can be fine-tuned here (segmentation: see above)')
+            raise InputError('only the released counting model is fine-tuned here (segmentation: ReleasedSegFineTune)')
         self.released, self.model, self.matcher, self.device_ = released, released.model, released.matcher, device
         self.count_head = LocaDensityHead(self.model.exemplar_encoder, released.matcher.feat_channels)
         self.config = dict(released='count')

@@ -43,7 +43,9 @@ def _cached_predictions(model: MatchingModel, inputs: list, samples: list[dict],
     preds = []
     for (a, f), s in zip(inputs, samples):
         a, f = a[None].to(model.device_), f[None].to(model.device_)
-        if task == 'segment':
+        if task == 'segment' and hasattr(model.seg_head, 'fit_masks'):  # a released head decodes its own way
+            preds += model.seg_head.fit_masks(a, f, [s['image'].shape[:2]])
+        elif task == 'segment':
             preds += instances_from_logits(model.seg_head(a, f, model.image_size), [s['image'].shape[:2]])
         else:
             preds.append(float(model.count_head.density(a, f).sum()))
@@ -125,7 +127,8 @@ def _frozen_inputs(
 def _train_data(model: MatchingModel, train, val, task: str, mode: str, batch_size: int, frozen: bool, verbose: bool):
     "What `fit` computes before its first epoch (`frozen`: cache the frozen inputs in mode A)."
     if task == 'segment':
-        targets = [segmentation_target(s['labels'], model.image_size) for s in train]
+        make = getattr(model.seg_head, 'fit_target', None)  # a released head: its own targets (Cellpose's flows)
+        targets = [make(s['labels']) if make else segmentation_target(s['labels'], model.image_size) for s in train]
     else:
         size = getattr(model.count_head, 'density_size', 8 * model.matcher.grid)  # a released head: its own
         scale = model.count_head.density_scale
@@ -166,7 +169,9 @@ def _train_epoch(
         idx = perm[i : i + batch_size]
         a, f, attn_loss = _step_inputs(model, train, idx, mode, data, task)
         tgt = torch.stack([data.targets[j] for j in idx]).to(model.device_)
-        if task == 'segment':
+        if hasattr(head, 'fit_loss'):  # a released head: its own loss (Cellpose's), augmentation included
+            loss = head.fit_loss(a, f, tgt)
+        elif task == 'segment':
             loss = F.binary_cross_entropy_with_logits(head(a, f, model.image_size), tgt)
         else:
             loss = F.mse_loss(head(a, f), tgt)
