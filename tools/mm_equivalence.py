@@ -593,6 +593,9 @@ def fixtures(work: Path, repo: Path, python: str):
         me = Path(__file__).resolve()
         _sh([python, me, 'theirs-fixtures', '--work', work, '--repo', repo], env={**os.environ, 'HF_HUB_OFFLINE': '1'})
     rec = dict(np.load(work / 'theirs_fixtures.npz'))
+    if (work / 'theirs_cnt_box.npz').is_file():  # mode S: their boxes at 512 px and the projector's exemplar token
+        box = np.load(work / 'theirs_cnt_box.npz')
+        rec['box_loca_boxes'], rec['box_exemplar_emb'] = box['loca_boxes'], box['exemplar_emb']
     small = {k: (v.astype(np.float16) if k == 'loca_response' else v) for k, v in rec.items()}
     np.savez_compressed(FIXTURE_NPZ, **small)
     report = json.loads((work / 'report.json').read_text())
