@@ -124,6 +124,27 @@ def test_box_mode_exemplar_token(rec, counting_model):
     assert np.abs(theirs).max() > 1  # a real token, not zeros
 
 
+def test_seg_head_feature_image(rec):
+    """Their segmentation head's feature image (full-size box run) from its recorded inputs and weights: LayerNorm of
+    attention channels 1 and 3 and the UNet features' mean, bilinear to 512 px, conv 3x3. The full run's 5e-4 (of the
+    range) at this stage is the LayerNorm amplifying its inputs' 2e-6 on a near-constant channel: here it is exact."""
+    from microscopy_toolkit.matching.released import ReleasedSegHead
+
+    head = ReleasedSegHead(64, vit=torch.nn.Identity())
+    state = {k: torch.from_numpy(rec['seghead_' + k.replace('.', '_')]) for k in head.state_dict()}
+    head.load_state_dict(state)
+    attn = torch.zeros(1, 4, 64, 64)
+    attn[0, [1, 3]] = torch.from_numpy(rec['seghead_attn13'])
+    with torch.no_grad():
+        out = head.features(attn, torch.from_numpy(rec['seghead_feat_mean'])[None, None])[0, :, ::8, ::8].numpy()
+    theirs = rec['seghead_out']
+    assert np.abs(out - theirs).max() <= 1e-5 * (theirs.max() - theirs.min())  # measured 0 on the whole image
+    swapped = attn[:, [0, 3, 2, 1]]  # the other pair of channels gives another image: the check can fail
+    with torch.no_grad():
+        other = head.features(swapped, torch.from_numpy(rec['seghead_feat_mean'])[None, None])[0, :, ::8, ::8]
+    assert np.abs(other.numpy() - theirs).max() > 1e-2 * (theirs.max() - theirs.min())
+
+
 def test_recorded_full_run():
     "The recorded full-size run (SD v1.4 + released heads, random weights): every stage within tolerance."
     runs = json.loads((FIX / 'mm_equivalence.json').read_text())['runs']
