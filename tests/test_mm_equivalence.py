@@ -76,19 +76,20 @@ def test_density_resize_keeps_their_count(rec):
     assert np.abs(bilinear - theirs).max() > 1e-2 * np.abs(theirs).max()
 
 
-def _counting_model():
+@pytest.fixture(scope='module')
+def counting_model():
     from microscopy_toolkit.matching.released import ReleasedCounting
 
     torch.manual_seed(H.SEED + 4)  # the harness's cnt.pth
     return ReleasedCounting().eval()
 
 
-def test_loca_probe(rec):
+def test_loca_probe(rec, counting_model):
     "LOCA response map and exemplar embedding on the same weights, image and boxes as their code."
     from microscopy_toolkit.matching.exemplar import IMAGENET_MEAN, IMAGENET_STD
     from microscopy_toolkit.matching.released import loca_responses, to_author_keys
 
-    model = _counting_model()
+    model = counting_model
     total = sum(float(v.double().sum()) for v in to_author_keys(model.state_dict()).values())
     assert abs(total - float(rec['cnt_weight_sum'])) < 1e-6 * abs(total), 'random init changed: rerun the harness'
     x = torch.from_numpy(H.probe_image()).permute(2, 0, 1)[None]
@@ -103,11 +104,55 @@ def test_loca_probe(rec):
     np.testing.assert_allclose(emb.numpy(), rec['loca_emb'], rtol=0, atol=2e-3 * np.abs(rec['loca_emb']).max())
 
 
+def test_box_mode_exemplar_token(rec, counting_model):
+    """Mode S as their full run did it (256 px image, one box in its pixels): the box rescaled to the 512 px input,
+    LOCA on the prepared image, the projector's token written into the prompt. Their recorded token, our code."""
+    from microscopy_toolkit.matching.exemplar import IMAGENET_MEAN, IMAGENET_STD
+    from microscopy_toolkit.matching.released import _count_boxes, loca_responses, scale_by_dtype
+    from microscopy_toolkit.matching.sd import prepare_images
+
+    img = H.test_image()  # the harness's image.png (PNG is lossless)
+    boxes = _count_boxes(H.BOX, img.shape[:2], 512)
+    np.testing.assert_array_equal(boxes.numpy(), rec['box_loca_boxes'])  # measured: equal
+    x = prepare_images(scale_by_dtype(img), 512, normalize=False)
+    x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        resp = loca_responses(counting_model.exemplar_encoder, x, boxes)
+        emb = counting_model.projector(resp[-1], boxes)[0].numpy()
+    theirs = rec['box_exemplar_emb'][0]
+    assert np.abs(emb - theirs).max() <= 1e-5 * np.abs(theirs).max()  # the full run measured 1.4e-6 of 4.7 (3e-7)
+    assert np.abs(theirs).max() > 1  # a real token, not zeros
+
+
+def test_seg_head_feature_image(rec):
+    """Their segmentation head's feature image (full-size box run) from its recorded inputs and weights: LayerNorm of
+    attention channels 1 and 3 and the UNet features' mean, bilinear to 512 px, conv 3x3. The full run's 5e-4 (of the
+    range) at this stage is the LayerNorm amplifying its inputs' 2e-6 on a near-constant channel: here it is exact."""
+    from microscopy_toolkit.matching.released import ReleasedSegHead
+
+    head = ReleasedSegHead(64, vit=torch.nn.Identity())
+    state = {k: torch.from_numpy(rec['seghead_' + k.replace('.', '_')]) for k in head.state_dict()}
+    head.load_state_dict(state)
+    attn = torch.zeros(1, 4, 64, 64)
+    attn[0, [1, 3]] = torch.from_numpy(rec['seghead_attn13'])
+    with torch.no_grad():
+        out = head.features(attn, torch.from_numpy(rec['seghead_feat_mean'])[None, None])[0, :, ::8, ::8].numpy()
+    theirs = rec['seghead_out']
+    assert np.abs(out - theirs).max() <= 1e-5 * (theirs.max() - theirs.min())  # measured 0 on the whole image
+    swapped = attn[:, [0, 3, 2, 1]]  # the other pair of channels gives another image: the check can fail
+    with torch.no_grad():
+        other = head.features(swapped, torch.from_numpy(rec['seghead_feat_mean'])[None, None])[0, :, ::8, ::8]
+    assert np.abs(other.numpy() - theirs).max() > 1e-2 * (theirs.max() - theirs.min())
+
+
 def test_recorded_full_run():
     "The recorded full-size run (SD v1.4 + released heads, random weights): every stage within tolerance."
     runs = json.loads((FIX / 'mm_equivalence.json').read_text())['runs']
     assert 'cnt' in runs and len(runs['cnt']['stages']) >= 10
     assert 'seg' in runs and 'Cellpose-SAM ViT on the 9 tiles (flows, cellprob)' in runs['seg']['stages']
+    for tag in ('cnt_box', 'seg_box'):  # mode S: the exemplar token and the stages after it
+        assert 'exemplar embedding (projector)' in runs[tag]['stages'], tag
+        assert len(runs[tag]['stages']) >= 10, tag
     for tag, run in runs.items():
         for stage, d in run['stages'].items():
             assert 'error' not in d, (tag, stage, d)

@@ -4,6 +4,12 @@ A weights folder laid out as `MTK_WEIGHTS_DIR` expects (the authors' file names)
 released classes saved in the authors' format (their key names), a tiny SD saved as a diffusers folder in place of
 SD v1.4, and a task-token vector; the heads take their sizes from that SD. The CLI's outputs are checked against the
 library on the same files, and offline with the folder empty the run stops at once with one error naming every file.
+
+Random weights give no cell at the authors' decoding thresholds, so the segmentation checkpoint's readout (the ViT's
+last 1x1 convolution) is set to a known answer: zero weights and a bias that, in every 8 x 8 output block, is Cellpose's
+flow field of one 8 x 8 square cell (x 5, the network's scale) and cell probability 4. The tiles (32 px, at multiples
+of 8 px) then blend into a grid of 64 square cells at the 64 px processing size, which must come out of the CLI as
+labels, resized to each image's size by nearest neighbour.
 """
 import contextlib
 import io
@@ -17,13 +23,33 @@ import torch
 from PIL import Image
 
 from microscopy_toolkit.cli import main
+from microscopy_toolkit.matching.cellpose import resize_native
 from microscopy_toolkit.matching.released import (ReleasedCounting, ReleasedMatching, ReleasedSegmentation,
                                                   to_author_keys)
 from microscopy_toolkit.models.sd import load_tiny_sd, save_sd
 from microscopy_toolkit.synthetic.cells import cell_image
 
-VIT = dict(embed_dim=32, depth=2, heads=2, global_attn=(1,), window=2, img_size=64, patch=16, ps=8, bsize=16)
+VIT = dict(embed_dim=32, depth=2, heads=2, global_attn=(1,), window=2, img_size=64, patch=16, ps=8, bsize=32)
 ENC = dict(dim=16, layers=1, steps=2, mlp_factor=2, grid=8, feat_channels=32)
+
+
+GRID = (np.arange(64)[:, None] // 8 * 8 + np.arange(64)[None] // 8 + 1).astype(np.uint16)  # 64 squares of 8 px
+
+
+def square_cell_block() -> np.ndarray:
+    "`(3, 8, 8)` float32: Cellpose's flows (dY, dX) of an 8 x 8 square cell, x 5, and cell probability 4."
+    from cellpose.dynamics import masks_to_flows_gpu
+
+    flows = np.asarray(masks_to_flows_gpu(GRID.astype(np.int32), device=torch.device('cpu'))[0])  # (mu, centres)
+    return np.concatenate([5 * flows[:, 8:16, 8:16], np.full((1, 8, 8), 4.0)]).astype(np.float32)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    "Two label images describe the same objects (label numbers may differ)."
+    if a.shape != b.shape or ((a > 0) != (b > 0)).any():
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
+    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
 @pytest.fixture(scope='module')
@@ -34,6 +60,9 @@ def weights(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(torch.randn(32), w / 'mm_task_embed.pth')
     seg = ReleasedSegmentation(dict(encoder=ENC, projector=dict(dim=16, out=32, size=64), grid=32, vit=VIT))
+    with torch.no_grad():  # the known answer: every 8 x 8 block of the output is one square cell
+        seg.head.vit.out.weight.zero_()
+        seg.head.vit.out.bias.copy_(torch.from_numpy(square_cell_block()).reshape(-1))
     torch.save(to_author_keys(seg.state_dict()), w / 'microscopy_matching_seg.pth')
     cnt = ReleasedCounting(dict(encoder=ENC, projector=dict(dim=16, out=32, size=64),
                                 decoder=dict(feat_channels=32, grid=8)))
@@ -68,6 +97,8 @@ def test_segment_and_count_with_the_released_models(weights, images, tmp_path, m
         labels = tifffile.imread(tmp_path / 'seg' / f'{name}_labels.tif')
         assert labels.shape == img.shape[:2]
         np.testing.assert_array_equal(labels, rm.segment(img)[0])
+        np.testing.assert_array_equal(np.unique(labels), np.arange(1, 65))  # the 64 cells (they tile the image)
+        assert same_partition(labels, resize_native(GRID, img.shape[:2], nearest=True))
     rc, out, err = _mtk('match', 'count', tmp_path / 'grey.tif', tmp_path / 'rgb.png', '-o', tmp_path / 'cnt',
                         '--box', '10,10,30,30')
     assert rc == 0, err

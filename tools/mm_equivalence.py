@@ -593,6 +593,19 @@ def fixtures(work: Path, repo: Path, python: str):
         me = Path(__file__).resolve()
         _sh([python, me, 'theirs-fixtures', '--work', work, '--repo', repo], env={**os.environ, 'HF_HUB_OFFLINE': '1'})
     rec = dict(np.load(work / 'theirs_fixtures.npz'))
+    if (work / 'theirs_cnt_box.npz').is_file():  # mode S: their boxes at 512 px and the projector's exemplar token
+        box = np.load(work / 'theirs_cnt_box.npz')
+        rec['box_loca_boxes'], rec['box_exemplar_emb'] = box['loca_boxes'], box['exemplar_emb']
+    if (work / 'theirs_seg_box.npz').is_file():  # their seg head's feature image from its recorded inputs (box run)
+        import torch
+
+        seg = np.load(work / 'theirs_seg_box.npz')
+        rec['seghead_attn13'] = seg['attn_stack'][0, [1, 3]]  # the two attention channels the head reads
+        rec['seghead_feat_mean'] = seg['features'][0].astype(np.float64).mean(0).astype(np.float32)
+        rec['seghead_out'] = seg['vit_feat_image'][:, ::8, ::8]  # (3, 64, 64) of the 512 px image
+        ck = torch.load(work / 'seg.pth', map_location='cpu', mmap=True, weights_only=True)
+        for k in ('norm.weight', 'norm.bias', 'inc_0.weight', 'inc_0.bias'):
+            rec['seghead_' + k.replace('.', '_')] = ck['counting_adapter.regressor.' + k].numpy()
     small = {k: (v.astype(np.float16) if k == 'loca_response' else v) for k, v in rec.items()}
     np.savez_compressed(FIXTURE_NPZ, **small)
     report = json.loads((work / 'report.json').read_text())

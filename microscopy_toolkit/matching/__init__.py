@@ -6,10 +6,11 @@
 __all__ = ['AttentionSpec', 'AttentionMaps', 'capture_attention', 'unet_attention', 'BOX_ERRORS', 'ExemplarProjector',
            'box_error_types', 'box_iou', 'boxes_from_labels', 'check_boxes', 'imprecise_box', 'CountingHead',
            'SegmentationHead', 'instance_targets', 'instances_from_logits', 'instances_from_maps', 'TEMPLATE',
-           'Matcher', 'MatchingModel', 'TrainedWeights', 'default_spec', 'find_instance_pairs', 'read_instance_folder',
-           'read_vgg_folder', 'synthetic_counting_set', 'synthetic_segmentation_set', 'train_val_split', 'evaluate',
-           'fit', 'blob_count', 'otsu_watershed', 'tune_blob_threshold', 'overlay', 'write_counts',
-           'write_segmentation']
+           'Matcher', 'MatchingModel', 'TrainedWeights', 'default_spec', 'ReleasedMatching', 'ReleasedSegmentation',
+           'ReleasedCounting', 'load_released', 'released_segment', 'released_count', 'released_sizes', 'to_our_keys',
+           'to_author_keys', 'find_instance_pairs', 'read_instance_folder', 'read_vgg_folder', 'synthetic_counting_set',
+           'synthetic_segmentation_set', 'train_val_split', 'evaluate', 'fit', 'blob_count', 'otsu_watershed',
+           'tune_blob_threshold', 'overlay', 'write_counts', 'write_segmentation']
 
 # %% ../../nbs/29_matching.ipynb #2b80bf1f
 from .attention import AttentionSpec, AttentionMaps, capture_attention, unet_attention
@@ -18,6 +19,9 @@ from .exemplar import boxes_from_labels, check_boxes, imprecise_box
 from .heads import CountingHead, SegmentationHead, instance_targets
 from .heads import instances_from_logits, instances_from_maps
 from .model import TEMPLATE, Matcher, MatchingModel, TrainedWeights, default_spec
+from .released import ReleasedMatching, ReleasedSegmentation, ReleasedCounting
+from .released import load_released, released_segment, released_count, released_sizes
+from .released import to_our_keys, to_author_keys
 from .data import find_instance_pairs, read_instance_folder, read_vgg_folder
 from .data import synthetic_counting_set, synthetic_segmentation_set
 from .data import train_val_split
@@ -31,6 +35,8 @@ _all_ = [
     'BOX_ERRORS', 'ExemplarProjector', 'box_error_types', 'box_iou', 'boxes_from_labels', 'check_boxes',
     'imprecise_box', 'CountingHead', 'SegmentationHead', 'instance_targets', 'instances_from_logits',
     'instances_from_maps', 'TEMPLATE', 'Matcher', 'MatchingModel', 'TrainedWeights', 'default_spec',
+    'ReleasedMatching', 'ReleasedSegmentation', 'ReleasedCounting', 'load_released', 'released_segment',
+    'released_count', 'released_sizes', 'to_our_keys', 'to_author_keys',
     'find_instance_pairs', 'read_instance_folder', 'read_vgg_folder', 'synthetic_counting_set',
     'synthetic_segmentation_set', 'train_val_split',
     'evaluate', 'fit', 'blob_count', 'otsu_watershed', 'tune_blob_threshold',

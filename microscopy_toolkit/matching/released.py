@@ -5,6 +5,7 @@
 # %% ../../nbs/25_matching.released.ipynb #63ec6d29
 from __future__ import annotations
 import json, math
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -99,15 +100,9 @@ def load_released(model: nn.Module, checkpoint, source: str | None = None) -> nn
     return model
 
 # %% ../../nbs/25_matching.released.ipynb #31c1a266
-class _Mlp(nn.Module):
-    "LOCA's MLP: linear1, GELU, linear2."
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.linear1, self.linear2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.linear2(F.gelu(self.linear1(x)))
+def _mlp(dim: int, hidden: int) -> nn.Sequential:
+    "LOCA's MLP: linear1, GELU, linear2 (the children's names are LOCA's key names)."
+    return nn.Sequential(OrderedDict(linear1=nn.Linear(dim, hidden), gelu=nn.GELU(), linear2=nn.Linear(hidden, dim)))
 
 # %% ../../nbs/25_matching.released.ipynb #492a5008
 class _EncoderLayer(nn.Module):
@@ -117,7 +112,7 @@ class _EncoderLayer(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.self_attn = nn.MultiheadAttention(dim, heads)
-        self.mlp = _Mlp(dim, mlp_factor * dim)
+        self.mlp = _mlp(dim, mlp_factor * dim)
 
     def forward(self, src, pos):
         n = self.norm1(src)
@@ -125,16 +120,20 @@ class _EncoderLayer(nn.Module):
         return src + self.mlp(self.norm2(src))
 
 # %% ../../nbs/25_matching.released.ipynb #255fb9f1
-class _Encoder(nn.Module):
-    def __init__(self, layers: int, dim: int, heads: int, mlp_factor: int):
-        super().__init__()
-        self.layers = nn.ModuleList([_EncoderLayer(dim, heads, mlp_factor) for _ in range(layers)])
-        self.norm = nn.LayerNorm(dim)
+class _LayerStack(nn.Module):
+    "LOCA's `layers` and final `norm`: its encoder (the last output) and its OPE (every step's output, stacked)."
 
-    def forward(self, src, pos):
+    def __init__(self, layers: list, dim: int, every_step: bool = False):
+        super().__init__()
+        self.layers, self.norm, self.every_step = nn.ModuleList(layers), nn.LayerNorm(dim), every_step
+
+    def forward(self, x, *context):
+        out = []
         for layer in self.layers:
-            src = layer(src, pos)
-        return self.norm(src)
+            x = layer(x, *context)
+            if self.every_step:
+                out.append(self.norm(x))
+        return torch.stack(out) if self.every_step else self.norm(x)
 
 # %% ../../nbs/25_matching.released.ipynb #62676ab5
 class _AdaptLayer(nn.Module):
@@ -144,26 +143,12 @@ class _AdaptLayer(nn.Module):
         super().__init__()
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.self_attn, self.enc_dec_attn = nn.MultiheadAttention(dim, heads), nn.MultiheadAttention(dim, heads)
-        self.mlp = _Mlp(dim, mlp_factor * dim)
+        self.mlp = _mlp(dim, mlp_factor * dim)
 
     def forward(self, tgt, appearance, memory, pos, qpos):
         tgt = tgt + self.self_attn(self.norm1(tgt) + qpos, appearance + qpos, appearance)[0]
         tgt = tgt + self.enc_dec_attn(self.norm2(tgt) + qpos, memory + pos, memory)[0]
         return tgt + self.mlp(self.norm3(tgt))
-
-# %% ../../nbs/25_matching.released.ipynb #dc042999
-class _Adapt(nn.Module):
-    def __init__(self, steps: int, dim: int, heads: int, mlp_factor: int):
-        super().__init__()
-        self.layers = nn.ModuleList([_AdaptLayer(dim, heads, mlp_factor) for _ in range(steps)])
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, tgt, appearance, memory, pos, qpos):
-        out = []
-        for layer in self.layers:
-            tgt = layer(tgt, appearance, memory, pos, qpos)
-            out.append(self.norm(tgt))
-        return torch.stack(out)
 
 # %% ../../nbs/25_matching.released.ipynb #c21e2f49
 def loca_positions(dim: int, h: int, w: int, device=None, temperature: float = 10000.0) -> torch.Tensor:
@@ -179,28 +164,17 @@ def loca_positions(dim: int, h: int, w: int, device=None, temperature: float = 1
     return torch.cat([y, x], -1).permute(2, 0, 1)[None]
 
 # %% ../../nbs/25_matching.released.ipynb #9bc53fc7
-class _Up(nn.Module):
-    "LOCA's upsampling layer: conv 3x3, LeakyReLU, bilinear ×2 (align_corners, as `UpsamplingBilinear2d`)."
+def _density_regressor(dim: int = 256) -> nn.Sequential:
+    """LOCA's density head (×8 in size): three blocks 256→128→64→32 of conv 3x3, LeakyReLU and bilinear ×2
+    (align_corners, as `UpsamplingBilinear2d`), then a 1x1 conv and LeakyReLU; named as LOCA's (`regressor.i.layer.j`).
+    """
 
-    def __init__(self, a: int, b: int):
-        super().__init__()
-        self.layer = nn.Sequential(
-            nn.Conv2d(a, b, 3, padding=1), nn.LeakyReLU(), nn.UpsamplingBilinear2d(scale_factor=2)
-        )
+    def up(a, b):
+        layer = nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.LeakyReLU(), nn.UpsamplingBilinear2d(scale_factor=2))
+        return nn.Sequential(OrderedDict(layer=layer))
 
-    def forward(self, x):
-        return self.layer(x)
-
-# %% ../../nbs/25_matching.released.ipynb #bb58ac7e
-class _DensityRegressor(nn.Module):
-    "LOCA's density head: three `_Up` blocks 256→128→64→32, a 1x1 conv and LeakyReLU (×8 in size)."
-
-    def __init__(self, dim: int = 256):
-        super().__init__()
-        self.regressor = nn.Sequential(_Up(dim, 128), _Up(128, 64), _Up(64, 32), nn.Conv2d(32, 1, 1), nn.LeakyReLU())
-
-    def forward(self, x):
-        return self.regressor(x)
+    body = nn.Sequential(up(dim, 128), up(128, 64), up(64, 32), nn.Conv2d(32, 1, 1), nn.LeakyReLU())
+    return nn.Sequential(OrderedDict(regressor=body))
 
 # %% ../../nbs/25_matching.released.ipynb #0bb60b47
 class _Backbone(nn.Module):
@@ -231,14 +205,15 @@ class ExemplarEncoder(nn.Module):
         super().__init__()
         self.backbone = _Backbone()
         self.input_proj = nn.Conv2d(self.backbone.num_channels, dim, 1)
-        self.encoder = _Encoder(layers, dim, heads, mlp_factor)
+        self.encoder = _LayerStack([_EncoderLayer(dim, heads, mlp_factor) for _ in range(layers)], dim)
         self.ope = nn.Module()
-        self.ope.iterative_adaptation = _Adapt(steps, dim, heads, mlp_factor)
+        adapt = [_AdaptLayer(dim, heads, mlp_factor) for _ in range(steps)]
+        self.ope.iterative_adaptation = _LayerStack(adapt, dim, every_step=True)
         self.ope.shape_or_objectness = nn.Sequential(
             nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, dim), nn.ReLU(), nn.Linear(dim, kernel**2 * dim)
         )
-        self.regression_head = _DensityRegressor(dim)
-        self.aux_heads = nn.ModuleList([_DensityRegressor(dim) for _ in range(steps - 1)])
+        self.regression_head = _density_regressor(dim)
+        self.aux_heads = nn.ModuleList([_density_regressor(dim) for _ in range(steps - 1)])
         self.attn_norm = nn.LayerNorm((grid, grid))
         c = feat_channels + attn_channels
         self.fuse = nn.Sequential(nn.Conv2d(c, dim, 1), nn.LeakyReLU(), nn.LayerNorm((grid, grid)))
