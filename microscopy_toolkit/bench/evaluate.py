@@ -427,14 +427,17 @@ def plot_tasks(results: Sequence[BenchResult], ax=None, by: str = 'task'):
     return ax
 
 # %% ../../nbs/41_bench.evaluate.ipynb #38f3c325
-def load_model(spec, device='auto', dtype=None, pretrained: str | None = None, arch: str | None = None):
-    "A contrastive model, a generative model (`tiny-vlm`, `vlm:ID`, a VLM folder) or a chat endpoint (`chat:M@URL`)."
+def load_model(
+    spec, device='auto', dtype=None, pretrained: str | None = None, arch: str | None = None, trust_remote_code=False
+):
+    """A contrastive model, a generative model (`tiny-vlm`, `vlm:ID`, a VLM folder; one shipping its own code only with
+    `trust_remote_code`, see `models.vlm.load_vlm`) or a chat endpoint (`chat:M@URL`)."""
     if isinstance(spec, ContrastiveModel) or hasattr(spec, 'generate'):
         return spec
     if str(spec).startswith('chat:'):
         return endpoint_from_spec(spec)
     if is_vlm_spec(spec):
-        return load_vlm(spec, device=device, dtype=dtype)
+        return load_vlm(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     return load_contrastive(spec, pretrained=pretrained, arch=arch, device=device)
 
 # %% ../../nbs/41_bench.evaluate.ipynb #51410433
@@ -533,11 +536,12 @@ def run_eval(
     max_new_tokens: int = 16,
     scoring: str = 'evllm',
     show_progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> EvalRun:
     "Evaluate every model on the data and write their tables, Table 1 (pooled by default), its ranks and the figure."
     _check_eval_args(models, out, tasks, group, variant, batch_size, n_resamples, kind, scoring, max_new_tokens)
     ds = eval_data(data, split, datasets, tasks, group, seed)
-    loaded = [load_model(m, device, dtype, pretrained, arch) for m in models]
+    loaded = [load_model(m, device, dtype, pretrained, arch, trust_remote_code) for m in models]
     kw = dict(tasks=tasks, group=group, variant=variant, n_resamples=n_resamples, seed=seed)
     results = [
         evaluate_any(

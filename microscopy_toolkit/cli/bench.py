@@ -77,6 +77,11 @@ def _add_eval(verbs) -> None:
     p.add_argument('--dtype', default=None, choices=['float32', 'float16', 'bfloat16'], help='generative models only')
     p.add_argument('--max-new-tokens', type=int, default=16, help='generative models: answer length')
     p.add_argument(
+        '--trust-remote-code',
+        action='store_true',
+        help="generative models that ship their own Python code (QwenVLM, CogVLM): run it (only for sources you trust)",
+    )
+    p.add_argument(
         '--scoring', default='evllm', choices=['evllm', 'parse'], help="generative answers: eVLLM's rule or the parser"
     )
     p.add_argument('--out', '-o', default='bench_eval', help='output folder (default: bench_eval)')
@@ -106,6 +111,7 @@ def _cmd_eval(a) -> list[Path]:
         arch=a.arch,
         max_new_tokens=a.max_new_tokens,
         scoring=a.scoring,
+        trust_remote_code=a.trust_remote_code,
     )
     print(run.table.to_string())
     return run.paths

@@ -18,8 +18,9 @@ from ..weights import KNOWN_WEIGHTS, resolve_weights, _offline
 
 # %% auto #0
 __all__ = ['TINY_CLIP_CFG', 'TINY_BERT_WORDS', 'RANDOM_INIT', 'tiny_clip', 'word_token_ids', 'tokenize', 'ClipBackbone',
-           'tiny_biomedclip', 'build_clip', 'ContrastiveModel', 'tiny_contrastive', 'ModelSpec', 'parse_model_spec',
-           'load_contrastive', 'save_contrastive', 'RandomWeightsWarning', 'load_clip_backbone']
+           'tiny_biomedclip', 'build_clip', 'text_lengths', 'encode_text_trimmed', 'encode_token_ids',
+           'ContrastiveModel', 'tiny_contrastive', 'ModelSpec', 'parse_model_spec', 'load_contrastive',
+           'save_contrastive', 'RandomWeightsWarning', 'load_clip_backbone']
 
 # %% ../../nbs/05_models.clip.ipynb #a94ab89a
 TINY_CLIP_CFG = dict(
@@ -155,6 +156,75 @@ def _as_pil(im):
         raise InputError(f"images must be PIL images or uint8 arrays, got {type(im).__name__}")
     return im.convert('RGB')
 
+# %% ../../nbs/05_models.clip.ipynb #39831dec
+_POOLERS_MASKED = ('ClsPooler', 'ClsLastHiddenStatePooler', 'MeanPooler')  # pads masked out of attention and pooling
+
+
+def _text_tower(model) -> tuple[str | None, object]:
+    "('causal', tower) for open_clip CLIP towers, ('padded', tower) for HFTextEncoder, ('hf_clip', CLIPModel) or None."
+    if hasattr(getattr(model, 'clip', None), 'get_text_features'):
+        return 'hf_clip', model.clip
+    for t in (model, getattr(model, 'text', None)):
+        pool = getattr(t, 'text_pool_type', getattr(t, 'pool_type', None))
+        causal = getattr(t, 'attn_mask', None) is not None and getattr(t, 'cls_emb', None) is None
+        if causal and pool == 'argmax' and hasattr(t, 'token_embedding'):
+            return 'causal', t
+        if type(getattr(t, 'pooler', None)).__name__ in _POOLERS_MASKED and hasattr(t, 'config'):
+            return 'padded', t
+    return None, model
+
+
+# %% ../../nbs/05_models.clip.ipynb #7ab47e9d
+def text_lengths(model, ids: torch.Tensor) -> torch.Tensor | None:
+    "Per row of `ids`, the leading token columns its pooled text feature depends on; None when every column may."
+    kind, tower = _text_tower(model)
+    if kind == 'causal':
+        return ids.argmax(-1) + 1
+    if kind == 'padded':
+        real = (ids != tower.config.pad_token_id).int()
+        return ids.shape[1] - real.flip(-1).argmax(-1)
+    if kind == 'hf_clip':
+        eos = tower.config.text_config.eos_token_id
+        return (ids.argmax(-1) if eos == 2 else (ids == eos).int().argmax(-1)) + 1
+    return None
+
+
+# %% ../../nbs/05_models.clip.ipynb #c427c14a
+def _causal_text_features(tower, ids: torch.Tensor) -> torch.Tensor:
+    "open_clip's CLIP text forward over `ids`' columns only: positions and causal mask cut to match, EOT pooling."
+    n = ids.shape[1]
+    dtype = tower.transformer.get_cast_dtype()
+    x = tower.token_embedding(ids).to(dtype) + tower.positional_embedding[:n].to(dtype)
+    x = tower.ln_final(tower.transformer(x, attn_mask=tower.attn_mask[:n, :n]))
+    x = x[torch.arange(len(ids), device=x.device), ids.argmax(-1)]
+    proj = tower.text_projection
+    if proj is None:
+        return x
+    return proj(x) if isinstance(proj, nn.Linear) else x @ proj
+
+
+# %% ../../nbs/05_models.clip.ipynb #01e3e747
+def encode_text_trimmed(model, ids: torch.Tensor) -> torch.Tensor:
+    "`model.encode_text(ids)` computed over the batch's first `max(text_lengths)` token columns only."
+    kind, tower = _text_tower(model)
+    if kind is None:
+        return model.encode_text(ids)
+    ids = ids[:, : int(text_lengths(model, ids).max())]
+    return _causal_text_features(tower, ids) if kind == 'causal' else model.encode_text(ids)
+
+
+# %% ../../nbs/05_models.clip.ipynb #f5c16d7c
+def encode_token_ids(model, ids: torch.Tensor, batch_size: int = 32, trim: bool = True) -> torch.Tensor:
+    "Text features of token-id rows, in their order; with `trim`, in length-sorted batches cut to their longest."
+    lengths = text_lengths(model, ids) if trim else None
+    order = torch.argsort(lengths.cpu(), stable=True) if lengths is not None else torch.arange(len(ids))
+    feats = []
+    for i in range(0, len(ids), batch_size):
+        x = ids[order[i : i + batch_size].to(ids.device)]
+        feats.append(encode_text_trimmed(model, x) if trim else model.encode_text(x))
+    return torch.cat(feats)[torch.argsort(order).to(ids.device)]
+
+
 # %% ../../nbs/05_models.clip.ipynb #42966835
 class ContrastiveModel:
     "A contrastive image-text model with its preprocessing and tokenizer; unit-norm embeddings, text embeddings cached."
@@ -167,6 +237,7 @@ class ContrastiveModel:
         name: str = 'model',
         device: str | torch.device | None = 'auto',
         config: dict | None = None,
+        trim_texts: bool = True,
     ):
         self.device = get_device(device)
         self.model = model.to(self.device).eval()
@@ -174,6 +245,7 @@ class ContrastiveModel:
         self.config = config  # open_clip model_cfg / preprocess_cfg, when known (needed to save merged models)
         self._text_cache: dict[str, torch.Tensor] = {}
         self.n_texts_encoded = 0  # how many texts went through the text tower (the cache's effect)
+        self.trim_texts = trim_texts  # encode texts sorted by length, each batch cut to its longest (same features)
 
     def __repr__(self):
         return f"ContrastiveModel({self.name!r}, device={self.device}, cached_texts={len(self._text_cache)})"
@@ -188,17 +260,16 @@ class ContrastiveModel:
         self._text_cache.clear()
 
     @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
         "Unit-norm embeddings (len(texts), D) on the CPU; texts seen before come from the cache."
         texts = list(texts)
         if any(not isinstance(t, str) for t in texts):
             raise InputError("texts must all be strings")
         todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
-        for i in range(0, len(todo), batch_size):
-            chunk = todo[i : i + batch_size]
-            emb = self.model.encode_text(self.tokenizer(chunk).to(self.device)).float()
-            self._text_cache.update(zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()))
-            self.n_texts_encoded += len(chunk)
+        if todo:
+            emb = encode_token_ids(self.model, self.tokenizer(todo).to(self.device), batch_size, self.trim_texts)
+            self._text_cache.update(zip(todo, torch.nn.functional.normalize(emb.float(), dim=-1).cpu()))
+            self.n_texts_encoded += len(todo)
         if not texts:
             return torch.empty(0, 0)
         return torch.stack([self._text_cache[t] for t in texts])

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/08_models.vlm.ipynb #15d1191a
 from __future__ import annotations
-import re
+import json, re
 from pathlib import Path
 from typing import Sequence
 
@@ -190,14 +190,52 @@ def pretrained_folder(spec: str | Path, path: str | Path | None = None, download
     p = Path(str(spec)).expanduser()
     return p if p.is_dir() else Path(resolve_weights(str(spec), path, download=download))
 
+# %% ../../nbs/08_models.vlm.ipynb #ab28d5c8
+_CONFIG_FILES = ('config.json', 'processor_config.json', 'preprocessor_config.json', 'tokenizer_config.json')
+
+
+def _remote_code(folder: Path, trust_remote_code: bool) -> dict:
+    "The folder's `auto_map` entries (class -> its code); an InputError if there are any and they are not trusted."
+    found, files = {}, []
+    for f in _CONFIG_FILES:
+        auto_map = json.loads((folder / f).read_text()).get('auto_map') if (folder / f).is_file() else None
+        if auto_map:
+            found.update(auto_map if isinstance(auto_map, dict) else {'AutoTokenizer': auto_map})
+            files.append(f)
+    if found and not trust_remote_code:
+        raise InputError(
+            f"{folder} ships its own model code ({', '.join(files)}: auto_map {sorted(found)}); loading it runs that "
+            "Python code. If you trust its source, pass trust_remote_code=True (mtk bench eval --trust-remote-code)"
+        )
+    return found
+
+
+# %% ../../nbs/08_models.vlm.ipynb #3a49c260
+_AUTO_CLASSES = ('AutoModelForImageTextToText', 'AutoModelForVision2Seq', 'AutoModelForCausalLM')
+
+
+def _model_class(folder: Path, auto_map: dict):
+    "The transformers auto class to load `folder` with: image-text-to-text, unless its own code maps another one."
+    import transformers
+
+    name = next((c for c in _AUTO_CLASSES if c in auto_map), 'AutoModelForImageTextToText')
+    return getattr(transformers, name)
+
+
 # %% ../../nbs/08_models.vlm.ipynb #07af8afb
 def load_vlm(
-    spec, device='auto', dtype=None, path: str | Path | None = None, name: str | None = None
+    spec,
+    device='auto',
+    dtype=None,
+    path: str | Path | None = None,
+    name: str | None = None,
+    trust_remote_code: bool = False,
 ) -> GenerativeModel:
-    "A `GenerativeModel` from `tiny-vlm[:SEED]`, a saved folder, or a hub id (`vlm:` prefix optional)."
+    """A `GenerativeModel` from `tiny-vlm[:SEED]`, a saved folder, or a hub id (`vlm:` prefix optional); a model that
+    ships its own Python code loads only with `trust_remote_code=True` (that code runs here)."""
     if isinstance(spec, GenerativeModel):
         return spec
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoProcessor
 
     s = str(spec)
     seed = _parse_tiny_vlm(s)
@@ -205,5 +243,7 @@ def load_vlm(
         return tiny_vlm(seed, device=device, dtype=dtype)
     s = s.removeprefix('vlm:')
     folder = pretrained_folder(s, path)
-    model = AutoModelForImageTextToText.from_pretrained(folder)
-    return GenerativeModel(model, AutoProcessor.from_pretrained(folder), name or s, device=device, dtype=dtype)
+    auto = _model_class(folder, _remote_code(folder, trust_remote_code))
+    model = auto.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    return GenerativeModel(model, processor, name or s, device=device, dtype=dtype)
