@@ -181,7 +181,8 @@ def theirs(work: Path, repo: Path):
     with torch.no_grad():
         graph, masks = m.track(file_dir=str(work / 'frames'), boxes=None, mode='greedy')
     run_s, cpu_s = time.perf_counter() - t1, time.process_time() - c1
-    df, tracked = graph_to_ctc(graph, masks, outdir=work / 'theirs_ctc')
+    save_npz(work / 'theirs.npz', cap)  # first: their CTC writer below may fail on a tifffile without zstd
+    df, tracked = graph_to_ctc(graph, masks, outdir=None)  # the tracks and relabelled masks, not written
     cap['masks'], cap['tracked'] = masks, tracked
     cap['tracks'] = df[['track_id', 't_start', 't_end', 'parent_id']].to_numpy()
     save_npz(work / 'theirs.npz', cap)
