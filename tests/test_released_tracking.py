@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_mtk
+from conftest import mtk_main, run_mtk
+import microscopy_toolkit.tracking.released as released
 from microscopy_toolkit.matching.model import Matcher
 from microscopy_toolkit.matching.released import AUTHOR_PREFIXES, load_released, read_manifest, to_our_keys
 from microscopy_toolkit.models.sd import load_tiny_sd
@@ -19,7 +20,7 @@ from microscopy_toolkit.synthetic.cells import cell_timelapse, write_ctc_gt
 from microscopy_toolkit.tracking.ctc import read_ctc_result, validate_ctc
 from microscopy_toolkit.tracking.released import (
     TRACKER_CONFIG, ReleasedTracking, TrackingTransformer, causal_norm, load_released_tracking, random_released_state,
-    region_features, released_track, _percentile_norm,
+    region_features, released_track, released_track_segment, _percentile_norm,
 )
 
 FIX = Path(__file__).parent / 'fixtures'
@@ -131,3 +132,62 @@ def test_mtk_track_run_uses_the_released_model_without_c(tmp_path, monkeypatch, 
     bad = run_mtk('track', 'run', tmp_path / '01', '--masks', tmp_path / '01_GT' / 'SEG', '--sd', 'tiny',
                   '-o', tmp_path / 'x', check=False)
     assert bad.returncode != 0 and 'microscopy_matching_tra.pth' in bad.stderr
+
+
+class TruthFlows:
+    """Stands for the Cellpose-SAM transformer in `run_tiled`: the flows (x5) and cell probability (+-5) of the true
+    labels of the frame it is called for, so Cellpose's dynamics decode exactly those labels; records its inputs."""
+
+    def __init__(self, labels):
+        self.labels, self.calls = labels, []
+
+    def __call__(self, net, img, feat, bsize, **kw):
+        from cellpose.dynamics import labels_to_flows
+
+        lab = self.labels[len(self.calls)]
+        self.calls.append((img.shape, feat.shape))
+        flows = labels_to_flows([lab.astype(np.int64)])[0][2:4] * 5
+        return np.concatenate([flows, np.where(lab > 0, 5.0, -5.0)[None]]).astype(np.float32)
+
+
+def test_released_track_segments_the_frames_their_way(tiny, monkeypatch):
+    "A hand-worked 3-frame sequence: the decoded frames are the truth, so the hand-set tracker links the true lineage."
+    matcher, model, _ = tiny
+    tl = cell_timelapse(n_frames=3, size=32, n_cells=3, radius=(4, 6), seed=7, division_prob=0.0)
+    stub = TruthFlows(tl.labels)
+    monkeypatch.setattr(released, 'run_tiled', stub)
+    res, tracks, _ = released_track(tl.frames, model, matcher)
+    assert stub.calls == [((32, 32, 3), (3, 32, 32))] * 3  # one Cellpose-SAM call per frame, at the SD's size
+    np.testing.assert_array_equal(tracks, tl.tracks)
+    np.testing.assert_array_equal(res > 0, tl.labels > 0)
+    pairs = set(zip(res[res > 0].tolist(), tl.labels[res > 0].tolist()))  # synthetic labels are track ids
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}) == 3  # one track per cell
+    empty = tl.labels.copy()
+    empty[0] = 0  # where the authors' code stops (UnboundLocalError), ours segments on without an exemplar
+    monkeypatch.setattr(released, 'run_tiled', TruthFlows(empty))
+    masks = released_track_segment(model, matcher, tl.frames)
+    np.testing.assert_array_equal(masks > 0, empty > 0)
+    for m, e in zip(masks[1:], empty[1:]):  # the same objects, numbered in Cellpose's order
+        assert len(set(zip(m[m > 0].tolist(), e[m > 0].tolist()))) == len(np.unique(e)) - 1 == 3
+
+
+def test_mtk_track_run_segments_without_masks(tmp_path, monkeypatch, tiny):
+    "`mtk track run FRAMES` (no -c, no --masks) segments, then links as with the same label images given."
+    small = small_config(tiny[0], 64)
+    weights = tmp_path / 'weights'
+    weights.mkdir()
+    torch.save(random_released_state(ReleasedTracking(small, device='meta'), seed=3), weights / 'microscopy_matching_tra.pth')
+    (weights / 'microscopy_matching_tra.pth.small.json').write_text(json.dumps(small))
+    tl = cell_timelapse(n_frames=3, size=64, n_cells=3, radius=(5, 8), seed=5, division_prob=0.0)
+    write_ctc_gt(tmp_path, tl)
+    monkeypatch.setenv('MTK_WEIGHTS_DIR', str(weights))
+    monkeypatch.setattr(released, 'run_tiled', TruthFlows(tl.labels))
+    seg = mtk_main('track', 'run', tmp_path / '01', '--sd', 'tiny', '-o', tmp_path / 'seg')
+    assert '3 frames:' in seg.stdout and 'segmenting' in seg.stderr
+    given = mtk_main('track', 'run', tmp_path / '01', '--masks', tmp_path / '01_GT' / 'SEG', '--sd', 'tiny',
+                     '-o', tmp_path / 'given')
+    a, b = read_ctc_result(tmp_path / 'seg'), read_ctc_result(tmp_path / 'given')
+    validate_ctc(a.masks, a.tracks)
+    np.testing.assert_array_equal(a.masks, b.masks)
+    np.testing.assert_array_equal(a.tracks, b.tracks)
+    np.testing.assert_array_equal(a.masks > 0, tl.labels > 0)

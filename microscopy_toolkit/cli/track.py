@@ -63,14 +63,9 @@ def _add_run(verbs) -> None:
 
 # %% ../../nbs/63_cli.track.ipynb #86dd5270
 def _check_run(a) -> None:
-    "The three ways to run: a trained tracker (`-c`), the released tracker on `--masks`, or `--linker overlap --masks`."
+    "The three ways to run: a trained tracker (`-c`), the released tracker, or `--linker overlap --masks`."
     if a.linker == 'overlap' and a.masks is None:
         raise InputError("--linker overlap links given label images: pass --masks, or a --checkpoint to segment")
-    if a.checkpoint is None and a.masks is None:
-        raise InputError(
-            'the released tracker (no --checkpoint) links given label images: pass --masks, '
-            'or a --checkpoint (tracker.pt from mtk track train) to segment'
-        )
 
 # %% ../../nbs/63_cli.track.ipynb #2a3905d3
 def _read_masks(folder: str, frames: np.ndarray) -> np.ndarray:
@@ -114,9 +109,9 @@ def _cmd_run(a) -> list:
         how = 'given masks' if masks is not None else 'segmenting'
         print(f"tracking {len(frames)} frames of {a.frames} ({how}) ...", file=sys.stderr, flush=True)
         step()
-        if a.checkpoint is None and not classical:  # the authors' released tracker on the given masks
+        if a.checkpoint is None and not classical:  # the authors' released tracker (segments unless masks are given)
             sd = a.sd or 'stable-diffusion-v1-4'
-            res, tracks, _ = track_released(frames, masks, sd=sd, linker=a.linker, device=a.device)
+            res, tracks, _ = track_released(frames, masks, sd=sd, linker=a.linker, device=a.device, boxes=a.box)
         else:
             res, tracks, _ = track(
                 frames,

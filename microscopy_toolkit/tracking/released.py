@@ -16,18 +16,23 @@ from scipy import sparse
 
 from ..core import InputError
 from ..matching.released import ExemplarEncoder, ReleasedProjector, ReleasedSegHead, cellpose_sam_vit
-from ..matching.released import load_released, loca_responses, scale_by_dtype, _box_rois
+from ..matching.released import load_released, loca_responses, scale_by_dtype, _box_rois, _count_boxes
+from ..matching.cellpose import CELLPOSE_TILING, cellpose_normalize, flows_to_masks, resize_native
+from ..matching.cellpose import run_tiled, tile_size
+from ..matching.model import splice_exemplar
 from ..matching.exemplar import IMAGENET_MEAN, IMAGENET_STD
 from ..matching.sd import prepare_images, encode_task_prompt, TASK_POSITION
 from ..matching.attention import unet_attention, minmax
 from .linker import object_table, link_tracks
 
 # %% auto #0
-__all__ = ['TRACKER_CONFIG', 'MAX_OBJECTS_PER_PASS', 'fourier_freqs', 'FourierEmbedding', 'RotaryEncoding', 'RelativeAttention',
-           'FeedForward', 'EncoderLayer', 'DecoderLayer', 'TrackingTransformer', 'causal_norm', 'ReleasedTrackHead',
-           'ReleasedTracking', 'random_released_state', 'load_released_tracking', 'tracking_images', 'region_features',
-           'object_boxes', 'object_tokens', 'object_maps', 'ObjectAttention', 'window_association',
-           'released_associations', 'candidate_scores', 'released_track', 'track_released']
+__all__ = ['TRACKER_CONFIG', 'MAX_OBJECTS_PER_PASS', 'TRACK_WORDS', 'TRACK_EXEMPLAR_POSITION', 'fourier_freqs',
+           'FourierEmbedding', 'RotaryEncoding', 'RelativeAttention', 'FeedForward', 'EncoderLayer', 'DecoderLayer',
+           'TrackingTransformer', 'causal_norm', 'ReleasedTrackHead', 'ReleasedTracking', 'random_released_state',
+           'load_released_tracking', 'tracking_images', 'region_features', 'object_boxes', 'object_tokens',
+           'object_maps', 'ObjectAttention', 'window_association', 'released_associations', 'candidate_scores',
+           'track_seg_channels', 'segment_frame', 'frame_exemplar', 'released_track_segment', 'released_track',
+           'track_released']
 
 # %% ../../nbs/34_tracking.released.ipynb #c160f349
 def fourier_freqs(cutoff: float, n: int) -> torch.Tensor:
@@ -457,6 +462,67 @@ def candidate_scores(objects: pd.DataFrame, centroids: np.ndarray, edges: pd.Dat
         out.append(sparse.csr_matrix(np.where(np.isfinite(d) & (rank < max_neighbors), w, 0)))
     return out
 
+# %% ../../nbs/34_tracking.released.ipynb #10ed7fb1
+TRACK_WORDS = (TASK_POSITION + 1, TASK_POSITION + 2, TASK_POSITION + 3)  # their exemplar maps: tokens 2, 3, 4
+TRACK_EXEMPLAR_POSITION = TASK_POSITION + 4  # the previous frame's exemplar (their `task_loc_idx + 4`)
+
+# %% ../../nbs/34_tracking.released.ipynb #ae417b4d
+def track_seg_channels(maps, exemplar: bool = False, use_box: bool = False) -> torch.Tensor:
+    """`(B, 4, G, G)`: [E/2, SC/2, E, SC], E the mean of tokens 2-4's normalised cross maps (and token 5's with an
+    `exemplar`), SC the mean of their self-cross maps; `use_box`: [task/2, SC(task)/2, E, SC] (their `forward_sd`)."""
+    norm = lambda m: minmax(m, 1e-6, add_eps=True)
+    pos = list(TRACK_WORDS) + ([TRACK_EXEMPLAR_POSITION] if exemplar else [])
+    ex = torch.stack([norm(maps.token(p)) for p in pos]).mean(0)
+    sc = torch.stack([maps.self_cross(maps.token(p)) for p in pos]).mean(0)
+    if not use_box:
+        return torch.stack([ex / 2, sc / 2, ex, sc], 1)
+    task = maps.token(TASK_POSITION)
+    return torch.stack([norm(task) / 2, maps.self_cross(task) / 2, ex, sc], 1)
+
+# %% ../../nbs/34_tracking.released.ipynb #34a572f2
+def _imagenet(x: torch.Tensor) -> torch.Tensor:
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean.to(x)) / std.to(x)
+
+
+@torch.no_grad()
+def segment_frame(model, matcher, x: torch.Tensor, cond, exemplar: bool = False, use_box: bool = False,
+                  **decode) -> np.ndarray:  # fmt: skip
+    "`(S, S)` uint16 mask of one prepared frame `x` `(1, 3, S, S)` under the conditioning `cond` (their `forward_sd`)."
+    tokens = [TASK_POSITION, *TRACK_WORDS] + ([TRACK_EXEMPLAR_POSITION] if exemplar else [])
+    sd, vit = matcher.sd, model.head.vit
+    maps = unet_attention(sd.unet, matcher.latents(x), cond, tokens, matcher.timestep, matcher.spec, features=True)
+    feat = model.head.features(track_seg_channels(maps, exemplar, use_box), maps.features, x.shape[-1])
+    img = cellpose_normalize(_imagenet(x)[0].permute(1, 2, 0).float().cpu().numpy())
+    flows = run_tiled(vit, img, feat[0].float().cpu().numpy(), tile_size(vit), **CELLPOSE_TILING)
+    return flows_to_masks(flows, **decode)
+
+# %% ../../nbs/34_tracking.released.ipynb #e2b0a49d
+@torch.no_grad()
+def frame_exemplar(model, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    "`(1, d)` exemplar embedding of a prepared frame `x` `(1, 3, S, S)` and its objects' boxes `(n, 4)` in S px."
+    r = loca_responses(model.exemplar_encoder, _imagenet(x), boxes[None])[-1]
+    return model.projector(r, boxes[None])
+
+# %% ../../nbs/34_tracking.released.ipynb #801886ee
+@torch.no_grad()
+def released_track_segment(model, matcher, frames, boxes=None, **decode) -> np.ndarray:
+    """`(T, Y, X)` uint16 label images of a time-lapse, segmented as their tracking does (see above); `boxes`
+    (image px) on the first frame: their `use_box` mode; `decode` overrides `matching.cellpose.CELLPOSE_DECODE`."""
+    S, dev = matcher.sd.image_size, next(model.parameters()).device
+    base, emb, out = matcher.template_cond('track'), None, []
+    for t, f in enumerate(np.asarray(frames)):
+        x = prepare_images(_frame01(f), S, normalize=False).to(dev)
+        if t == 0 and boxes is not None:
+            emb = frame_exemplar(model, x, _count_boxes(boxes, f.shape[:2], S)[0].to(dev))
+        cond = base if emb is None else splice_exemplar(base, emb, TRACK_EXEMPLAR_POSITION)
+        m = segment_frame(model, matcher, x, cond, emb is not None, boxes is not None, **decode)
+        labels = np.unique(m)[np.unique(m) > 0]
+        if len(labels):
+            emb = frame_exemplar(model, x, object_boxes(m, labels, S).to(dev))
+        out.append(resize_native(m, f.shape[:2], nearest=True))
+    return np.stack(out)
+
 # %% ../../nbs/34_tracking.released.ipynb #ab74d3af
 def released_track(
     frames,
@@ -464,20 +530,20 @@ def released_track(
     matcher,
     masks=None,
     segment=None,
+    boxes=None,
     linker: str = 'greedy',
     threshold: float | None = None,
     window: int = 4,
     max_distance: float = 256,
     max_neighbors: int = 10,
 ):
-    """Track a time-lapse `(T, Y, X[, C])` with the released model: objects from `masks` (label stack) or
-    `segment(frames)`; associations over windows of 4 frames; links by `linker` 'greedy' (theirs: threshold 0.5, at
-    most 2 children) or 'optimal' (our LAP); returns relabelled masks, CTC rows `L B E P`, edges."""
+    """Track a time-lapse `(T, Y, X[, C])` with the released model: objects from `masks` (label stack),
+    `segment(frames)` or, with neither, `released_track_segment` (their way; `boxes`: on the first frame); associations
+    over windows of 4 frames; links by `linker` 'greedy' (theirs: threshold 0.5, at most 2 children) or 'optimal'
+    (our LAP); returns relabelled masks, CTC rows `L B E P`, edges."""
     frames = np.asarray(frames)
     if masks is None:
-        if segment is None:
-            raise InputError('released_track needs masks (a label stack) or a segment function (frames -> masks)')
-        masks = segment(frames)
+        masks = segment(frames) if segment is not None else released_track_segment(model, matcher, frames, boxes)
     masks = np.asarray(masks)
     if masks.shape[:3] != frames.shape[:3] or masks.ndim != 3:
         raise InputError(f'masks {masks.shape} do not fit frames {frames.shape}: one (Y, X) label image per frame')
@@ -490,16 +556,15 @@ def released_track(
 
 # %% ../../nbs/34_tracking.released.ipynb #8b39792b
 def track_released(frames, masks=None, sd='stable-diffusion-v1-4', checkpoint=None, linker: str = 'greedy',
-                   device='cpu', segment=None):  # fmt: skip
+                   device='cpu', segment=None, boxes=None):  # fmt: skip
     """`released_track` with everything resolved: the tracking checkpoint (`checkpoint`, else the weights resolver's
-    `mm-tra`), Stable Diffusion (`sd`: 'stable-diffusion-v1-4', a folder, or 'tiny') and the matcher's defaults."""
+    `mm-tra`), Stable Diffusion (`sd`: 'stable-diffusion-v1-4', a folder, or 'tiny') and the matcher's defaults;
+    without `masks` or `segment` the frames are segmented as theirs (`boxes`: on the first frame)."""
     from microscopy_toolkit.core import get_device
     from microscopy_toolkit.matching.model import Matcher, _resolve_sd
     from microscopy_toolkit.weights import resolve_weights
 
-    if masks is None and segment is None:
-        raise InputError('the released tracker links given label images here: pass masks (e.g. --masks FOLDER)')
     path, device = resolve_weights('mm-tra', checkpoint), get_device(device)
     model = load_released_tracking(path, device=device)
     matcher = Matcher(_resolve_sd(sd, None, device)[0])
-    return released_track(frames, model, matcher, masks=masks, segment=segment, linker=linker)
+    return released_track(frames, model, matcher, masks=masks, segment=segment, boxes=boxes, linker=linker)
