@@ -26,8 +26,9 @@ from ..weights import resolve_many
 # %% auto #0
 __all__ = ['AUTHOR_PREFIXES', 'LOCA_DUMMY_BOXES', 'to_our_keys', 'to_author_keys', 'check_state', 'read_manifest',
            'load_released', 'loca_positions', 'ExemplarEncoder', 'loca_responses', 'loca_density', 'ReleasedProjector',
-           'ReleasedCountDecoder', 'cellpose_sam_vit', 'ReleasedSegHead', 'ReleasedSegmentation', 'ReleasedCounting',
-           'released_sizes', 'scale_by_dtype', 'released_count', 'released_segment', 'ReleasedMatching']
+           'ReleasedCountDecoder', 'cellpose_sam_vit', 'ReleasedSegHead', 'ReleasedParts', 'ReleasedSegmentation',
+           'ReleasedCounting', 'released_sizes', 'scale_by_dtype', 'released_count', 'released_segment',
+           'ReleasedMatching']
 
 # %% ../../nbs/25_matching.released.ipynb #0cea67f4
 AUTHOR_PREFIXES = {
@@ -379,29 +380,35 @@ class ReleasedSegHead(nn.Module):
             x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False)
         return self.inc_0(x)
 
+# %% ../../nbs/25_matching.released.ipynb #ca6b380f
+class ReleasedParts(nn.Module):
+    "What every released checkpoint holds: LOCA's exemplar encoder and the projector; a subclass's `build` adds more."
+
+    def __init__(self, small: dict | None = None, device=None):
+        super().__init__()
+        with torch.device(device or 'cpu'):
+            s = small or {}
+            self.exemplar_encoder = ExemplarEncoder(**s.get('encoder', {}))
+            self.projector = ReleasedProjector(**s.get('projector', {}))
+            self.build(s)
+
+    def build(self, small: dict):
+        "The task's own parts (head, tracker) from the same `small` sizes; none here."
+
+
 # %% ../../nbs/25_matching.released.ipynb #d96493a2
-class ReleasedSegmentation(nn.Module):
+class ReleasedSegmentation(ReleasedParts):
     "The trained parts of `microscopy_matching_seg.pth`: exemplar encoder, projector, segmentation head."
 
-    def __init__(self, small: dict | None = None, device=None):
-        super().__init__()
-        with torch.device(device or 'cpu'):
-            s = small or {}
-            self.exemplar_encoder = ExemplarEncoder(**s.get('encoder', {}))
-            self.projector = ReleasedProjector(**s.get('projector', {}))
-            self.head = ReleasedSegHead(s.get('grid', 64), cellpose_sam_vit(**s.get('vit', {})))
+    def build(self, small: dict):
+        self.head = ReleasedSegHead(small.get('grid', 64), cellpose_sam_vit(**small.get('vit', {})))
 
 # %% ../../nbs/25_matching.released.ipynb #05619af7
-class ReleasedCounting(nn.Module):
+class ReleasedCounting(ReleasedParts):
     "The trained parts of `microscopy_matching_cnt.pth`: exemplar encoder (with its regressors), projector, decoder."
 
-    def __init__(self, small: dict | None = None, device=None):
-        super().__init__()
-        with torch.device(device or 'cpu'):
-            s = small or {}
-            self.exemplar_encoder = ExemplarEncoder(**s.get('encoder', {}))
-            self.projector = ReleasedProjector(**s.get('projector', {}))
-            self.head = ReleasedCountDecoder(**s.get('decoder', {}))
+    def build(self, small: dict):
+        self.head = ReleasedCountDecoder(**small.get('decoder', {}))
 
 # %% ../../nbs/25_matching.released.ipynb #9bf43adf
 def _numbered(shapes: dict, prefix: str) -> int:

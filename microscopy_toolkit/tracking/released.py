@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from scipy import sparse
 
 from ..core import InputError
-from ..matching.released import ExemplarEncoder, ReleasedProjector, ReleasedSegHead, cellpose_sam_vit
+from ..matching.released import ReleasedParts, ReleasedProjector, ReleasedSegHead, cellpose_sam_vit
 from ..matching.released import load_released, loca_responses, scale_by_dtype, _box_rois, _count_boxes
 from ..matching.cellpose import CELLPOSE_TILING, cellpose_normalize, flows_to_masks, resize_native
 from ..matching.cellpose import run_tiled, tile_size
@@ -215,19 +215,14 @@ class ReleasedTrackHead(ReleasedSegHead):
         return self.mlp(self.inc_1(x).flatten(1))
 
 # %% ../../nbs/34_tracking.released.ipynb #6ef50cf7
-class ReleasedTracking(nn.Module):
+class ReleasedTracking(ReleasedParts):
     """The trained parts of `microscopy_matching_tra.pth`: exemplar encoder, projector, the head with its segmentation
     transformer and object embedding, and the tracking transformer. `small` sizes every part (tests, tiny SD)."""
 
-    def __init__(self, small: dict | None = None, device=None):
-        super().__init__()
-        with torch.device(device or 'cpu'):
-            s = small or {}
-            self.exemplar_encoder = ExemplarEncoder(**s.get('encoder', {}))
-            self.projector = ReleasedProjector(**s.get('projector', {}))
-            self.tracker = TrackingTransformer(**s.get('tracker', {}))
-            vit = cellpose_sam_vit(**s.get('vit', {}))
-            self.head = ReleasedTrackHead(s.get('grid', 64), vit, self.tracker.config['d_model'])
+    def build(self, small: dict):
+        self.tracker = TrackingTransformer(**small.get('tracker', {}))
+        vit = cellpose_sam_vit(**small.get('vit', {}))
+        self.head = ReleasedTrackHead(small.get('grid', 64), vit, self.tracker.config['d_model'])
 
 # %% ../../nbs/34_tracking.released.ipynb #1f6887cb
 def random_released_state(model: nn.Module, seed: int = 0, scale: float = 0.05) -> dict:
