@@ -106,8 +106,10 @@ def test_runs_where_the_authors_code_cannot(tiny):
     validate_ctc(res, tracks)
     assert tracks[:, 1].tolist() == [1] * len(tracks) and (tracks[:, 2] == 2).all()  # every track spans frames 1-2
     assert len(tracks) == len(np.unique(masks[1])) - 1
-    one, tr1, e1 = released_track(tl.frames[:1], model, matcher, masks=tl.labels[:1])
+    one, tr1, e1 = released_track(tl.frames[:1], model, matcher, masks=tl.labels[:1], keep_unlinked=True)
     assert len(e1) == 0 and len(tr1) == len(np.unique(tl.labels[0])) - 1
+    one, tr1, e1 = released_track(tl.frames[:1], model, matcher, masks=tl.labels[:1])  # theirs: nothing links
+    assert len(tr1) == 0 and one.max() == 0
 
 
 def test_mtk_track_run_uses_the_released_model_without_c(tmp_path, monkeypatch, tiny):
@@ -122,7 +124,8 @@ def test_mtk_track_run_uses_the_released_model_without_c(tmp_path, monkeypatch, 
     write_ctc_gt(tmp_path, tl)
     monkeypatch.setenv('MTK_WEIGHTS_DIR', str(weights))
     out = tmp_path / '01_RES'
-    res = run_mtk('track', 'run', tmp_path / '01', '--masks', tmp_path / '01_GT' / 'SEG', '--sd', 'tiny', '-o', out)
+    res = run_mtk('track', 'run', tmp_path / '01', '--masks', tmp_path / '01_GT' / 'SEG', '--sd', 'tiny', '-o', out,
+                  '--keep-unlinked')  # random weights: not every object links
     assert '3 frames:' in res.stdout
     ctc = read_ctc_result(out)
     masks, tracks = ctc.masks, ctc.tracks
@@ -182,12 +185,58 @@ def test_mtk_track_run_segments_without_masks(tmp_path, monkeypatch, tiny):
     write_ctc_gt(tmp_path, tl)
     monkeypatch.setenv('MTK_WEIGHTS_DIR', str(weights))
     monkeypatch.setattr(released, 'run_tiled', TruthFlows(tl.labels))
-    seg = mtk_main('track', 'run', tmp_path / '01', '--sd', 'tiny', '-o', tmp_path / 'seg')
+    seg = mtk_main('track', 'run', tmp_path / '01', '--sd', 'tiny', '-o', tmp_path / 'seg', '--keep-unlinked')
     assert '3 frames:' in seg.stdout and 'segmenting' in seg.stderr
     given = mtk_main('track', 'run', tmp_path / '01', '--masks', tmp_path / '01_GT' / 'SEG', '--sd', 'tiny',
-                     '-o', tmp_path / 'given')
+                     '-o', tmp_path / 'given', '--keep-unlinked')
     a, b = read_ctc_result(tmp_path / 'seg'), read_ctc_result(tmp_path / 'given')
     validate_ctc(a.masks, a.tracks)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_array_equal(a.tracks, b.tracks)
     np.testing.assert_array_equal(a.masks > 0, tl.labels > 0)
+
+
+def test_equal_to_the_authors_tracking_on_their_recorded_run():
+    """tools/mm_track_equivalence.py ran their tracking (CPU shim, given labels) on a 4-frame sequence with seeded
+    random weights; ours on their recorded inputs: region features, every window's associations, the per-object
+    attention embedding, and the links from their edge weights."""
+    import sys
+    import pandas as pd
+    from microscopy_toolkit.matching.released import to_our_keys
+    from microscopy_toolkit.tracking.linker import link_tracks, object_table
+    from microscopy_toolkit.tracking.released import ReleasedTrackHead, candidate_scores, drop_unlinked, tracking_images
+    from microscopy_toolkit.tracking.released import window_association
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
+    import mm_track_equivalence as TH
+
+    z = np.load(FIX / 'mm_track_equivalence.npz')
+    cents, feats = region_features(z['labels'], tracking_images(z['frames']))
+    np.testing.assert_allclose(cents, z['rf_coords'], atol=1e-4)
+    np.testing.assert_allclose(feats, z['rf_feats'], atol=1e-4)
+    state = to_our_keys(TH.seeded_parts())
+    tracker, head = TrackingTransformer().eval(), ReleasedTrackHead(64, torch.nn.Identity(), 320).eval()
+    tracker.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith('tracker.')}, strict=True)
+    head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith('head.')}, strict=True)
+    windows = sorted(k for k in z.files if k.startswith('win_A_'))
+    assert len(windows) >= 1
+    with torch.no_grad():
+        for w in range(len(windows)):
+            c = z[f'win_coords_{w}']
+            A = window_association(tracker, c[:, 0].astype(int), c[:, 1:], z[f'win_feats_{w}'],
+                                   torch.from_numpy(z[f'win_emb_{w}']))
+            t = c[:, 0].astype(int)
+            fwd = (t[None, :] - t[:, None]) == 1  # their normalize_output keeps t -> t+1 only: the entries edges use
+            np.testing.assert_allclose(A.numpy()[fwd], z[f'win_A_{w}'][fwd], atol=1e-5)
+            assert np.abs(z[f'win_A_{w}'][~fwd]).max() == 0 and A.numpy()[fwd].max() > 0.3
+        emb = head.object_embedding(torch.from_numpy(z['obj_prev']), torch.from_numpy(z['obj_next']))
+    np.testing.assert_allclose(emb.numpy(), z['obj_emb'], atol=1e-5)
+    objects, e = object_table(z['labels']), z['edges']
+    edges = pd.DataFrame({'src': e[:, 0].astype(np.int64), 'dst': e[:, 1].astype(np.int64), 'weight': e[:, 2]})
+    scores = candidate_scores(objects, objects[['y', 'x']].to_numpy(np.float64), edges)
+    res, tracks, _ = link_tracks(z['labels'], scores, objects, 'greedy', 0.5, max_children=2, max_gap=1)
+    theirs = TH.canonical_tracks(z['tracked'], z['tracks'], z['labels'])
+    assert TH.canonical_tracks(res, tracks, z['labels']) != theirs  # they drop the objects no accepted link touches
+    res, tracks = drop_unlinked(res, tracks)
+    assert TH.canonical_tracks(res, tracks, z['labels']) == theirs and len(theirs) >= 1
+    np.testing.assert_array_equal(tracks, z['tracks'])  # their CTC rows L B E P, numbering included

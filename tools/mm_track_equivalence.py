@@ -184,7 +184,7 @@ def theirs(work: Path, repo: Path):
     save_npz(work / 'theirs.npz', cap)  # first: their CTC writer below may fail on a tifffile without zstd
     df, tracked = graph_to_ctc(graph, masks, outdir=None)  # the tracks and relabelled masks, not written
     cap['masks'], cap['tracked'] = masks, tracked
-    cap['tracks'] = df[['track_id', 't_start', 't_end', 'parent_id']].to_numpy()
+    cap['tracks'] = df[['label', 't1', 't2', 'parent']].to_numpy()  # CTC rows L B E P (not their docstring's names)
     save_npz(work / 'theirs.npz', cap)
     meta = dict(load_s=load_s, run_s=run_s, cpu_s=cpu_s, peak_gb=peak_gb(), missing=len(res.missing_keys),
                 calls=n, torch=torch.__version__)  # fmt: skip
@@ -292,7 +292,9 @@ def compare(work: Path) -> dict:
     w = 0
     while f'win_A_{w}' in th.files and f'win_A_{w}' in us.files:
         rep[f'window {w}: object embeddings'] = _diff(th[f'win_emb_{w}'], us[f'win_emb_{w}'])
-        rep[f'window {w}: associations (quiet softmax)'] = _diff(th[f'win_A_{w}'], us[f'win_A_{w}'])
+        t = th[f'win_coords_{w}'][:, 0]
+        fwd = (t[None, :] - t[:, None]) == 1  # their normalize_output keeps only these; only these become edges
+        rep[f'window {w}: associations t -> t+1 (quiet softmax)'] = _diff(th[f'win_A_{w}'][fwd], us[f'win_A_{w}'][fwd])
         w += 1
     rep['windows'] = dict(theirs=sum(k.startswith('win_A_') for k in th.files), ours=w)
     e_th = {(int(i), int(j)): v for i, j, v in th['edges']}

@@ -52,6 +52,11 @@ def _add_run(verbs) -> None:
         "or 'overlap': the classical overlap+distance linker",
     )
     p.add_argument(
+        '--keep-unlinked',
+        action='store_true',
+        help="the released tracker: keep objects no accepted link touches as one-frame tracks (theirs drops them)",
+    )
+    p.add_argument(
         '--sd',
         default=None,
         help="Stable Diffusion folder to use instead of the checkpoint's; the released tracker: "
@@ -100,7 +105,7 @@ def _cmd_run(a) -> list:
         frames = read_timelapse(a.frames, a.channel, a.axes, a.z)  # unreadable inputs are named first
         masks = _read_masks(a.masks, frames) if a.masks else None
         _check_run(a)
-        keys = ('box', 'linker', 'sd', 'axes', 'channel', 'z')
+        keys = ('box', 'linker', 'keep_unlinked', 'sd', 'axes', 'channel', 'z')
         config = {k: getattr(a, k) for k in keys} | {
             k: fingerprint(getattr(a, k)) for k in ('frames', 'masks', 'checkpoint') if getattr(a, k)
         }
@@ -111,7 +116,8 @@ def _cmd_run(a) -> list:
         step()
         if a.checkpoint is None and not classical:  # the authors' released tracker (segments unless masks are given)
             sd = a.sd or 'stable-diffusion-v1-4'
-            res, tracks, _ = track_released(frames, masks, sd=sd, linker=a.linker, device=a.device, boxes=a.box)
+            kw = dict(sd=sd, linker=a.linker, device=a.device, boxes=a.box, keep_unlinked=a.keep_unlinked)
+            res, tracks, _ = track_released(frames, masks, **kw)
         else:
             res, tracks, _ = track(
                 frames,

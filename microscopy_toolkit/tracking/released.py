@@ -31,8 +31,8 @@ __all__ = ['TRACKER_CONFIG', 'MAX_OBJECTS_PER_PASS', 'TRACK_WORDS', 'TRACK_EXEMP
            'TrackingTransformer', 'causal_norm', 'ReleasedTrackHead', 'ReleasedTracking', 'random_released_state',
            'load_released_tracking', 'tracking_images', 'region_features', 'object_boxes', 'object_tokens',
            'object_maps', 'ObjectAttention', 'window_association', 'released_associations', 'candidate_scores',
-           'track_seg_channels', 'segment_frame', 'frame_exemplar', 'released_track_segment', 'released_track',
-           'track_released']
+           'track_seg_channels', 'segment_frame', 'frame_exemplar', 'released_track_segment', 'drop_unlinked',
+           'released_track', 'track_released']
 
 # %% ../../nbs/34_tracking.released.ipynb #c160f349
 def fourier_freqs(cutoff: float, n: int) -> torch.Tensor:
@@ -518,6 +518,18 @@ def released_track_segment(model, matcher, frames, boxes=None, **decode) -> np.n
         out.append(resize_native(m, f.shape[:2], nearest=True))
     return np.stack(out)
 
+# %% ../../nbs/34_tracking.released.ipynb #f31c2012
+def drop_unlinked(masks: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Remove the tracks no accepted link touches (one frame, no parent, no child); renumber the rest 1..K in order."
+    tracks = np.asarray(tracks, np.int64).reshape(-1, 4)
+    lone = (tracks[:, 1] == tracks[:, 2]) & (tracks[:, 3] == 0) & ~np.isin(tracks[:, 0], tracks[:, 3])
+    kept = tracks[~lone].copy()
+    lut = np.zeros(max(int(np.max(masks, initial=0)), int(tracks[:, 0].max(initial=0))) + 1, np.int64)
+    lut[kept[:, 0]] = np.arange(1, len(kept) + 1)
+    kept[:, 0], kept[:, 3] = lut[kept[:, 0]], lut[kept[:, 3]]
+    return lut[np.asarray(masks)].astype(np.asarray(masks).dtype), kept
+
+
 # %% ../../nbs/34_tracking.released.ipynb #ab74d3af
 def released_track(
     frames,
@@ -531,11 +543,13 @@ def released_track(
     window: int = 4,
     max_distance: float = 256,
     max_neighbors: int = 10,
+    keep_unlinked: bool = False,
 ):
     """Track a time-lapse `(T, Y, X[, C])` with the released model: objects from `masks` (label stack),
     `segment(frames)` or, with neither, `released_track_segment` (their way; `boxes`: on the first frame); associations
     over windows of 4 frames; links by `linker` 'greedy' (theirs: threshold 0.5, at most 2 children) or 'optimal'
-    (our LAP); returns relabelled masks, CTC rows `L B E P`, edges."""
+    (our LAP); objects no accepted link touches are dropped as theirs (`keep_unlinked=True` keeps them); returns
+    relabelled masks, CTC rows `L B E P`, edges."""
     frames = np.asarray(frames)
     if masks is None:
         masks = segment(frames) if segment is not None else released_track_segment(model, matcher, frames, boxes)
@@ -547,11 +561,12 @@ def released_track(
     cents = objects[['y', 'x']].to_numpy(np.float64)
     scores = candidate_scores(objects, cents, edges, max_distance, max_neighbors)
     th = (0.5 if linker == 'greedy' else 0.05) if threshold is None else threshold
-    return link_tracks(masks, scores, objects, linker, th, max_children=2, max_gap=1)
+    res, tracks, links = link_tracks(masks, scores, objects, linker, th, max_children=2, max_gap=1)
+    return (res, tracks, links) if keep_unlinked else (*drop_unlinked(res, tracks), links)
 
 # %% ../../nbs/34_tracking.released.ipynb #8b39792b
 def track_released(frames, masks=None, sd='stable-diffusion-v1-4', checkpoint=None, linker: str = 'greedy',
-                   device='cpu', segment=None, boxes=None):  # fmt: skip
+                   device='cpu', segment=None, boxes=None, keep_unlinked: bool = False):  # fmt: skip
     """`released_track` with everything resolved: the tracking checkpoint (`checkpoint`, else the weights resolver's
     `mm-tra`), Stable Diffusion (`sd`: 'stable-diffusion-v1-4', a folder, or 'tiny') and the matcher's defaults;
     without `masks` or `segment` the frames are segmented as theirs (`boxes`: on the first frame)."""
@@ -562,4 +577,5 @@ def track_released(frames, masks=None, sd='stable-diffusion-v1-4', checkpoint=No
     path, device = resolve_weights('mm-tra', checkpoint), get_device(device)
     model = load_released_tracking(path, device=device)
     matcher = Matcher(_resolve_sd(sd, None, device)[0])
-    return released_track(frames, model, matcher, masks=masks, segment=segment, boxes=boxes, linker=linker)
+    return released_track(frames, model, matcher, masks=masks, segment=segment, boxes=boxes, linker=linker,
+                          keep_unlinked=keep_unlinked)  # fmt: skip
