@@ -54,7 +54,8 @@ def _add_run(verbs) -> None:
     p.add_argument(
         '--keep-unlinked',
         action='store_true',
-        help="the released tracker: keep objects no accepted link touches as one-frame tracks (theirs drops them)",
+        help="the released tracker: keep objects no accepted link touches as one-frame tracks (after --linker "
+        "greedy, theirs drops them)",
     )
     p.add_argument(
         '--sd',
@@ -116,7 +117,7 @@ def _cmd_run(a) -> list:
         step()
         if a.checkpoint is None and not classical:  # the authors' released tracker (segments unless masks are given)
             sd = a.sd or 'stable-diffusion-v1-4'
-            kw = dict(sd=sd, linker=a.linker, device=a.device, boxes=a.box, keep_unlinked=a.keep_unlinked)
+            kw = dict(sd=sd, linker=a.linker, device=a.device, boxes=a.box, keep_unlinked=a.keep_unlinked or None)
             res, tracks, _ = track_released(frames, masks, **kw)
         else:
             res, tracks, _ = track(

@@ -543,13 +543,13 @@ def released_track(
     window: int = 4,
     max_distance: float = 256,
     max_neighbors: int = 10,
-    keep_unlinked: bool = False,
+    keep_unlinked: bool | None = None,
 ):
     """Track a time-lapse `(T, Y, X[, C])` with the released model: objects from `masks` (label stack),
     `segment(frames)` or, with neither, `released_track_segment` (their way; `boxes`: on the first frame); associations
     over windows of 4 frames; links by `linker` 'greedy' (theirs: threshold 0.5, at most 2 children) or 'optimal'
-    (our LAP); objects no accepted link touches are dropped as theirs (`keep_unlinked=True` keeps them); returns
-    relabelled masks, CTC rows `L B E P`, edges."""
+    (our LAP); `keep_unlinked`: None drops the objects no accepted link touches after 'greedy' (theirs) and keeps
+    them after 'optimal'; returns relabelled masks, CTC rows `L B E P`, edges."""
     frames = np.asarray(frames)
     if masks is None:
         masks = segment(frames) if segment is not None else released_track_segment(model, matcher, frames, boxes)
@@ -562,11 +562,12 @@ def released_track(
     scores = candidate_scores(objects, cents, edges, max_distance, max_neighbors)
     th = (0.5 if linker == 'greedy' else 0.05) if threshold is None else threshold
     res, tracks, links = link_tracks(masks, scores, objects, linker, th, max_children=2, max_gap=1)
-    return (res, tracks, links) if keep_unlinked else (*drop_unlinked(res, tracks), links)
+    keep = linker != 'greedy' if keep_unlinked is None else keep_unlinked
+    return (res, tracks, links) if keep else (*drop_unlinked(res, tracks), links)
 
 # %% ../../nbs/34_tracking.released.ipynb #8b39792b
 def track_released(frames, masks=None, sd='stable-diffusion-v1-4', checkpoint=None, linker: str = 'greedy',
-                   device='cpu', segment=None, boxes=None, keep_unlinked: bool = False):  # fmt: skip
+                   device='cpu', segment=None, boxes=None, keep_unlinked=None):  # fmt: skip
     """`released_track` with everything resolved: the tracking checkpoint (`checkpoint`, else the weights resolver's
     `mm-tra`), Stable Diffusion (`sd`: 'stable-diffusion-v1-4', a folder, or 'tiny') and the matcher's defaults;
     without `masks` or `segment` the frames are segmented as theirs (`boxes`: on the first frame)."""
