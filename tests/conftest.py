@@ -12,6 +12,16 @@ def root() -> Path:
     return ROOT
 
 
+def same_partition(a, b) -> bool:
+    "Two label images describe the same objects (label numbers may differ)."
+    import numpy as np
+
+    if a.shape != b.shape or ((a > 0) != (b > 0)).any():
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
+    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+
+
 def run_mtk(*args, cwd=None, check=True, timeout=900):
     "Run the installed `mtk` command and return the CompletedProcess (stdout+stderr captured as text)."
     exe = Path(sys.executable).with_name('mtk')

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import same_partition
 
 FIX = Path(__file__).parent / 'fixtures'
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
@@ -21,14 +22,6 @@ import mm_equivalence as H  # noqa: E402  the harness: seeds, boxes, probe input
 @pytest.fixture(scope='module')
 def rec():
     return dict(np.load(FIX / 'mm_equivalence.npz'))
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    "Two label images describe the same objects (label numbers may differ)."
-    if a.shape != b.shape or ((a > 0) != (b > 0)).any():
-        return False
-    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
-    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
 def decode(dP, cellprob, cellprob_threshold=0.0, flow_threshold=0.4):

@@ -21,6 +21,7 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
+from conftest import same_partition
 
 from microscopy_toolkit.cli import main
 from microscopy_toolkit.matching.cellpose import resize_native
@@ -42,14 +43,6 @@ def square_cell_block() -> np.ndarray:
 
     flows = np.asarray(masks_to_flows_gpu(GRID.astype(np.int32), device=torch.device('cpu'))[0])  # (mu, centres)
     return np.concatenate([5 * flows[:, 8:16, 8:16], np.full((1, 8, 8), 4.0)]).astype(np.float32)
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    "Two label images describe the same objects (label numbers may differ)."
-    if a.shape != b.shape or ((a > 0) != (b > 0)).any():
-        return False
-    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
-    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
 @pytest.fixture(scope='module')
