@@ -274,18 +274,25 @@ class ContrastiveModel:
             return torch.empty(0, 0)
         return torch.stack([self._text_cache[t] for t in texts])
 
-    def _pixels(self, images) -> torch.Tensor:
-        "Preprocessed pixels (N, 3, H, W) of PIL images or uint8 arrays."
-        return torch.stack([self.preprocess(_as_pil(im)) for im in images])
 
-    @torch.inference_mode()
-    def encode_images(self, images: Sequence, batch_size: int = 64) -> torch.Tensor:
-        "Unit-norm embeddings (len(images), D) on the CPU of PIL images or uint8 arrays, in batches."
-        embs = []
-        for i in range(0, len(images), batch_size):
-            x = self._pixels(images[i : i + batch_size]).to(self.device)
-            embs.append(torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
-        return torch.cat(embs) if embs else torch.empty(0, 0)
+# %% ../../nbs/05_models.clip.ipynb #d02beec3
+def _pixels(self: ContrastiveModel, images) -> torch.Tensor:
+    "Preprocessed pixels (N, 3, H, W) of PIL images or uint8 arrays."
+    return torch.stack([self.preprocess(_as_pil(im)) for im in images])
+
+
+@torch.inference_mode()
+def _encode_images(self: ContrastiveModel, images: Sequence, batch_size: int = 64) -> torch.Tensor:
+    "Unit-norm embeddings (len(images), D) on the CPU of PIL images or uint8 arrays, in batches."
+    embs = []
+    for i in range(0, len(images), batch_size):
+        x = self._pixels(images[i : i + batch_size]).to(self.device)
+        embs.append(torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1).cpu())
+    return torch.cat(embs) if embs else torch.empty(0, 0)
+
+
+ContrastiveModel._pixels, ContrastiveModel.encode_images = _pixels, _encode_images
+
 
 # %% ../../nbs/05_models.clip.ipynb #4ec2dc5f
 class _HFCLIP(torch.nn.Module):
